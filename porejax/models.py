@@ -1,0 +1,148 @@
+"""The paper's volumetric DC-GAN (Gayon-Lombardo et al. 2020, Table 2), channels last, from a config.
+
+Generator: a stride-1 transposed conv (k=4, p=0) from the latent, then stride-2 transposed convs (k=4,
+p=1) that double the size, BatchNorm + ReLU between, softmax over phases at the end. With depth
+L = len(g_widths) stride-2 layers, a latent of spatial size a gives a volume of side 2^L (a + 3) with zero
+padding (paper: 64 + 16 (a - 1)) and exactly 2^L a with circular padding (periodic in that axis).
+Discriminator: stride-2 convs (k=4, p=1) with LeakyReLU 0.2 (normalised after the first), then a k=4
+valid conv to one logit per sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from porejax.errors import PorejaxError
+from porejax.nn.layers import Conv3d, ConvTranspose3d
+from porejax.nn.padding import modes_for
+
+NORMS = ("batch", "layer", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Network shape. The defaults are the paper's (Table 2)."""
+
+    n_phases: int = 3
+    latent_channels: int = 100
+    g_widths: tuple[int, ...] = (512, 256, 128, 64)
+    d_widths: tuple[int, ...] = (16, 32, 64, 128)
+    d_norm: str = "batch"  # "batch" (paper), "layer" (for WGAN-GP) or "none"
+
+    def __post_init__(self):
+        object.__setattr__(self, "g_widths", tuple(int(w) for w in self.g_widths))
+        object.__setattr__(self, "d_widths", tuple(int(w) for w in self.d_widths))
+        if self.n_phases < 2:
+            raise PorejaxError(f"a generator needs at least 2 phases, got n_phases={self.n_phases}")
+        if len(self.g_widths) < 1 or len(self.g_widths) != len(self.d_widths):
+            raise PorejaxError(f"g_widths {self.g_widths} and d_widths {self.d_widths} must have the same, "
+                               "non-zero length (it sets the crop size 4 * 2^length)")
+        if min(self.g_widths + self.d_widths + (self.latent_channels,)) < 1:
+            raise PorejaxError("network widths and latent channels must be positive")
+        if self.d_norm not in NORMS:
+            raise PorejaxError(f"d_norm must be one of {NORMS}, got {self.d_norm!r}")
+
+    @property
+    def period_unit(self) -> int:
+        """Output voxels per latent voxel (16 for the paper's depth)."""
+        return 2 ** len(self.g_widths)
+
+    @property
+    def crop_size(self) -> int:
+        """Training sub-volume side: the output of a 1^3 latent with zero padding (64 for the paper)."""
+        return self.output_side(1, periodic=False)
+
+    def output_side(self, latent_side: int, periodic: bool) -> int:
+        return self.period_unit * (latent_side if periodic else latent_side + 3)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(),
+    # reduced widths for training on a few CPU cores, same 64^3 geometry as the paper
+    "cpu": ModelConfig(g_widths=(128, 64, 32, 16), d_widths=(16, 32, 64, 128)),
+    # seconds per step: tests and the demo (32^3 crops)
+    "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
+}
+
+
+def preset(name: str, n_phases: int) -> ModelConfig:
+    if name not in PRESETS:
+        raise PorejaxError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], n_phases=n_phases)
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+    """BatchNorm as PyTorch's (momentum 0.1, eps 1e-5), scale init N(1, 0.02), bias 0."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        scale_init=lambda key, shape, dtype=jnp.float32: 1.0 + 0.02 * jax.random.normal(key, shape, dtype))
+
+
+class Generator(nn.Module):
+    """z (B, a, a, a, latent_channels) -> phase probabilities (B, D, H, W, n_phases)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, z: jnp.ndarray, train: bool = False,
+                 periodic: Sequence[bool] = (False, False, False)) -> jnp.ndarray:
+        modes = modes_for(periodic)
+        x = z
+        for i, width in enumerate(self.config.g_widths):
+            stride, pad = (1, 0) if i == 0 else (2, 1)
+            x = ConvTranspose3d(width, 4, stride, pad, name=f"deconv{i}")(x, modes)
+            x = nn.relu(_batch_norm(train)(x))
+        x = ConvTranspose3d(self.config.n_phases, 4, 2, 1, name=f"deconv{len(self.config.g_widths)}")(x, modes)
+        # Align periodic axes with the zero-padded generator on an infinitely tiled latent (whose output
+        # index F is natural index F mod period): the periodic volume is then exactly the central crop
+        # of the zero-padded generator applied to the latent tiled 3x3x3.
+        shift = 3 * self.config.period_unit // 2
+        axes = tuple(a + 1 for a, p in enumerate(periodic) if p)
+        if axes:
+            x = jnp.roll(x, (-shift,) * len(axes), axes)
+        return nn.softmax(x, axis=-1)
+
+
+class Discriminator(nn.Module):
+    """x (B, S, S, S, n_phases) with S = crop_size -> one logit per sample (B,)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        for i, width in enumerate(self.config.d_widths):
+            x = Conv3d(width, 4, 2, 1, name=f"conv{i}")(x)
+            if i > 0 and self.config.d_norm == "batch":
+                x = _batch_norm(train)(x)
+            elif i > 0 and self.config.d_norm == "layer":
+                x = nn.LayerNorm(epsilon=1e-5)(x)
+            x = nn.leaky_relu(x, 0.2)
+        x = Conv3d(1, 4, 1, 0, name=f"conv{len(self.config.d_widths)}")(x)
+        return x.reshape(x.shape[0])
+
+
+def init_variables(config: ModelConfig, key: jax.Array) -> tuple[dict, dict]:
+    """Fresh (generator, discriminator) variables: {"params", "batch_stats"} each (batch_stats may be empty)."""
+    kg, kd = jax.random.split(key)
+    z = jnp.zeros((1, 1, 1, 1, config.latent_channels), jnp.float32)
+    x = jnp.zeros((1,) + (config.crop_size,) * 3 + (config.n_phases,), jnp.float32)
+    g_vars = Generator(config).init(kg, z)
+    d_vars = Discriminator(config).init(kd, x)
+    return ({"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})},
+            {"params": d_vars["params"], "batch_stats": d_vars.get("batch_stats", {})})
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,32 @@
+"""Test set-up: two fake CPU devices (for data-parallel tests) and the shared-data fixture.
+
+Tests that read `../shared` (real volumes, peer reference values) use the `shared_dir` fixture: it skips
+with a printed reason on a fresh clone without that folder; CI always has it (`.ci/run` checks).
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DIR = Path(os.environ.get("POREJAX_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder beside the checkout (`../shared`), or skip."""
+    if not (SHARED_DIR / "data").is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DIR} (set POREJAX_SHARED to use another)")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def reference_values(shared_dir):
+    """TauFactor / PoreSpy reference values for the shared volumes."""
+    import json
+
+    return json.loads((shared_dir / "reference" / "taufactor_porespy.json").read_text())
