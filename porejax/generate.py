@@ -1,0 +1,282 @@
+"""Generation from a checkpoint: pure, periodic in any subset of axes, any size, chunked and streamed.
+
+Generation is a pure function of (generator params, frozen normalisation statistics, latent): BatchNorm
+uses the statistics stored in the checkpoint, so a volume does not depend on batching or chunking.
+
+- Zero padding: a latent of spatial side a gives side u (a + 3) (u = period unit, 16 for the paper, so
+  64 + 16 (a - 1)); `--size N` centre-crops the smallest such volume that covers N.
+- Periodic (circular padding in every layer) along any subset of x, y, z: side exactly u a, seamless; it
+  equals the central crop of the zero-padded generator applied to the latent tiled 3x3x3.
+- Chunked: the generator is local, so a volume is generated tile by tile from latent windows with a halo
+  (the backward receptive field of the tile), stitched exactly, and streamed to TIFF slab by slab along
+  x; peak memory is set by the tile side and the volume's cross-section, not by its volume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import itertools
+import math
+import os
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from porejax import checkpoint
+from porejax.errors import PorejaxError
+from porejax.models import Generator, ModelConfig
+from porejax.volume import PhaseMap, TiffStackWriter, decode
+
+AXES = "xyz"
+DEFAULT_CHUNK = 256  # output voxels per tile side when a volume is too large to generate in one piece
+ONE_SHOT_VOXELS = 256**3
+_BATCH = 8  # latents per jitted call when generating a batch
+
+
+def parse_periodic(periodic: str | bool | Sequence[bool] | None) -> tuple[bool, bool, bool]:
+    """Periodic axes from "xyz"-style strings ("" or None: none; True: all) or three booleans."""
+    if periodic is None or periodic is False:
+        return (False, False, False)
+    if periodic is True:
+        return (True, True, True)
+    if isinstance(periodic, str):
+        spec = periodic.lower().replace(",", "")
+        if spec in ("none", ""):
+            return (False, False, False)
+        if spec == "all":
+            spec = AXES
+        if not set(spec) <= set(AXES) or len(set(spec)) != len(spec):
+            raise PorejaxError(f"periodic axes must be a subset of 'xyz' (e.g. 'xyz', 'xy', ''), got {periodic!r}")
+        return tuple(a in spec for a in AXES)  # type: ignore[return-value]
+    flags = tuple(bool(p) for p in periodic)
+    if len(flags) != 3:
+        raise PorejaxError(f"periodic needs one flag per axis (x, y, z), got {periodic!r}")
+    return flags  # type: ignore[return-value]
+
+
+def _as_triple(size: int | Sequence[int], what: str) -> tuple[int, int, int]:
+    sizes = (size,) * 3 if np.ndim(size) == 0 else tuple(size)
+    if len(sizes) != 3 or any(int(s) != s or s < 1 for s in sizes):
+        raise PorejaxError(f"{what} must be a positive integer or three of them, got {size!r}")
+    return tuple(int(s) for s in sizes)  # type: ignore[return-value]
+
+
+@functools.partial(jax.jit, static_argnames=("config", "periodic"))
+def _probabilities(variables: dict, z: jnp.ndarray, config: ModelConfig, periodic: tuple[bool, ...]):
+    return Generator(config).apply(variables, z, train=False, periodic=periodic)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _indices_and_confidence(variables: dict, z: jnp.ndarray, config: ModelConfig):
+    p = Generator(config).apply(variables, z, train=False)[0]
+    return jnp.argmax(p, axis=-1).astype(jnp.uint8), jnp.max(p, axis=-1)
+
+
+def _input_interval(lo: int, hi: int, kernel: int, stride: int, padding: int) -> tuple[int, int]:
+    """Inputs [lo', hi') a transposed conv reads to produce outputs [lo, hi) (zero-padding frame)."""
+    return -((kernel - 1 - lo - padding) // stride), (hi - 1 + padding) // stride + 1
+
+
+def latent_window(config: ModelConfig, lo: int, hi: int) -> tuple[int, int]:
+    """Latent indices [l0, l1) that output voxels [lo, hi) of the zero-padded generator depend on."""
+    for _ in config.g_widths:  # the stride-2 layers, from the last backwards
+        lo, hi = _input_interval(lo, hi, 4, 2, 1)
+    return _input_interval(lo, hi, 4, 1, 0)
+
+
+def periodic_halo(config: ModelConfig) -> int:
+    """Latent voxels of circular padding that make zero-padded generation equal periodic generation."""
+    u = config.period_unit
+    lo, hi = latent_window(config, 3 * u // 2, 3 * u // 2 + u)
+    return max(0, -lo, hi - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _AxisPlan:
+    """How one axis of an output volume maps to the zero-padded generator on a (padded) latent."""
+
+    size: int           # output voxels
+    offset: int         # output voxel 0 = this voxel of the zero-padded generator on the padded latent
+    latent_pad: int     # circular latent padding (periodic axes)
+    latent_size: int    # padded latent length
+
+
+def _plan(config: ModelConfig, latent_shape: Sequence[int], periodic: Sequence[bool],
+          size: Sequence[int] | None) -> list[_AxisPlan]:
+    u, plans = config.period_unit, []
+    for axis, (a, circ) in enumerate(zip(latent_shape, periodic)):
+        full = config.output_side(a, circ)
+        n = full if size is None else size[axis]
+        if n > full:
+            raise PorejaxError(f"requested {n} voxels along {AXES[axis]} but a latent of {a} gives {full}")
+        if circ:
+            if n != full:
+                raise PorejaxError(f"periodic output along {AXES[axis]} has exactly {full} voxels for latent {a}")
+            h = periodic_halo(config)
+            plans.append(_AxisPlan(n, u * h + 3 * u // 2, h, a + 2 * h))
+        else:
+            plans.append(_AxisPlan(n, (full - n) // 2, 0, a))
+    return plans
+
+
+def _tiles(plan: _AxisPlan, chunk: int, config: ModelConfig) -> list[tuple[int, int, int, int]]:
+    """(t0, t1, l0, l1) per tile along one axis: output range and the latent window it needs."""
+    tiles = []
+    for t0 in range(0, plan.size, chunk):
+        t1 = min(plan.size, t0 + chunk)
+        l0, l1 = latent_window(config, t0 + plan.offset, t1 + plan.offset)
+        tiles.append((t0, t1, max(0, l0), min(plan.latent_size, l1)))
+    return tiles
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenGenerator:
+    """A trained (or freshly initialised) generator with frozen normalisation statistics and its PhaseMap."""
+
+    config: ModelConfig
+    phase_map: PhaseMap
+    variables: dict
+    step: int | None = None
+
+    # --- latents -------------------------------------------------------------------------------
+    def latent(self, seed: int = 0, size: int | Sequence[int] = 1) -> np.ndarray:
+        """Standard-normal latent (A, A, A, latent_channels) float32; `size` may be a 3-tuple."""
+        shape = _as_triple(size, "latent size") + (self.config.latent_channels,)
+        return np.asarray(jax.random.normal(jax.random.PRNGKey(int(seed)), shape, jnp.float32))
+
+    def latent_size_for(self, size: int | Sequence[int], periodic: str | Sequence[bool] = "") -> tuple[int, int, int]:
+        """Smallest latent side per axis whose output covers `size` voxels (periodic: exactly)."""
+        sizes, flags, u = _as_triple(size, "size"), parse_periodic(periodic), self.config.period_unit
+        latent = []
+        for axis, (n, circ) in enumerate(zip(sizes, flags)):
+            if circ and n % u:
+                raise PorejaxError(f"a periodic volume needs a size that is a multiple of {u} (the generator's "
+                                   f"period unit) along {AXES[axis]}; got {n}: use {max(u, n // u * u)} or {(n // u + 1) * u}")
+            latent.append(n // u if circ else max(1, math.ceil(n / u) - 3))
+        return tuple(latent)  # type: ignore[return-value]
+
+    def output_shape(self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "") -> tuple[int, int, int]:
+        flags = parse_periodic(periodic)
+        return tuple(self.config.output_side(a, c) for a, c in zip(latent_shape, flags))  # type: ignore[return-value]
+
+    def _check_latent(self, z) -> tuple[np.ndarray, bool]:
+        z = np.asarray(z, dtype=np.float32)
+        batched = z.ndim == 5
+        if z.ndim not in (4, 5) or z.shape[-1] != self.config.latent_channels:
+            raise PorejaxError(f"latent must be (A, A, A, {self.config.latent_channels}) or batched "
+                               f"(B, A, A, A, {self.config.latent_channels}), got {z.shape}; use g.latent()")
+        if not np.all(np.isfinite(z)):
+            raise PorejaxError("latent contains NaN or infinite values")
+        return (z if batched else z[None]), batched
+
+    # --- one-shot generation -------------------------------------------------------------------
+    def probabilities(self, z, periodic: str | Sequence[bool] = "") -> np.ndarray:
+        """Phase probabilities float32 (D, H, W, n_phases) for a latent (A, A, A, C); batched in, batched out."""
+        zb, batched = self._check_latent(z)
+        flags = parse_periodic(periodic)
+        out = np.concatenate([np.asarray(_probabilities(self.variables, jnp.asarray(zb[i:i + _BATCH]),
+                                                        self.config, flags))
+                              for i in range(0, len(zb), _BATCH)])
+        return out if batched else out[0]
+
+    def labels(self, z, periodic: str | Sequence[bool] = "") -> np.ndarray:
+        """Label volume (D, H, W) with the ORIGINAL label values (argmax over phases)."""
+        return decode(self.probabilities(z, periodic), self.phase_map)
+
+    def confidence(self, z, periodic: str | Sequence[bool] = "") -> np.ndarray:
+        """Confidence map (D, H, W) float32: the maximum phase probability of each voxel (paper S9)."""
+        return self.probabilities(z, periodic).max(axis=-1)
+
+    # --- chunked generation --------------------------------------------------------------------
+    def slabs(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None,
+              chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (labels, confidence) slabs (d, H, W) along x, tile by tile, identical to one-shot output.
+
+        `size`: output voxels per axis (default: the latent's full output; zero-padded axes centre-crop).
+        `chunk`: tile side in output voxels (default: one piece up to 256^3 voxels, else 256).
+        """
+        zb, batched = self._check_latent(z)
+        if batched:
+            raise PorejaxError("slabs() takes one latent (A, A, A, C), not a batch")
+        flags = parse_periodic(periodic)
+        plans = _plan(self.config, zb.shape[1:4], flags, None if size is None else _as_triple(size, "size"))
+        shape = tuple(p.size for p in plans)
+        if chunk is None:
+            chunk = max(shape) if np.prod(shape) <= ONE_SHOT_VOXELS else DEFAULT_CHUNK
+        if int(chunk) != chunk or chunk < 1:
+            raise PorejaxError(f"chunk must be a positive number of voxels, got {chunk}")
+        pad = [(0, 0)] + [(p.latent_pad, p.latent_pad) for p in plans] + [(0, 0)]
+        padded = np.pad(zb, pad, mode="wrap")
+        lut = np.asarray(self.phase_map.labels, dtype=self.phase_map.label_dtype)
+        tiles = [_tiles(p, int(chunk), self.config) for p in plans]
+        u = self.config.period_unit
+        for tx in tiles[0]:
+            labels = np.empty((tx[1] - tx[0],) + shape[1:], lut.dtype)
+            conf = np.empty(labels.shape, np.float32)
+            for ty, tz in itertools.product(tiles[1], tiles[2]):
+                window = padded[:, tx[2]:tx[3], ty[2]:ty[3], tz[2]:tz[3]]
+                idx, c = _indices_and_confidence(self.variables, jnp.asarray(window), self.config)
+                crop = tuple(slice(t[0] + p.offset - u * t[2], t[1] + p.offset - u * t[2])
+                             for t, p in zip((tx, ty, tz), plans))
+                target = (slice(None), slice(ty[0], ty[1]), slice(tz[0], tz[1]))
+                labels[target] = lut[np.asarray(idx)[crop]]
+                conf[target] = np.asarray(c)[crop]
+            yield labels, conf
+
+    def generate(self, z, periodic: str | Sequence[bool] = "", size=None, chunk: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, confidence) in memory, generated tile by tile (see `slabs`)."""
+        parts = list(self.slabs(z, periodic, size, chunk))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def write(self, path: str | os.PathLike, z, periodic: str | Sequence[bool] = "", size=None,
+              chunk: int | None = None, confidence_path: str | os.PathLike | None = None) -> tuple[int, int, int]:
+        """Stream the label volume (and optionally the confidence map, float32) to TIFF; returns the shape."""
+        flags = parse_periodic(periodic)
+        zb, _ = self._check_latent(z)
+        plans = _plan(self.config, zb.shape[1:4], flags, None if size is None else _as_triple(size, "size"))
+        shape = tuple(p.size for p in plans)
+        voxel = self.phase_map.voxel_size
+        writers = [TiffStackWriter(path, shape, self.phase_map.label_dtype, voxel)]
+        if confidence_path is not None:
+            writers.append(TiffStackWriter(confidence_path, shape, np.float32, voxel))
+        with contextlib.ExitStack() as stack:
+            for writer in writers:
+                stack.enter_context(writer)
+            for slab in self.slabs(z, flags, size, chunk):
+                for writer, part in zip(writers, slab):
+                    writer.write(part)
+        return shape  # type: ignore[return-value]
+
+
+def interpolate_latents(z0, z1, steps: int, method: str = "slerp") -> np.ndarray:
+    """Latents on the path from z0 to z1 (paper S8): (steps, *z0.shape).
+
+    "slerp" (default) keeps the norm typical of Gaussian latents; "linear" is the straight line.
+    """
+    z0, z1 = np.asarray(z0, np.float32), np.asarray(z1, np.float32)
+    if z0.shape != z1.shape:
+        raise PorejaxError(f"latents to interpolate differ in shape: {z0.shape} vs {z1.shape}")
+    if steps < 2:
+        raise PorejaxError(f"interpolation needs at least 2 steps, got {steps}")
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape((steps,) + (1,) * z0.ndim)
+    if method == "linear":
+        return (1 - t) * z0 + t * z1
+    if method != "slerp":
+        raise PorejaxError(f"interpolation method must be 'slerp' or 'linear', got {method!r}")
+    cos = float(np.sum(z0 * z1) / (np.linalg.norm(z0) * np.linalg.norm(z1)))
+    omega = math.acos(min(1.0, max(-1.0, cos)))
+    if omega < 1e-6:
+        return (1 - t) * z0 + t * z1
+    return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / math.sin(omega)
+
+
+def load_generator(checkpoint_dir: str | os.PathLike, step: int | None = None) -> FrozenGenerator:
+    """The frozen generator of a checkpoint directory (newest step unless `step` is given)."""
+    meta, variables, step = checkpoint.restore_generator(checkpoint_dir, step)
+    config, phase_map = checkpoint.model_and_phases(meta)
+    return FrozenGenerator(config, phase_map, variables, step)
