@@ -166,7 +166,31 @@ def _run_info(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_init, _add_synth, _add_generate, _add_info]
+# --- import-torch ----------------------------------------------------------------------------------
+def _add_import_torch(sub) -> None:
+    p = sub.add_parser("import-torch", help="convert a PyTorch DC-GAN generator state_dict into a checkpoint")
+    p.add_argument("--state-dict", required=True, type=Path, help="generator state_dict (.pth, torch.save)")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory to write")
+    p.add_argument("--labels", type=_int_list, help="label values of the phases in order (default 0,1,...)")
+    p.add_argument("--names", help="phase names, comma-separated, in label order")
+    p.add_argument("--voxel-size", type=float, help="voxel edge length in micrometres")
+    p.set_defaults(run=_run_import_torch)
+
+
+def _run_import_torch(args) -> int:
+    from porejax import checkpoint
+    from porejax.interop.torch import import_generator
+
+    names = None if args.names is None else args.names.split(",")
+    out = import_generator(args.state_dict, args.out, args.labels, names, args.voxel_size)
+    config, phase_map = checkpoint.model_and_phases(checkpoint.read_metadata(out))
+    print(f"wrote {out}: generator widths {list(config.g_widths)}, latent channels {config.latent_channels}, "
+          f"{phase_map.n_phases} phases {list(phase_map.labels)}; generate with "
+          f"`porejax generate --checkpoint {out} ...`")
+    return 0
+
+
+COMMANDS: list[Callable] = [_add_init, _add_synth, _add_generate, _add_info, _add_import_torch]
 
 
 def build_parser() -> argparse.ArgumentParser:
