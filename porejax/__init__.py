@@ -1,8 +1,17 @@
-"""porejax: learn, generate and characterise 3D multi-phase porous microstructures with JAX."""
+"""porejax: learn, generate and characterise 3D multi-phase porous microstructures with JAX.
+
+    g = porejax.load_generator(checkpoint_dir)   # frozen generator + PhaseMap
+    z = g.latent(seed=0, size=3)                 # (A, A, A, latent_channels)
+    p = g.probabilities(z, periodic="xyz")       # (D, H, W, n_phases) float32
+    v = g.labels(z, periodic="")                 # label volume with the original label values
+"""
 
 from porejax.errors import PorejaxError
+from porejax.generate import FrozenGenerator, interpolate_latents, load_generator
+from porejax.models import ModelConfig
 from porejax.volume import PhaseMap, decode, one_hot, read_volume, write_volume
 
 __version__ = "0.1.0"
 
-__all__ = ["PhaseMap", "PorejaxError", "decode", "one_hot", "read_volume", "write_volume"]
+__all__ = ["FrozenGenerator", "ModelConfig", "PhaseMap", "PorejaxError", "decode", "interpolate_latents",
+           "load_generator", "one_hot", "read_volume", "write_volume"]

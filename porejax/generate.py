@@ -146,7 +146,8 @@ class FrozenGenerator:
     def latent(self, seed: int = 0, size: int | Sequence[int] = 1) -> np.ndarray:
         """Standard-normal latent (A, A, A, latent_channels) float32; `size` may be a 3-tuple."""
         shape = _as_triple(size, "latent size") + (self.config.latent_channels,)
-        return np.asarray(jax.random.normal(jax.random.PRNGKey(int(seed)), shape, jnp.float32))
+        flat = jax.random.normal(jax.random.PRNGKey(int(seed)), (int(np.prod(shape)),), jnp.float32)
+        return np.asarray(flat).reshape(shape)
 
     def latent_size_for(self, size: int | Sequence[int], periodic: str | Sequence[bool] = "") -> tuple[int, int, int]:
         """Smallest latent side per axis whose output covers `size` voxels (periodic: exactly)."""

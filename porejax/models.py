@@ -11,6 +11,7 @@ valid conv to one logit per sample.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -19,10 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from porejax.errors import PorejaxError
-from porejax.nn.layers import Conv3d, ConvTranspose3d
+from porejax.nn.layers import Conv3d, ConvTranspose3d, normal_init
 from porejax.nn.padding import modes_for
 
 NORMS = ("batch", "layer", "none")
+BATCH_NORM_MOMENTUM = 0.9  # flax convention: running = momentum * running + (1 - momentum) * batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +73,9 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),
-    # reduced widths for training on a few CPU cores, same 64^3 geometry as the paper
-    "cpu": ModelConfig(g_widths=(128, 64, 32, 16), d_widths=(16, 32, 64, 128)),
+    # training on two CPU cores: one stride-2 layer less (32^3 crops, period unit 8) and reduced widths;
+    # measurements in experiments/results/cathode/README.md
+    "cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64)),
     # seconds per step: tests and the demo (32^3 crops)
     "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
 }
@@ -86,8 +89,8 @@ def preset(name: str, n_phases: int) -> ModelConfig:
 
 def _batch_norm(train: bool) -> nn.BatchNorm:
     """BatchNorm as PyTorch's (momentum 0.1, eps 1e-5), scale init N(1, 0.02), bias 0."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=lambda key, shape, dtype=jnp.float32: 1.0 + 0.02 * jax.random.normal(key, shape, dtype))
+    return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+                        scale_init=normal_init(0.02, mean=1.0))
 
 
 class Generator(nn.Module):
@@ -133,6 +136,7 @@ class Discriminator(nn.Module):
         return x.reshape(x.shape[0])
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init_variables(config: ModelConfig, key: jax.Array) -> tuple[dict, dict]:
     """Fresh (generator, discriminator) variables: {"params", "batch_stats"} each (batch_stats may be empty)."""
     kg, kd = jax.random.split(key)

@@ -1,0 +1,188 @@
+"""Generation: output sizes, the exact periodic identity, seams, chunked == one-shot, determinism."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tifffile
+
+import porejax
+from porejax import checkpoint
+from porejax.cli import main
+from porejax.generate import FrozenGenerator, interpolate_latents, parse_periodic, periodic_halo
+from porejax.models import init_variables, preset
+from porejax.volume import PhaseMap
+
+LABELS = (0, 128, 255)
+
+
+def _smooth_generator(name: str = "tiny") -> FrozenGenerator:
+    """A generator with structure: smooth (linear-interpolation) kernels with random channel mixing and
+    randomised frozen BatchNorm statistics, so that labels have a correlation length of several voxels."""
+    config = preset(name, 3)
+    g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    params = {}
+    for layer, value in g_vars["params"].items():
+        if "kernel" not in value:
+            params[layer] = value
+            continue
+        k, _, _, c_in, c_out = value["kernel"].shape
+        profile = jnp.array([1.0, 3.0, 3.0, 1.0]) / (8.0 if layer == "deconv0" else 4.0)
+        key, sub = jax.random.split(key)
+        mix = jax.random.normal(sub, (c_in, c_out)) * (3.0 / np.sqrt(c_in))
+        mix = mix - mix.mean(axis=1, keepdims=True)  # no phase is favoured by the positive ReLU inputs
+        smooth = profile[:, None, None] * profile[None, :, None] * profile[None, None, :]
+        params[layer] = {"kernel": smooth[..., None, None] * mix}
+    stats = jax.tree_util.tree_map(lambda v: v, g_vars["batch_stats"])
+    leaves, tree = jax.tree_util.tree_flatten(stats)
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    stats = jax.tree_util.tree_unflatten(tree, [jnp.abs(leaf + 0.2 * jax.random.normal(k, leaf.shape))
+                                                for leaf, k in zip(leaves, keys)])
+    return FrozenGenerator(config, PhaseMap(LABELS, voxel_size=0.5), {"params": params, "batch_stats": stats})
+
+
+@pytest.fixture(scope="module")
+def gen() -> FrozenGenerator:
+    return _smooth_generator()
+
+
+def test_output_sizes_follow_the_paper():
+    paper = preset("paper", 3)
+    assert [paper.output_side(a, False) for a in (1, 2, 5)] == [64 + 16 * (a - 1) for a in (1, 2, 5)]
+    assert [paper.output_side(a, True) for a in (1, 2, 5)] == [16 * a for a in (1, 2, 5)]
+    g_vars, _ = jax.eval_shape(lambda: init_variables(paper, jax.random.PRNGKey(0)))
+    gen = FrozenGenerator(paper, PhaseMap(LABELS), g_vars)
+    assert gen.output_shape((2, 3, 1), "y") == (80, 48, 64)
+    assert gen.latent_size_for(100, "") == (4, 4, 4)  # 16 * (4 + 3) = 112 >= 100 > 96
+    assert gen.latent_size_for(96, "xyz") == (6, 6, 6)
+    with pytest.raises(porejax.PorejaxError, match="multiple of 16"):
+        gen.latent_size_for(100, "x")
+
+
+def test_generated_shape_and_labels(gen):
+    z = gen.latent(seed=0, size=(2, 3, 1))
+    p = gen.probabilities(z)
+    assert p.shape == (40, 48, 32, 3) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
+    v = gen.labels(z, periodic="xz")
+    assert v.shape == (16, 48, 8) and set(np.unique(v)) <= set(LABELS)
+    assert len(np.unique(gen.labels(gen.latent(seed=0, size=4)))) == 3
+
+
+@pytest.mark.parametrize("periodic", ["xyz", "y", "xz"])
+def test_periodic_equals_central_crop_of_tiled_latent(gen, periodic):
+    z = gen.latent(seed=3, size=3)
+    flags = parse_periodic(periodic)
+    tiled = np.tile(z, [3 if f else 1 for f in flags] + [1])
+    full = gen.probabilities(tiled, periodic="")
+    per = gen.probabilities(z, periodic=periodic)
+    crop = tuple(slice((f - n) // 2, (f - n) // 2 + n) for f, n in zip(full.shape[:3], per.shape[:3]))
+    np.testing.assert_allclose(per, full[crop], atol=1e-5)
+    assert np.array_equal(gen.labels(z, periodic), gen.labels(tiled, "")[crop])
+
+
+def _mismatch(volumes: np.ndarray, axis: int) -> tuple[np.ndarray, float]:
+    """Label mismatch between neighbouring interior slices along `axis` of a batch (B, D, H, W), and
+    across the wrap seam (last slice vs first), each averaged over the batch."""
+    w = np.moveaxis(volumes, axis + 1, 1)
+    return (w[:, 1:] != w[:, :-1]).mean(axis=(0, 2, 3)), float((w[:, 0] != w[:, -1]).mean())
+
+
+def _latents(gen, size, seeds=(4, 5, 6)):
+    return np.stack([gen.latent(seed, size) for seed in seeds])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_seams(gen, axis):
+    z = _latents(gen, 6)
+    interior, seam = _mismatch(gen.labels(z, "xyz"), axis)
+    assert interior.mean() < 0.1  # structure: neighbouring slices mostly agree
+    assert abs(seam - interior.mean()) < 3 * interior.std() + 0.01
+    interior_open, seam_open = _mismatch(gen.labels(z, ""), axis)
+    assert seam_open > 3 * interior_open.mean() + 3 * interior_open.std()
+
+
+def test_periodic_tiles_seamlessly_in_chosen_axes_only(gen):
+    z = _latents(gen, (6, 4, 4))
+    v = gen.labels(z, "x")
+    assert v.shape == (3, 48, 56, 56)
+    interior_x, seam_x = _mismatch(v, 0)
+    assert abs(seam_x - interior_x.mean()) < 3 * interior_x.std() + 0.01
+    interior_y, seam_y = _mismatch(v, 1)
+    assert seam_y > 3 * interior_y.mean() + 3 * interior_y.std()
+
+
+@pytest.mark.parametrize("periodic", ["", "xyz", "yz"])
+@pytest.mark.parametrize("chunk", [None, 8, 13, 40])
+def test_chunked_equals_one_shot(gen, periodic, chunk):
+    z = gen.latent(seed=6, size=(3, 2, 4))
+    p = gen.probabilities(z, periodic)
+    labels, confidence = gen.generate(z, periodic, chunk=chunk)
+    assert np.array_equal(labels, gen.labels(z, periodic))
+    np.testing.assert_allclose(confidence, p.max(-1), atol=1e-6)
+
+
+def test_chunked_size_is_the_central_crop(gen):
+    z = gen.latent(seed=7, size=3)
+    full = gen.labels(z)
+    labels, _ = gen.generate(z, size=(30, 47, 48), chunk=11)
+    starts = [(f - n) // 2 for f, n in zip(full.shape, labels.shape)]
+    assert labels.shape == (30, 47, 48)
+    assert np.array_equal(labels, full[starts[0]:starts[0] + 30, starts[1]:starts[1] + 47, starts[2]:starts[2] + 48])
+
+
+def test_halo_is_the_receptive_field():
+    assert periodic_halo(preset("paper", 3)) == 3
+    assert periodic_halo(preset("tiny", 3)) == 3
+
+
+def test_deterministic_and_streamed(gen, tmp_path):
+    z = gen.latent(seed=8, size=2)
+    assert np.array_equal(z, gen.latent(seed=8, size=2))
+    assert not np.array_equal(z, gen.latent(seed=9, size=2))
+    shape = gen.write(tmp_path / "a.tif", z, "xy", chunk=9, confidence_path=tmp_path / "c.tif")
+    labels = tifffile.imread(tmp_path / "a.tif")
+    assert labels.shape == shape == (16, 16, 40)
+    assert np.array_equal(labels, gen.labels(z, "xy"))
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "c.tif"), gen.confidence(z, "xy"), atol=1e-6)
+    gen.write(tmp_path / "b.tif", z, "xy")
+    assert (tmp_path / "a.tif").read_bytes() == (tmp_path / "b.tif").read_bytes()
+
+
+def test_interpolation_endpoints_and_norm(gen):
+    z0, z1 = gen.latent(seed=0, size=2), gen.latent(seed=1, size=2)
+    path = interpolate_latents(z0, z1, 5)
+    assert path.shape == (5,) + z0.shape
+    np.testing.assert_allclose(path[0], z0, atol=1e-5)
+    np.testing.assert_allclose(path[-1], z1, atol=1e-5)
+    norms = np.linalg.norm(path.reshape(5, -1), axis=1)
+    assert norms.min() > 0.9 * min(norms[0], norms[-1])  # slerp keeps Gaussian-typical norms
+    linear = interpolate_latents(z0, z1, 3, method="linear")
+    np.testing.assert_allclose(linear[1], (z0 + z1) / 2, atol=1e-6)
+    assert gen.labels(path).shape == (5, 40, 40, 40)
+
+
+def test_load_generator_and_cli(gen, tmp_path, capsys):
+    workdir = tmp_path / "ck"
+    checkpoint.write_metadata(workdir, gen.config, gen.phase_map)
+    checkpoint.save(workdir, 0, gen.variables)
+    loaded = porejax.load_generator(workdir)
+    z = loaded.latent(seed=0, size=2)
+    assert np.array_equal(loaded.labels(z), gen.labels(z))
+    out = tmp_path / "g.tif"
+    assert main(["generate", "--checkpoint", str(workdir), "--size", "40", "--periodic", "xyz",
+                 "--count", "2", "--seed", "3", "--chunk", "17", "--out", str(out)]) == 0
+    first = tifffile.imread(tmp_path / "g_0.tif")
+    assert first.shape == (40, 40, 40)
+    assert np.array_equal(first, gen.labels(gen.latent(3, 5), "xyz"))
+    assert np.array_equal(tifffile.imread(tmp_path / "g_1.tif"), gen.labels(gen.latent(4, 5), "xyz"))
+    assert main(["generate", "--checkpoint", str(workdir), "--size", "30", "--out", str(out)]) == 0
+    assert tifffile.imread(out).shape == (30, 30, 30)
+    assert main(["generate", "--checkpoint", str(workdir), "--size", "30", "--periodic", "x",
+                 "--out", str(tmp_path / "bad.tif")]) == 2
+    assert "multiple of 8" in capsys.readouterr().err
+    assert not (tmp_path / "bad.tif").exists()
+    assert main(["generate", "--checkpoint", str(tmp_path / "missing"), "--size", "32", "--out", str(out)]) == 2
+    assert main(["generate", "--checkpoint", str(workdir), "--size", "32", "--periodic", "xw",
+                 "--out", str(out)]) == 2
