@@ -190,7 +190,51 @@ def _run_import_torch(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_init, _add_synth, _add_generate, _add_info, _add_import_torch]
+# --- train -----------------------------------------------------------------------------------------
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a generator on label volumes (resumable, data parallel)")
+    p.add_argument("--data", type=Path, action="append", required=True,
+                   help="training label volume (TIFF/.npy); repeat for several volumes")
+    p.add_argument("--workdir", type=Path, required=True, help="checkpoint directory (logs, samples, checkpoints)")
+    p.add_argument("--preset", default="cpu", help="paper (GPU), cpu (two CPU cores) or tiny (seconds); default cpu")
+    p.add_argument("--steps", type=int, help="total steps (a resumed run continues up to it)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, tiny 32)")
+    p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
+    p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's)")
+    p.add_argument("--sampling", choices=("random", "strided"), help="random crops or the paper's stride-8 epochs")
+    p.add_argument("--augment", action="store_true", default=None, help="random flips and 90-degree rotations")
+    p.add_argument("--holdout", type=int, help="hold out the last N slices along x of every volume")
+    p.add_argument("--names", help="phase names, comma-separated, in label order")
+    p.add_argument("--voxel-size", type=float, help="voxel edge length in micrometres")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from porejax import train
+    from porejax.dataset import load_volumes
+
+    train.initialize_distributed()
+    volumes, phase_map = load_volumes(args.data, None if args.names is None else args.names.split(","),
+                                      args.voxel_size)
+    model_config = train.model_for(args.preset, phase_map.n_phases, args.crop)
+    config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
+                                lr=args.lr, sampling=args.sampling, augment=args.augment, holdout=args.holdout,
+                                seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
+                                checkpoint_every=args.checkpoint_every)
+    summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
+                          preset=args.preset, sources=[p.name for p in args.data])
+    print(f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "
+          f"generate with: porejax generate --checkpoint {args.workdir} --size 128 --out sample.tif")
+    return 0
+
+
+COMMANDS: list[Callable] = [_add_init, _add_train, _add_synth, _add_generate, _add_info, _add_import_torch]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,584 @@
+"""Training: explicit state, one jitted function per step, data parallel, resumable, observable.
+
+The paper's recipe is the default (Gayon-Lombardo et al. 2020, after PyTorch's DC-GAN): Adam (lr 2e-5,
+b1 0.5, b2 0.999) for both networks, binary cross-entropy from logits with one-sided label smoothing
+(real 0.9, fake 0, generator target 0.9), k = 2 generator updates per discriminator update, and real and
+fake batches passed through D separately (BatchNorm batch statistics per pass).
+
+One step (`--loss bce`) = one discriminator update followed by its k generator updates; with
+`--loss wgan-gp` (Gulrajani et al. 2017; critic without batch statistics, lambda 10, Adam lr 1e-4,
+b1 0, b2 0.9) one step = n_critic (5) critic updates followed by one generator update. Either way the
+whole step, including the sampling of its real crops (see `porejax.dataset`), is a single jitted
+function: the sub-updates run in a `lax.scan`, with no host round trip.
+
+State (`TrainState`): generator and discriminator params and BatchNorm statistics, both Adam states, the
+step, the step RNG key and the data key (raw uint32 keys). Every random draw of step s is a function of
+the state at step s, so a run resumed from a checkpoint follows the uninterrupted trajectory exactly.
+
+Data parallel: a `Mesh` over all devices with one axis "data"; params are replicated and every batch
+(real crops, latents) is constrained to be sharded along "data", so XLA splits the convolutions by
+sample and all-reduces gradients and BatchNorm statistics: the losses equal the single-device ones for
+the same global batch. Multi-host: when a multi-process launch is detected (JAX_COORDINATOR_ADDRESS with
+JAX_NUM_PROCESSES and JAX_PROCESS_ID, or a Slurm / Open MPI job of more than one task),
+`jax.distributed.initialize()` runs first and the mesh spans the devices of all hosts; every host reads
+the same training volumes, and only process 0 logs and writes images.
+
+Frozen generator statistics: each checkpoint stores, besides the train state, the generator with
+"standing statistics": its BatchNorm means and variances re-estimated by running it in training mode on
+`standing_batches` batches of training-size (1^3) latents and averaging the per-batch statistics. They
+are exactly the statistics the generator normalises with during training (the distribution D judged),
+at the current weights; running averages lag behind the weights by ~1 / (1 - momentum) updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from porejax import checkpoint, dataset, losses
+from porejax.errors import PorejaxError
+from porejax.models import PRESETS as MODEL_PRESETS
+from porejax.models import BATCH_NORM_MOMENTUM, Discriminator, Generator, ModelConfig, init_variables
+from porejax.models import preset as model_preset
+from porejax.volume import PhaseMap
+
+LOG_FILE = "log.jsonl"
+SAMPLES_DIR = "samples"
+_ADAM_DEFAULTS = {"bce": (2e-5, 0.5, 0.999), "wgan-gp": (1e-4, 0.0, 0.9)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Recipe fields fix the trajectory; cadence fields (`CADENCE`) may change on resume."""
+
+    batch_size: int = 32
+    loss: str = "bce"
+    lr: float | None = None          # None: the loss's default (bce 2e-5, wgan-gp 1e-4)
+    b1: float | None = None          # None: bce 0.5, wgan-gp 0.0
+    b2: float | None = None          # None: bce 0.999, wgan-gp 0.9
+    g_updates: int = 2               # bce: generator updates per discriminator update (k)
+    n_critic: int = 5                # wgan-gp: critic updates per generator update
+    gp_weight: float = 10.0          # wgan-gp: lambda
+    real_label: float = 0.9          # bce: D's target for real crops (one-sided label smoothing)
+    fake_label: float = 0.0          # bce: D's target for generated crops
+    g_target: float = 0.9            # bce: G's target for D(G(z)) (the paper's code uses the real label)
+    sampling: str = "random"         # "random" or "strided" (the paper's epochs)
+    stride: int = 8                  # strided sampling: grid spacing in voxels
+    augment: bool = False            # random cube symmetries (flips, 90-degree rotations) of real crops
+    holdout: int = 0                 # slices held out at the end of x of every volume (never trained on)
+    seed: int = 0
+    steps: int = 1000                # total steps; a resumed run continues up to it
+    log_every: int = 10
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    eval_samples: int = 8            # generated volumes per quick evaluation
+    standing_batches: int = 32       # batches of latents for the generator's standing statistics
+
+    def __post_init__(self):
+        if self.loss not in losses.LOSSES:
+            raise PorejaxError(f"unknown loss {self.loss!r}: choose one of {', '.join(losses.LOSSES)}")
+        for name in ("batch_size", "g_updates", "n_critic", "steps", "log_every", "eval_every",
+                     "checkpoint_every", "eval_samples", "standing_batches"):
+            if int(getattr(self, name)) < 1:
+                raise PorejaxError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr is not None and not self.lr > 0:
+            raise PorejaxError(f"learning rate must be positive, got {self.lr}")
+        if self.sampling not in dataset.MODES:
+            raise PorejaxError(f"sampling must be one of {dataset.MODES}, got {self.sampling!r}")
+
+    def resolved(self) -> TrainConfig:
+        """This config with the loss's default Adam hyperparameters filled in."""
+        lr, b1, b2 = _ADAM_DEFAULTS[self.loss]
+        return dataclasses.replace(self, lr=lr if self.lr is None else self.lr,
+                                   b1=b1 if self.b1 is None else self.b1, b2=b2 if self.b2 is None else self.b2)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "eval_samples", "standing_batches")
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # the paper: batch 32, strided (stride 8) epochs of 64^3 crops; for a GPU
+    "paper": TrainConfig(batch_size=32, sampling="strided", steps=100_000, eval_every=1000, checkpoint_every=1000),
+    # about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
+    "cpu": TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
+                       standing_batches=16),
+    # seconds: tests and the demo
+    "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
+                        eval_samples=4, standing_batches=4),
+}
+
+
+def train_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The training preset `name` with the non-None `overrides` applied."""
+    if name not in TRAIN_PRESETS:
+        raise PorejaxError(f"unknown preset {name!r}: choose one of {', '.join(TRAIN_PRESETS)}")
+    return dataclasses.replace(TRAIN_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def model_for(preset_name: str, n_phases: int, crop: int | None = None) -> ModelConfig:
+    """The network preset for `n_phases`; `crop`, if given, must equal its crop size (it sets the depth)."""
+    config = model_preset(preset_name, n_phases)
+    if crop is not None and crop != config.crop_size:
+        others = ", ".join(f"{name} {model_preset(name, n_phases).crop_size}" for name in MODEL_PRESETS)
+        raise PorejaxError(f"--crop {crop} does not match the {preset_name} preset, which trains on "
+                           f"{config.crop_size}^3 crops (crop size is set by the network depth; presets: {others}): "
+                           "drop --crop or choose a preset with that crop size")
+    return config
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array       # int32 ()
+    g_params: Any
+    g_stats: Any          # generator BatchNorm running statistics
+    d_params: Any
+    d_stats: Any          # discriminator BatchNorm running statistics ({} without BatchNorm)
+    g_opt: Any
+    d_opt: Any
+    key: jax.Array        # uint32 (2,): split every step
+    data_key: jax.Array   # uint32 (2,): fixed; orders strided epochs
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# --- devices --------------------------------------------------------------------------------------
+def initialize_distributed() -> bool:
+    """Join a multi-host run when the environment describes one; True if this process is part of one.
+
+    Recognised: JAX_COORDINATOR_ADDRESS + JAX_NUM_PROCESSES + JAX_PROCESS_ID (any launcher), or a
+    Slurm / Open MPI job with more than one task (jax.distributed detects those itself). Must run
+    before the first JAX computation; `porejax train` calls it first thing.
+    """
+    env = os.environ
+    if jax.distributed.is_initialized():
+        return True
+    if "JAX_COORDINATOR_ADDRESS" in env:
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
+                                   int(env["JAX_PROCESS_ID"]))
+        return True
+    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
+        jax.distributed.initialize()
+        return True
+    return False
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis ("data") mesh over `devices` (default: all devices of all processes)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), ("data",))
+
+
+def _replicate(tree: Any, mesh: Mesh) -> Any:
+    """Host arrays -> global arrays replicated on every device of the mesh (works across hosts)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]), tree)
+
+
+# --- the step -------------------------------------------------------------------------------------
+def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    return optax.adam(config.lr, b1=config.b1, b2=config.b2)
+
+
+def init_state(model_config: ModelConfig, config: TrainConfig) -> TrainState:
+    """Fresh state from `config.seed` (network init, step key and data key are independent streams)."""
+    k_init, k_step, k_data = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    g_vars, d_vars = init_variables(model_config, k_init)
+    tx = _optimizer(config)
+    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+                      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
+                      g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]), key=k_step, data_key=k_data)
+
+
+def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec, mesh: Mesh):
+    """The pure step (state, data arrays) -> (state, metrics) for the configured loss."""
+    generator, discriminator, tx = Generator(model_config), Discriminator(model_config), _optimizer(config)
+    batch = NamedSharding(mesh, PartitionSpec("data"))
+    b = config.batch_size
+
+    def latent(key):
+        z = jax.random.normal(key, (b, 1, 1, 1, model_config.latent_channels), jnp.float32)
+        return jax.lax.with_sharding_constraint(z, batch)
+
+    def real_batch(arrays, key, data_key, index):
+        return jax.lax.with_sharding_constraint(dataset.sample_batch(arrays, spec, key, data_key, index), batch)
+
+    def gen(params, stats, z):
+        out, upd = generator.apply({"params": params, "batch_stats": stats}, z, train=True, mutable=["batch_stats"])
+        return out, upd["batch_stats"]
+
+    def disc(params, stats, x):
+        out, upd = discriminator.apply({"params": params, "batch_stats": stats}, x, train=True,
+                                       mutable=["batch_stats"])
+        return out, upd.get("batch_stats", stats)
+
+    def g_update(g_loss, d_params, carry, key):
+        g_params, g_stats, g_opt, d_stats = carry
+
+        def loss_fn(params):
+            fake, new_g = gen(params, g_stats, latent(key))
+            scores, new_d = disc(d_params, d_stats, fake)
+            return g_loss(scores), (new_g, new_d, scores)
+
+        (loss, (g_stats, d_stats, scores)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
+        updates, g_opt = tx.update(grads, g_opt, g_params)
+        return (optax.apply_updates(g_params, updates), g_stats, g_opt, d_stats), (loss, scores)
+
+    def bce_step(state: TrainState, arrays: dict):
+        key, k_real, k_z, k_g = jax.random.split(state.key, 4)
+        real = real_batch(arrays, k_real, state.data_key, state.step)
+        fake, g_stats = gen(state.g_params, state.g_stats, latent(k_z))
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_loss(params):
+            real_logits, stats = disc(params, state.d_stats, real)
+            fake_logits, stats = disc(params, stats, fake)
+            loss = losses.bce_discriminator(real_logits, fake_logits, config.real_label, config.fake_label)
+            return loss, (stats, real_logits, fake_logits)
+
+        (loss_d, (d_stats, real_logits, fake_logits)), grads = jax.value_and_grad(d_loss, has_aux=True)(state.d_params)
+        updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
+        d_params = optax.apply_updates(state.d_params, updates)
+        g_loss = functools.partial(losses.bce_generator, target=config.g_target)
+        (g_params, g_stats, g_opt, d_stats), (loss_g, scores) = jax.lax.scan(
+            functools.partial(g_update, g_loss, d_params), (state.g_params, g_stats, state.g_opt, d_stats),
+            jax.random.split(k_g, config.g_updates))
+        metrics = {"loss_d": loss_d, "loss_g": loss_g[-1], "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_fake_g": jnp.mean(jax.nn.sigmoid(scores[-1]))}
+        return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
+                             d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, key=key), metrics
+
+    def wgan_step(state: TrainState, arrays: dict):
+        key, k_critic, k_g = jax.random.split(state.key, 3)
+
+        def critic_update(carry, inputs):
+            d_params, d_opt, g_stats = carry
+            k, index = inputs
+            k_real, k_z, k_gp = jax.random.split(k, 3)
+            real = real_batch(arrays, k_real, state.data_key, index)
+            fake, g_stats = gen(state.g_params, g_stats, latent(k_z))
+            fake = jax.lax.stop_gradient(fake)
+
+            def c_loss(params):
+                critic = lambda x: disc(params, state.d_stats, x)[0]  # noqa: E731
+                real_scores, fake_scores = critic(real), critic(fake)
+                gp = losses.gradient_penalty(critic, real, fake, k_gp)
+                return losses.wgan_critic(real_scores, fake_scores) + config.gp_weight * gp, (real_scores, fake_scores, gp)
+
+            (loss, aux), grads = jax.value_and_grad(c_loss, has_aux=True)(d_params)
+            updates, d_opt = tx.update(grads, d_opt, d_params)
+            return (optax.apply_updates(d_params, updates), d_opt, g_stats), (loss,) + aux
+
+        indices = state.step * config.n_critic + jnp.arange(config.n_critic)
+        (d_params, d_opt, g_stats), (loss_d, real_scores, fake_scores, gp) = jax.lax.scan(
+            critic_update, (state.d_params, state.d_opt, state.g_stats),
+            (jax.random.split(k_critic, config.n_critic), indices))
+        (g_params, g_stats, g_opt, _), (loss_g, scores) = g_update(
+            losses.wgan_generator, d_params, (state.g_params, g_stats, state.g_opt, state.d_stats), k_g)
+        metrics = {"loss_d": loss_d[-1], "loss_g": loss_g, "d_real": jnp.mean(real_scores[-1]),
+                   "d_fake": jnp.mean(fake_scores[-1]), "d_fake_g": jnp.mean(scores), "gp": gp[-1]}
+        return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
+                             d_opt=d_opt, g_opt=g_opt, key=key), metrics
+
+    return bce_step if config.loss == "bce" else wgan_step
+
+
+def _recipe(config: TrainConfig) -> TrainConfig:
+    """The config with cadence fields reset: two configs with the same recipe compile the same step."""
+    return dataclasses.replace(config, **{f: getattr(TrainConfig, f) for f in CADENCE})
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_step(model_config: ModelConfig, recipe: TrainConfig, spec: dataset.CropSpec, mesh: Mesh):
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(_step_fn(model_config, recipe, spec, mesh), out_shardings=replicated, donate_argnums=0)
+
+
+def make_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec, mesh: Mesh):
+    """The jitted step (state, data arrays) -> (state, metrics); state is donated. Cached per recipe."""
+    return _jitted_step(model_config, _recipe(config.resolved()), spec, mesh)
+
+
+@functools.lru_cache(maxsize=8)
+def _standing_fn(model_config: ModelConfig, batches: int, batch_size: int, mesh: Mesh):
+    generator = Generator(model_config)
+    batch = NamedSharding(mesh, PartitionSpec("data"))
+
+    def one_batch(params, zero_stats, key):
+        z = jax.random.normal(key, (batch_size, 1, 1, 1, model_config.latent_channels), jnp.float32)
+        z = jax.lax.with_sharding_constraint(z, batch)
+        _, upd = generator.apply({"params": params, "batch_stats": zero_stats}, z, train=True, mutable=["batch_stats"])
+        # from zero running statistics, one update leaves (1 - momentum) * (batch statistic)
+        return jax.tree_util.tree_map(lambda s: s / (1 - BATCH_NORM_MOMENTUM), upd["batch_stats"])
+
+    def standing(params, stats, key):
+        zero = jax.tree_util.tree_map(jnp.zeros_like, stats)
+        per_batch = jax.lax.map(lambda k: one_batch(params, zero, k), jax.random.split(key, batches))
+        return jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), per_batch)
+
+    return jax.jit(standing, out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+
+def standing_statistics(model_config: ModelConfig, g_params: Any, g_stats: Any, key: jax.Array, batches: int,
+                        batch_size: int, mesh: Mesh) -> Any:
+    """Generator BatchNorm statistics averaged over `batches` training-mode batches of 1^3 latents.
+
+    Returns a tree like `g_stats` ({"mean", "var"} per BatchNorm layer).
+    """
+    return _standing_fn(model_config, int(batches), int(batch_size), mesh)(g_params, g_stats, key)
+
+
+def frozen_generator(model_config: ModelConfig, state: TrainState, config: TrainConfig, mesh: Mesh) -> dict:
+    """Generator variables for generation: params + standing statistics (deterministic in step and seed)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), state.step)
+    stats = standing_statistics(model_config, state.g_params, state.g_stats, key, config.standing_batches,
+                                config.batch_size, mesh)
+    return {"params": state.g_params, "batch_stats": stats}
+
+
+# --- data bookkeeping -----------------------------------------------------------------------------
+def data_fingerprint(volumes: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[dict]:
+    """Per volume: sha256 of its bytes (C order), shape, dtype, label values and (optional) source name."""
+    out = []
+    for i, volume in enumerate(volumes):
+        volume = np.ascontiguousarray(volume)
+        out.append({"source": None if sources is None else str(sources[i]),
+                    "sha256": hashlib.sha256(volume.tobytes()).hexdigest(), "shape": list(volume.shape),
+                    "dtype": str(volume.dtype), "labels": [int(v) for v in np.unique(volume)]})
+    return out
+
+
+def _same_data(a: dict, b: dict) -> bool:
+    keys = ("sha256", "shape", "labels")
+    return ([{k: v[k] for k in keys} for v in a["volumes"]] == [{k: v[k] for k in keys} for v in b["volumes"]]
+            and a.get("holdout") == b.get("holdout"))
+
+
+def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase_map: PhaseMap,
+                     config: TrainConfig, data: dict) -> None:
+    if "train" not in meta or "data" not in meta:
+        raise PorejaxError(f"{workdir} holds a checkpoint not written by `porejax train`: choose another --workdir")
+    problems = []
+    if ModelConfig.from_dict(meta["model"]) != model_config:
+        problems.append(f"model {meta['model']} vs now {model_config.to_dict()} (check --preset)")
+    if meta["phase_map"]["labels"] != list(phase_map.labels):
+        problems.append(f"phase labels {meta['phase_map']['labels']} vs now {list(phase_map.labels)}")
+    if not _same_data(meta["data"], data):
+        problems.append("the training data differ (volume bytes or holdout)")
+    old, new = _recipe(TrainConfig(**meta["train"])), _recipe(config)
+    problems += [f"{f.name} {getattr(old, f.name)} vs now {getattr(new, f.name)}" for f in dataclasses.fields(old)
+                 if getattr(old, f.name) != getattr(new, f.name)]
+    if problems:
+        raise PorejaxError(f"cannot resume {workdir}: its checkpoint was trained differently: "
+                           f"{'; '.join(problems)}: use the original settings or another --workdir")
+
+
+# --- quick evaluation and images --------------------------------------------------------------------
+def _phase_statistics(indices: np.ndarray, n_phases: int, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per phase: (volume fraction, face-counting specific surface area in 1/voxel_size units), each
+    (B, n_phases), of phase-index volumes (B, S, S, S); only interior faces count."""
+    vf = np.stack([(indices == p).mean(axis=(1, 2, 3)) for p in range(n_phases)], axis=1)
+    faces = np.zeros(vf.shape)
+    for axis in (1, 2, 3):
+        a = np.take(indices, np.arange(indices.shape[axis] - 1), axis=axis)
+        b = np.take(indices, np.arange(1, indices.shape[axis]), axis=axis)
+        differ = a != b
+        for p in range(n_phases):
+            faces[:, p] += np.sum(differ & ((a == p) | (b == p)), axis=(1, 2, 3))
+    return vf, faces / (np.prod(indices.shape[1:]) * voxel_size)
+
+
+def _evaluation(gen: np.ndarray, real: np.ndarray, phase_map: PhaseMap) -> dict:
+    dx = phase_map.voxel_size or 1.0
+    vf_g, ssa_g = _phase_statistics(gen, phase_map.n_phases, dx)
+    vf_r, ssa_r = _phase_statistics(real, phase_map.n_phases, dx)
+    rnd = lambda a: [round(float(v), 5) for v in a]  # noqa: E731
+    return {"phases": [phase_map.name(i) for i in range(phase_map.n_phases)],
+            "vf": rnd(vf_g.mean(0)), "vf_std": rnd(vf_g.std(0)), "vf_real": rnd(vf_r.mean(0)),
+            "ssa": rnd(ssa_g.mean(0)), "ssa_real": rnd(ssa_r.mean(0)),
+            "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel"}
+
+
+def save_sample_image(path: Path, generated: np.ndarray, real: np.ndarray, title: str) -> None:
+    """PNG of the middle x slices of up to 4 generated (top) and real (bottom) phase-index volumes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from porejax.volume import atomic_path
+
+    n = min(4, len(generated), len(real))
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6), squeeze=False)
+    vmax = max(int(generated.max()), int(real.max()), 1)
+    for row, (name, vols) in enumerate((("generated", generated), ("real", real))):
+        for i in range(n):
+            ax = axes[row][i]
+            ax.imshow(vols[i, vols.shape[1] // 2], cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row][0].set_ylabel(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    """Log records with step <= `upto` (a resumed run rewrites what followed its checkpoint)."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["step"] <= upto]
+
+
+def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.PathLike,
+          model_config: ModelConfig, config: TrainConfig, *, resume: bool = False, preset: str | None = None,
+          sources: Sequence[str] | None = None, devices: Sequence[jax.Device] | None = None,
+          progress: bool = True) -> dict:
+    """Train on label `volumes` (original label values, mapped by `phase_map`) into `workdir`.
+
+    Writes WORKDIR/porejax.json (model, PhaseMap, train config, data fingerprint and holdout region),
+    WORKDIR/checkpoints/<step>/ (generator with standing statistics + full train state) every
+    `config.checkpoint_every` steps and at the end, WORKDIR/log.jsonl and WORKDIR/samples/step_*.png.
+    `resume`: continue from the newest checkpoint (its settings must match). Returns a summary dict.
+    """
+    initialize_distributed()
+    workdir = Path(workdir)
+    config = config.resolved()
+    if config.loss == "wgan-gp" and model_config.d_norm == "batch":
+        model_config = dataclasses.replace(model_config, d_norm="layer")  # the penalty needs a per-sample critic
+    mesh = make_mesh(devices)
+    if config.batch_size % mesh.size:
+        raise PorejaxError(f"batch size {config.batch_size} is not divisible by the {mesh.size} devices: "
+                           f"use a multiple of {mesh.size}")
+    crop = model_config.crop_size
+    train_parts = [dataset.split_holdout(v, config.holdout, axis=0)[0] for v in volumes]
+    stack, shapes = dataset.prepare(train_parts, phase_map, crop)
+    spec = dataset.CropSpec(crop, config.batch_size, phase_map.n_phases, shapes, config.sampling, config.stride,
+                            config.augment)
+    dataset.check_spec(spec)
+    data = {"volumes": data_fingerprint(volumes, sources),
+            "holdout": {"axis": "x", "slices": config.holdout,
+                        "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes]}}
+
+    start_step = checkpoint.latest_step(workdir) if (workdir / checkpoint.METADATA_FILE).exists() else None
+    if start_step is not None:
+        if not resume:
+            raise PorejaxError(f"{workdir} already holds a training run (step {start_step}): pass --resume to "
+                               "continue it, or choose another --workdir")
+        _check_resumable(workdir, checkpoint.read_metadata(workdir), model_config, phase_map, config, data)
+    is_main = jax.process_index() == 0
+    if is_main:
+        checkpoint.write_metadata(workdir, model_config, phase_map, train=config.to_dict(), data=data,
+                                  preset=preset, devices=mesh.size)
+        (workdir / SAMPLES_DIR).mkdir(exist_ok=True)
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    abstract = jax.eval_shape(lambda: init_state(model_config, config))
+    if start_step is None:
+        state = jax.jit(lambda: init_state(model_config, config), out_shardings=replicated)()
+    else:
+        target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+                                        abstract.to_dict())
+        restored, _ = checkpoint.restore_state(workdir, target, start_step)
+        state = TrainState(**restored)
+    arrays = _replicate(dataset.device_arrays(stack, spec), mesh)
+
+    log_path = workdir / LOG_FILE
+    records = _read_log(log_path, int(state.step))
+    if is_main:
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    time_offset = records[-1]["time"] if records else 0.0
+    t_start = time.perf_counter()
+    elapsed = lambda: time_offset + time.perf_counter() - t_start  # noqa: E731
+
+    compile_start = time.perf_counter()
+    step_fn = make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
+    compile_s = time.perf_counter() - compile_start
+    real_eval = np.asarray(jnp.argmax(jax.jit(functools.partial(dataset.sample_batch, spec=dataclasses.replace(
+        spec, batch_size=config.eval_samples, augment=False)))(
+        arrays, key=jax.random.PRNGKey(config.seed + 1), data_key=jax.random.PRNGKey(0), batch_index=0), -1))
+    if progress and is_main:
+        print(f"porejax train: {workdir}, {mesh.size} device(s), {shapes} training volume(s), "
+              f"{crop}^3 crops, batch {config.batch_size}, loss {config.loss}, from step {int(state.step)} "
+              f"to {config.steps}; step compiled in {compile_s:.1f} s", file=sys.stderr, flush=True)
+
+    step = int(state.step)
+    last_saved = checkpoint.latest_step(workdir)
+    metrics: dict = {}
+    window = (step, time.perf_counter())
+    rate = float("nan")
+    while step < config.steps:
+        state, metrics = step_fn(state, arrays)
+        step += 1
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise PorejaxError(f"non-finite loss at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items())}); "
+                               f"last good checkpoint: step {last_saved} in {workdir}: resume from it with "
+                               "--resume, or try a lower --lr or --loss wgan-gp")
+        final = step == config.steps
+        eval_due = step % config.eval_every == 0 or final
+        save_due = step % config.checkpoint_every == 0 or final
+        frozen = frozen_generator(model_config, state, config, mesh) if (eval_due or save_due) else None
+        record = None
+        if step % config.log_every == 0 or eval_due or final:
+            now = time.perf_counter()
+            if step > window[0]:
+                rate = (step - window[0]) / (now - window[1])
+            window = (step, now)
+            record = {"step": step, **{k: round(v, 6) for k, v in metrics.items()}, "time": round(elapsed(), 3),
+                      "steps_per_s": round(rate, 4) if math.isfinite(rate) else None}
+        if eval_due and is_main:
+            from porejax.generate import FrozenGenerator
+
+            gen = FrozenGenerator(model_config, phase_map, jax.device_get(frozen))
+            z = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), 0),
+                                             (config.eval_samples, 1, 1, 1, model_config.latent_channels)))
+            generated = np.argmax(gen.probabilities(z), axis=-1)
+            record["eval"] = _evaluation(generated, real_eval, phase_map)
+            save_sample_image(workdir / SAMPLES_DIR / f"step_{step:06d}.png", generated, real_eval,
+                              f"step {step}: generated (top), real (bottom), middle x slices")
+        if save_due:
+            checkpoint.save(workdir, step, generator=frozen, state=state.to_dict())
+            last_saved = step
+        if record is not None and is_main:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if progress:
+                eta = (config.steps - step) / rate if rate > 0 else float("nan")
+                d_label = ("D(x)", "D(G(z))") if config.loss == "bce" else ("C(x)", "C(G(z))")
+                print(f"step {step}/{config.steps}  {rate:.3f} steps/s  loss_d {metrics['loss_d']:.4f}  "
+                      f"loss_g {metrics['loss_g']:.4f}  {d_label[0]} {metrics['d_real']:.3f}  "
+                      f"{d_label[1]} {metrics['d_fake']:.3f}  ETA {_fmt_duration(eta)}"
+                      + (f"  vf {record['eval']['vf']} (real {record['eval']['vf_real']})" if "eval" in record else ""),
+                      file=sys.stderr, flush=True)
+    return {"workdir": str(workdir), "step": step, "metrics": metrics, "compile_s": compile_s,
+            "steps_per_s": rate, "last_checkpoint": last_saved}
