@@ -190,6 +190,28 @@ def _run_import_torch(args) -> int:
     return 0
 
 
+# --- compare ---------------------------------------------------------------------------------------
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="compare real and generated microstructures: report.md/.html, figures, JSON")
+    p.add_argument("--real", required=True, type=Path, help="real label volume (TIFF/.npy) with the checkpoint's labels")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--n", type=int, default=100, help="volumes per set (default 100)")
+    p.add_argument("--size", type=int, default=64, help="side of every volume in voxels (default 64)")
+    p.add_argument("--voxel-size", type=float, help="micrometres per voxel (default: the checkpoint's)")
+    p.add_argument("--periodic", action="store_true", help="generate periodic volumes (x, y, z)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the real crop positions and the latents")
+    p.add_argument("--out", required=True, type=Path, help="report directory")
+    p.set_defaults(run=_run_compare)
+
+
+def _run_compare(args) -> int:
+    from porejax.report import compare
+
+    compare(args.real, args.checkpoint, n=args.n, size=args.size, voxel_size=args.voxel_size,
+            periodic=args.periodic, seed=args.seed, out=args.out, progress=lambda line: print(line, flush=True))
+    return 0
+
+
 # --- train -----------------------------------------------------------------------------------------
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a generator on label volumes (resumable, data parallel)")
@@ -234,7 +256,7 @@ def _run_train(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_init, _add_train, _add_synth, _add_generate, _add_info, _add_import_torch]
+COMMANDS: list[Callable] = [_add_init, _add_train, _add_synth, _add_generate, _add_info, _add_import_torch, _add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:
