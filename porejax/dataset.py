@@ -73,8 +73,8 @@ def prepare(volumes: Sequence[np.ndarray], phase_map: PhaseMap, crop: int) -> tu
         volume = validate_volume(volume, max_phases=max(phase_map.n_phases, 2), what=what)
         if min(volume.shape) < crop:
             raise PorejaxError(f"{what} of shape {volume.shape} (after any holdout) is smaller than the "
-                               f"model's {crop}^3 crop: use a larger volume, a smaller --holdout, or the "
-                               f"tiny preset (32^3 crops)")
+                               f"model's {crop}^3 crop: use a larger volume or a smaller --holdout (the preset sets "
+                               "the crop: paper 64, cpu and tiny 32)")
         indices.append(to_indices(volume, phase_map))
     shapes = tuple(tuple(int(s) for s in v.shape) for v in indices)
     common = tuple(max(s[a] for s in shapes) for a in range(3))
@@ -113,8 +113,9 @@ def check_spec(spec: CropSpec) -> None:
         raise PorejaxError(f"stride must be a positive number of voxels, got {spec.stride}")
 
 
-def _origins(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array, batch_index: jax.Array) -> jax.Array:
-    """Crop origins (B, 4) int32: (volume, x, y, z)."""
+def crop_origins(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array, batch_index: jax.Array) -> jax.Array:
+    """Crop origins (B, 4) int32: (volume, x, y, z) of batch number `batch_index`."""
+    arrays = jax.tree_util.tree_map(jnp.asarray, arrays)
     b = spec.batch_size
     if spec.mode == "strided":
         origins = arrays["origins"]
@@ -146,8 +147,9 @@ def sample_batch(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Arr
 
     `key` drives random sampling and augmentation; `data_key` (fixed for a run) orders strided epochs.
     """
+    arrays = jax.tree_util.tree_map(jnp.asarray, arrays)
     k_origin, k_aug = jax.random.split(key)
-    origins = _origins(arrays, spec, k_origin, data_key, batch_index)
+    origins = crop_origins(arrays, spec, k_origin, data_key, batch_index)
     size = (spec.crop,) * 3
     crops = jax.vmap(lambda o: jax.lax.dynamic_slice(arrays["indices"], tuple(o), (1,) + size)[0])(origins)
     x = jax.nn.one_hot(crops, spec.n_phases, dtype=jnp.float32)

@@ -60,6 +60,7 @@ from porejax.volume import PhaseMap
 
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
+REAL_EVAL_CROPS = 32  # real crops the quick evaluation compares against (drawn once per run)
 _ADAM_DEFAULTS = {"bce": (2e-5, 0.5, 0.999), "wgan-gp": (1e-4, 0.0, 0.9)}
 
 
@@ -208,11 +209,46 @@ def init_state(model_config: ModelConfig, config: TrainConfig) -> TrainState:
                       g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]), key=k_step, data_key=k_data)
 
 
+def _apply_g(model_config: ModelConfig, params: Any, stats: Any, z: jax.Array) -> tuple[jax.Array, Any]:
+    """Generator in training mode (batch statistics): (probabilities, updated running statistics)."""
+    out, upd = Generator(model_config).apply({"params": params, "batch_stats": stats}, z, train=True,
+                                             mutable=["batch_stats"])
+    return out, upd["batch_stats"]
+
+
+def _apply_d(model_config: ModelConfig, params: Any, stats: Any, x: jax.Array) -> tuple[jax.Array, Any]:
+    """Discriminator in training mode: (logits (B,), updated running statistics)."""
+    out, upd = Discriminator(model_config).apply({"params": params, "batch_stats": stats}, x, train=True,
+                                                 mutable=["batch_stats"])
+    return out, upd.get("batch_stats", stats)
+
+
+def generator_update(model_config: ModelConfig, tx: optax.GradientTransformation, g_loss, d_params: Any,
+                     carry: tuple, z: jax.Array) -> tuple[tuple, tuple]:
+    """One generator update against a fixed discriminator.
+
+    carry = (g_params, g_stats, g_opt, d_stats); returns (new carry, (loss before the update, D's scores)).
+    `g_loss` maps D's logits / critic scores (B,) to the scalar loss.
+    """
+    g_params, g_stats, g_opt, d_stats = carry
+
+    def loss_fn(params):
+        fake, new_g = _apply_g(model_config, params, g_stats, z)
+        scores, new_d = _apply_d(model_config, d_params, d_stats, fake)
+        return g_loss(scores), (new_g, new_d, scores)
+
+    (loss, (g_stats, d_stats, scores)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
+    updates, g_opt = tx.update(grads, g_opt, g_params)
+    return (optax.apply_updates(g_params, updates), g_stats, g_opt, d_stats), (loss, scores)
+
+
 def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec, mesh: Mesh):
     """The pure step (state, data arrays) -> (state, metrics) for the configured loss."""
-    generator, discriminator, tx = Generator(model_config), Discriminator(model_config), _optimizer(config)
+    tx = _optimizer(config)
     batch = NamedSharding(mesh, PartitionSpec("data"))
     b = config.batch_size
+    gen = functools.partial(_apply_g, model_config)
+    disc = functools.partial(_apply_d, model_config)
 
     def latent(key):
         z = jax.random.normal(key, (b, 1, 1, 1, model_config.latent_channels), jnp.float32)
@@ -221,26 +257,8 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
     def real_batch(arrays, key, data_key, index):
         return jax.lax.with_sharding_constraint(dataset.sample_batch(arrays, spec, key, data_key, index), batch)
 
-    def gen(params, stats, z):
-        out, upd = generator.apply({"params": params, "batch_stats": stats}, z, train=True, mutable=["batch_stats"])
-        return out, upd["batch_stats"]
-
-    def disc(params, stats, x):
-        out, upd = discriminator.apply({"params": params, "batch_stats": stats}, x, train=True,
-                                       mutable=["batch_stats"])
-        return out, upd.get("batch_stats", stats)
-
     def g_update(g_loss, d_params, carry, key):
-        g_params, g_stats, g_opt, d_stats = carry
-
-        def loss_fn(params):
-            fake, new_g = gen(params, g_stats, latent(key))
-            scores, new_d = disc(d_params, d_stats, fake)
-            return g_loss(scores), (new_g, new_d, scores)
-
-        (loss, (g_stats, d_stats, scores)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
-        updates, g_opt = tx.update(grads, g_opt, g_params)
-        return (optax.apply_updates(g_params, updates), g_stats, g_opt, d_stats), (loss, scores)
+        return generator_update(model_config, tx, g_loss, d_params, carry, latent(key))
 
     def bce_step(state: TrainState, arrays: dict):
         key, k_real, k_z, k_g = jax.random.split(state.key, 4)
@@ -524,7 +542,7 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     step_fn = make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
     compile_s = time.perf_counter() - compile_start
     real_eval = np.asarray(jnp.argmax(jax.jit(functools.partial(dataset.sample_batch, spec=dataclasses.replace(
-        spec, batch_size=config.eval_samples, augment=False)))(
+        spec, batch_size=REAL_EVAL_CROPS, augment=False)))(
         arrays, key=jax.random.PRNGKey(config.seed + 1), data_key=jax.random.PRNGKey(0), batch_index=0), -1))
     if progress and is_main:
         print(f"porejax train: {workdir}, {mesh.size} device(s), {shapes} training volume(s), "
