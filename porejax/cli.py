@@ -256,7 +256,23 @@ def _run_train(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_init, _add_train, _add_synth, _add_generate, _add_info, _add_import_torch, _add_compare]
+# --- demo ------------------------------------------------------------------------------------------
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="train the tiny preset on a synthetic cathode (~1 min), generate, draw")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 150)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from porejax.demo import DEMO_STEPS, run_demo
+
+    run_demo(args.out, steps=args.steps or DEMO_STEPS, seed=args.seed)
+    return 0
+
+
+COMMANDS: list[Callable] = [_add_init, _add_train, _add_demo, _add_synth, _add_generate, _add_info, _add_import_torch, _add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:
