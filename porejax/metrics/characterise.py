@@ -9,7 +9,7 @@ import numpy as np
 from porejax.metrics._common import AXIS_NAMES, as_batch, check_voxel_size, phase_labels
 from porejax.metrics.correlation import two_point_correlation
 from porejax.metrics.morphology import specific_surface_area, tpb_edge_count, volume_fraction
-from porejax.metrics.tortuosity import tortuosity as solve_tortuosity
+from porejax.metrics.diffusion import tortuosity as solve_tortuosity
 
 
 def json_number(value: float) -> float | str:

@@ -9,7 +9,7 @@ through a plane of A = H * W voxels over L layers, D_eff / D0 = I * L / A and ta
 phi the phase's total volume fraction (as TauFactor).
 
 Solver: voxels not connected to both Dirichlet faces are removed first (found by a jitted flood fill
-that sweeps whole lines per step); a phase without a spanning path gives tau = inf, D_rel = 0 at once.
+in `lax.while_loop`); a phase without a spanning path gives tau = inf, D_rel = 0 at once.
 The remaining symmetric positive definite system is solved matrix-free by Jacobi-preconditioned
 conjugate gradients inside `lax.while_loop`. Convergence: every `check_every` iterations the plane
 fluxes (inlet face, every interface between layers, outlet face) must agree within `rtol` (relative
@@ -63,40 +63,24 @@ def _shift(x: jax.Array, axis: int, step: int, periodic: bool) -> jax.Array:
     return jnp.pad(jax.lax.slice_in_dim(x, 0, n - 1, axis=axis), pad)
 
 
-def _sweep_fill(filled: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
-    """Spread `filled` along whole runs of `mask` in both directions along `axis` (one pass)."""
-    n = mask.shape[axis]
-    shape = [1] * mask.ndim
-    shape[axis] = n
-    idx = jnp.arange(n, dtype=jnp.int32).reshape(shape)
-    seed = filled & mask
-    last_seed = jax.lax.cummax(jnp.where(seed, idx, -1), axis=axis)
-    last_wall = jax.lax.cummax(jnp.where(mask, -1, idx), axis=axis)
-    next_seed = jax.lax.cummin(jnp.where(seed, idx, n), axis=axis, reverse=True)
-    next_wall = jax.lax.cummin(jnp.where(mask, n, idx), axis=axis, reverse=True)
-    return seed | (mask & ((last_seed > last_wall) | (next_seed < next_wall)))
-
-
 def _spanning_cluster(mask: jax.Array, periodic_sides: bool) -> jax.Array:
-    """Voxels of `mask` (D, H, W) connected (6-neighbour) to both faces of axis 0. Jitted flood fill."""
-    inlet = jnp.zeros_like(mask).at[0].set(mask[0])
-    outlet = jnp.zeros_like(mask).at[-1].set(mask[-1])
-    masks = jnp.stack([mask, mask])
+    """Voxels of `mask` (L, H, W) 6-connected to both faces of axis 0: jitted flood fill from each face.
 
-    def step(filled):
-        for axis in (1, 2, 3):
-            filled = _sweep_fill(filled, masks, axis)
-        if periodic_sides:  # runs that cross the wrap-around seam
-            for axis in (2, 3):
-                filled = filled | (masks & (_shift(filled, axis, 1, True) | _shift(filled, axis, -1, True)))
-        return filled
+    One dilation step per loop iteration (unrolling several lets XLA fuse them into a far slower kernel).
+    """
+    masks = jnp.stack([mask, mask])
+    seeds = jnp.zeros_like(masks).at[0, 0].set(mask[0]).at[1, -1].set(mask[-1])
 
     def body(state):
         filled, _ = state
-        new = step(filled)
-        return new, jnp.any(new != filled)
+        grown = filled
+        for axis in (1, 2, 3):
+            per = periodic_sides and axis > 1
+            grown = grown | _shift(filled, axis, 1, per) | _shift(filled, axis, -1, per)
+        grown = grown & masks
+        return grown, jnp.any(grown != filled)
 
-    filled, _ = jax.lax.while_loop(lambda s: s[1], body, (step(jnp.stack([inlet, outlet])), jnp.array(True)))
+    filled, _ = jax.lax.while_loop(lambda s: s[1], body, (seeds, jnp.array(True)))
     return filled[0] & filled[1]
 
 
@@ -156,11 +140,11 @@ class _State(NamedTuple):
     change: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "periodic_sides", "max_iter", "return_field"))
-def _solve(diffusivity: jax.Array, axis: int, periodic_sides: bool, rtol: float, max_iter: int,
-           return_field: bool):
-    """diffusivity (D, H, W) >= 0 -> (d_rel, iterations, converged, concentration | None, flux | None)."""
-    d = jnp.moveaxis(diffusivity, axis, 0)
+def _solve(d: jax.Array, rtol: jax.Array, periodic_sides: bool, max_iter: int, return_field: bool):
+    """diffusivity (L, H, W) >= 0, transport along axis 0 -> (d_rel, iterations, converged, c | None, flux | None).
+
+    c: (L, H, W) concentration; flux: (3, L, H, W) g (c[i+1] - c[i]) through the face towards +1 along each axis.
+    """
     active = _spanning_cluster(d > 0, periodic_sides)
     d = jnp.where(active, d, 0)
     system = _build_system(d, periodic_sides)
@@ -203,12 +187,15 @@ def _solve(diffusivity: jax.Array, axis: int, periodic_sides: bool, rtol: float,
     converged = ~spans | ((s.spread < rtol) & (s.change < rtol))
     conc = flux = None
     if return_field:
-        x = s.x - s.x_low
-        conc = jnp.moveaxis(x, 0, axis)
-        frame = [axis] + [a for a in range(3) if a != axis]  # transposed axis k is array axis frame[k]
-        faces = [system.g[k] * (_shift(x, k, 1, periodic_sides and k > 0) - x) for k in range(3)]
-        flux = jnp.stack([jnp.moveaxis(faces[frame.index(a)], 0, axis) for a in range(3)])
+        conc = s.x - s.x_low
+        flux = jnp.stack([system.g[k] * (_shift(conc, k, 1, periodic_sides and k > 0) - conc) for k in range(3)])
     return s.d_rel, s.iterations, converged, conc, flux
+
+
+@functools.partial(jax.jit, static_argnames=("periodic_sides", "max_iter", "return_field"))
+def _solve_batch(batch: jax.Array, rtol: jax.Array, periodic_sides: bool, max_iter: int, return_field: bool):
+    """`_solve` mapped over a leading batch axis (the loop runs until every volume has converged)."""
+    return jax.vmap(lambda d: _solve(d, rtol, periodic_sides, max_iter, return_field))(batch)
 
 
 def effective_diffusivity(diffusivity, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3,
@@ -260,11 +247,14 @@ def _run(batch: np.ndarray, batched: bool, axis: int, side_boundary: str, rtol: 
         raise PorejaxError(f"dtype must be float32 or float64, got {dtype}")
     phi = (np.count_nonzero(batch > 0, axis=(1, 2, 3)) / np.prod(batch.shape[1:]) if volume_fraction is None
            else np.broadcast_to(np.asarray(volume_fraction, np.float64), batch.shape[:1]))
-    periodic_sides = side_boundary == "periodic"
     with jax.enable_x64(dtype == jnp.float64):
-        solve = jax.vmap(lambda v: _solve(v, axis, periodic_sides, jnp.asarray(rtol, dtype), int(max_iter),
-                                          return_field))
-        d_rel, iterations, converged, conc, flux = jax.device_get(solve(jnp.asarray(batch, dtype)))
+        d_rel, iterations, converged, conc, flux = jax.device_get(_solve_batch(
+            jnp.asarray(np.moveaxis(batch, axis + 1, 1), dtype), jnp.asarray(rtol, dtype),
+            periodic_sides=side_boundary == "periodic", max_iter=int(max_iter), return_field=return_field))
+    if return_field:  # back from the transport frame (transport axis first) to array axes
+        frame = [axis] + [a for a in range(3) if a != axis]  # frame axis k is array axis frame[k]
+        conc = np.moveaxis(conc, 1, axis + 1)
+        flux = np.moveaxis(flux[:, [frame.index(a) for a in range(3)]], 2, axis + 2)
     d_rel = np.maximum(np.asarray(d_rel, np.float64), 0.0)
     with np.errstate(divide="ignore"):
         tau = np.where(d_rel > 0, phi / np.where(d_rel > 0, d_rel, 1), np.inf)

@@ -1,0 +1,155 @@
+"""Diffusion solver: analytic cases, connectivity, errors, batching, and TauFactor references."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tifffile
+
+from porejax.errors import PorejaxError
+from porejax.metrics import characterise, effective_diffusivity, tortuosity
+
+
+def _channels(shape=(12, 9, 10)) -> np.ndarray:
+    """Straight channels along x of different cross-sections, in a non-conducting matrix."""
+    mask = np.zeros(shape, bool)
+    mask[:, 1:3, 1:4] = True
+    mask[:, 5, 7] = True
+    mask[:, 7:9, 0] = True
+    return mask
+
+
+@pytest.mark.parametrize("side", ["mirror", "periodic"])
+def test_straight_channels_have_unit_tortuosity(side):
+    mask = _channels()
+    result = tortuosity(mask, axis=0, side_boundary=side)
+    assert result.converged
+    assert result.tau == pytest.approx(1.0, rel=1e-4)
+    assert result.relative_diffusivity == pytest.approx(mask.mean(), rel=1e-4)
+    along_z = tortuosity(np.moveaxis(mask, 0, 2), axis=2, side_boundary=side)
+    assert along_z.tau == pytest.approx(1.0, rel=1e-4)
+
+
+def test_layers_in_series_give_the_harmonic_mean():
+    field = np.ones((16, 5, 6))
+    field[:4] = 0.25
+    field[10:] = 4.0
+    result = effective_diffusivity(field, axis=0, rtol=1e-5)
+    harmonic = 16 / (4 / 0.25 + 6 / 1.0 + 6 / 4.0)
+    assert result.relative_diffusivity == pytest.approx(harmonic, rel=1e-4)
+    across = effective_diffusivity(field, axis=1, rtol=1e-5)  # layers in parallel: arithmetic mean
+    assert across.relative_diffusivity == pytest.approx(field.mean(), rel=1e-4)
+
+
+def test_dead_ends_and_islands_do_not_change_the_result():
+    mask = _channels()
+    decorated = mask.copy()
+    decorated[4, 3:5, 2] = True  # dead end one layer thick, hanging off the first channel
+    decorated[5, 6:8, 4:6] = True  # island
+    base, other = tortuosity(mask), tortuosity(decorated)
+    assert other.relative_diffusivity == pytest.approx(base.relative_diffusivity, rel=1e-4)
+    assert other.tau == pytest.approx(decorated.mean() / base.relative_diffusivity, rel=1e-4)
+
+
+def test_non_spanning_phase_is_infinite_not_nan():
+    mask = np.zeros((10, 10, 10), bool)
+    mask[:, 4, 4] = True  # spans x only
+    mask[2:5, 1:3, 1:3] = True
+    spanning = tortuosity(mask, axis=0)
+    assert spanning.tau == pytest.approx(mask.mean() / (1 / 100), rel=1e-4)
+    for axis in (1, 2):
+        result = tortuosity(mask, axis=axis, max_iter=10)
+        assert result.tau == math.inf and result.relative_diffusivity == 0.0
+        assert result.converged and result.iterations == 0
+    empty = tortuosity(np.zeros((4, 4, 4), bool))
+    assert empty.tau == math.inf and empty.relative_diffusivity == 0.0
+
+
+def test_fields_and_flux_conservation():
+    rng = np.random.default_rng(3)
+    mask = rng.random((14, 12, 12)) < 0.6
+    result = tortuosity(mask, axis=1, return_field=True, rtol=1e-5)
+    assert result.concentration.shape == mask.shape and result.flux.shape == (3, *mask.shape)
+    assert np.all(result.concentration[~mask] == 0) and result.concentration.max() <= 1 + 1e-5
+    plane_flux = result.flux[1][:, :-1, :].sum(axis=(0, 2))  # through each interface between y layers
+    expected = result.relative_diffusivity * 14 * 12 / 12
+    np.testing.assert_allclose(plane_flux, expected, rtol=1e-3)
+
+
+def test_batch_equals_single_calls_and_float64():
+    rng = np.random.default_rng(4)
+    batch = rng.random((2, 12, 12, 12)) < 0.55
+    together = tortuosity(batch, axis=2, side_boundary="periodic")
+    assert together.tau.shape == (2,)
+    for i, volume in enumerate(batch):
+        single = tortuosity(volume, axis=2, side_boundary="periodic")
+        assert together.tau[i] == pytest.approx(single.tau, rel=2e-4)
+    double = tortuosity(batch[0], axis=2, side_boundary="periodic", dtype="float64", rtol=1e-6)
+    assert double.tau == pytest.approx(together.tau[0], rel=2e-3)
+
+
+def test_bad_input():
+    with pytest.raises(PorejaxError, match="binary"):
+        tortuosity(np.full((4, 4, 4), 3))
+    with pytest.raises(PorejaxError, match="dimensions"):
+        tortuosity(np.ones((4, 4), bool))
+    with pytest.raises(PorejaxError, match="empty"):
+        tortuosity(np.ones((0, 4, 4), bool))
+    with pytest.raises(PorejaxError, match="side_boundary"):
+        tortuosity(np.ones((4, 4, 4), bool), side_boundary="open")
+    with pytest.raises(PorejaxError, match="axis"):
+        tortuosity(np.ones((4, 4, 4), bool), axis=3)
+
+
+def test_characterise_is_json_without_nan():
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[:, :4] = 1
+    labels[2:4, 5:7, 2:5] = 2  # island: no path in any direction
+    record = characterise(labels, 0.5)
+    text = json.dumps(record, allow_nan=False)
+    assert record["phases"]["2"]["tortuosity"] == {"x": "inf", "y": "inf", "z": "inf"}
+    assert record["phases"]["2"]["relative_diffusivity"] == {"x": 0.0, "y": 0.0, "z": 0.0}
+    assert record["phases"]["1"]["tortuosity"]["x"] == pytest.approx(1.0, rel=1e-4)
+    assert record["phases"]["1"]["tortuosity"]["y"] == "inf"
+    assert "NaN" not in text
+
+
+# TauFactor references: every phase/axis of these volumes (converged references only)
+_REFERENCE_CASES = [("nmc_np_0", "Solver"), ("nmc_np_2", "Solver"), ("sofc_np_4", "Solver"),
+                    ("electrode_crop64", "Solver"), ("nmc_p_1", "PeriodicSolver"), ("sofc_p_0", "PeriodicSolver")]
+
+
+def _load(shared_dir, record):
+    volume = tifffile.imread(shared_dir / "data" / record["volume"])
+    if record["crop"]:
+        n = int(record["crop"].split(":")[1].split(",")[0])
+        volume = volume[:n, :n, :n]
+    return volume
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("key,solver", _REFERENCE_CASES)
+def test_tortuosity_matches_taufactor(shared_dir, reference_values, key, solver):
+    record = reference_values["volumes"][key]
+    volume = _load(shared_dir, record)
+    side = "mirror" if solver == "Solver" else "periodic"
+    for name, label in record["labels"].items():
+        for axis, axis_name in enumerate("xyz"):
+            reference = record["tortuosity"][solver][name][axis_name]
+            result = tortuosity(volume == label, axis=axis, side_boundary=side)
+            assert result.converged, (key, name, axis_name)
+            if reference["tau"] is None or reference["tau"] > 1e4:  # TauFactor's "no path" cases
+                assert result.tau == math.inf and result.relative_diffusivity == 0.0, (key, name, axis_name)
+            elif reference["converged"]:
+                assert result.tau == pytest.approx(reference["tau"], rel=0.01), (key, name, axis_name)
+
+
+@pytest.mark.shared_data
+def test_periodic_sides_conduct_at_least_as_well_as_mirror(shared_dir):
+    volume = tifffile.imread(shared_dir / "data" / "paper_generated" / "nmc" / "periodic" / "nmc_0.tif")
+    for label in (0, 128):
+        for axis in range(3):
+            mirror = tortuosity(volume == label, axis=axis).relative_diffusivity
+            periodic = tortuosity(volume == label, axis=axis, side_boundary="periodic").relative_diffusivity
+            assert periodic >= mirror * (1 - 1e-3), (label, axis)
