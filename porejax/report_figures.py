@@ -152,13 +152,17 @@ def periodic_tiling_and_flux(volume: np.ndarray, flux_mirror: np.ndarray, flux_p
     _phase_image(axes[0], tiled, phase_map, voxel_size, "2x2 tiling, y-z slice at mid x")
     axes[0].axhline(side * voxel_size, color="#e0218a", ls="--", lw=1.2)
     axes[0].axvline(side * voxel_size, color="#e0218a", ls="--", lw=1.2)
-    outside = volume[:, :, 0] != phase_map.labels[phase]
-    maps = [np.ma.masked_where(outside, np.abs(flux[0][:, :, 0])) for flux in (flux_mirror, flux_periodic)]
+    # flux[0][i] crosses the face between layers i and i + 1 along x: show the interior faces, grey where
+    # either neighbour is another phase
+    inside = volume[:, :, 0] == phase_map.labels[phase]
+    outside = ~(inside[:-1] & inside[1:])
+    maps = [np.ma.masked_where(outside, np.abs(flux[0][:-1, :, 0])) for flux in (flux_mirror, flux_periodic)]
     vmax = max(float(m.max()) for m in maps) or 1.0
     cmap = matplotlib.colormaps["inferno"].with_extremes(bad="#d9d9d9")
+    x_faces = (0.5 * voxel_size, (volume.shape[0] - 0.5) * voxel_size)
     for ax, flux_map, name in zip(axes[1:], maps, ("mirror", "periodic")):
         image = ax.imshow(flux_map, origin="lower", cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest",
-                          extent=(0, flux_map.shape[1] * voxel_size, 0, flux_map.shape[0] * voxel_size))
+                          extent=(0, flux_map.shape[1] * voxel_size) + x_faces)
         ax.set_title(f"{name} sides: |flux along x| at z = 0\nD_rel = {drel[name]:.4g}", fontsize=9)
         ax.set_xlabel("y (µm)")
         ax.set_ylabel("x (µm)")
