@@ -115,9 +115,12 @@ def test_characterise_is_json_without_nan():
     assert "NaN" not in text
 
 
-# TauFactor references: every phase/axis of these volumes (converged references only)
-_REFERENCE_CASES = [("nmc_np_0", "Solver"), ("nmc_np_2", "Solver"), ("sofc_np_4", "Solver"),
-                    ("electrode_crop64", "Solver"), ("nmc_p_1", "PeriodicSolver"), ("sofc_p_0", "PeriodicSolver")]
+# TauFactor references (volume, solver, phases; all three axes): a subset that keeps the test time low
+# and includes two of TauFactor's "no path" cases (nmc_np_2 binder z, sofc_np_4 pore z). The full
+# comparison over all 22 volumes is reported in benchmarks/RESULTS.md.
+_REFERENCE_CASES = [("nmc_np_0", "Solver", ("pore", "nmc", "binder")), ("nmc_np_2", "Solver", ("binder",)),
+                    ("sofc_np_4", "Solver", ("pore",)), ("electrode_crop64", "Solver", ("pore", "nmc", "binder")),
+                    ("sofc_p_0", "PeriodicSolver", ("pore", "ni", "ysz"))]
 
 
 def _load(shared_dir, record):
@@ -129,12 +132,13 @@ def _load(shared_dir, record):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("key,solver", _REFERENCE_CASES)
-def test_tortuosity_matches_taufactor(shared_dir, reference_values, key, solver):
+@pytest.mark.parametrize("key,solver,phases", _REFERENCE_CASES)
+def test_tortuosity_matches_taufactor(shared_dir, reference_values, key, solver, phases):
     record = reference_values["volumes"][key]
     volume = _load(shared_dir, record)
     side = "mirror" if solver == "Solver" else "periodic"
-    for name, label in record["labels"].items():
+    for name in phases:
+        label = record["labels"][name]
         for axis, axis_name in enumerate("xyz"):
             reference = record["tortuosity"][solver][name][axis_name]
             result = tortuosity(volume == label, axis=axis, side_boundary=side)
