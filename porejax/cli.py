@@ -258,9 +258,9 @@ def _run_train(args) -> int:
 
 # --- demo ------------------------------------------------------------------------------------------
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="train the tiny preset on a synthetic cathode (~1 min), generate, draw")
+    p = sub.add_parser("demo", help="train the tiny preset on a synthetic cathode (a few minutes), generate, draw")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default 150)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 400)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_run_demo)
 

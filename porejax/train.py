@@ -51,7 +51,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from porejax import checkpoint, dataset, losses
+from porejax import checkpoint, dataset, losses, metrics
 from porejax.errors import PorejaxError
 from porejax.models import PRESETS as MODEL_PRESETS
 from porejax.models import BATCH_NORM_MOMENTUM, Discriminator, Generator, ModelConfig, init_variables
@@ -335,6 +335,12 @@ def make_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.Crop
     return _jitted_step(model_config, _recipe(config.resolved()), spec, mesh)
 
 
+def compile_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec, mesh: Mesh,
+                 state: TrainState, arrays: dict):
+    """The step compiled ahead of time for these state and data arrays: (state, arrays) -> (state, metrics)."""
+    return make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
+
+
 @functools.lru_cache(maxsize=8)
 def _standing_fn(model_config: ModelConfig, batches: int, batch_size: int, mesh: Mesh):
     generator = Generator(model_config)
@@ -411,17 +417,12 @@ def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase
 
 # --- quick evaluation and images --------------------------------------------------------------------
 def _phase_statistics(indices: np.ndarray, n_phases: int, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per phase: (volume fraction, face-counting specific surface area in 1/voxel_size units), each
-    (B, n_phases), of phase-index volumes (B, S, S, S); only interior faces count."""
-    vf = np.stack([(indices == p).mean(axis=(1, 2, 3)) for p in range(n_phases)], axis=1)
-    faces = np.zeros(vf.shape)
-    for axis in (1, 2, 3):
-        a = np.take(indices, np.arange(indices.shape[axis] - 1), axis=axis)
-        b = np.take(indices, np.arange(1, indices.shape[axis]), axis=axis)
-        differ = a != b
-        for p in range(n_phases):
-            faces[:, p] += np.sum(differ & ((a == p) | (b == p)), axis=(1, 2, 3))
-    return vf, faces / (np.prod(indices.shape[1:]) * voxel_size)
+    """Per volume and phase: (volume fraction, face-counting specific surface area in 1/voxel_size units),
+    each (B, n_phases), of phase-index volumes (B, S, S, S)."""
+    phases = list(range(n_phases))
+    vf = metrics.volume_fraction(indices, phases)
+    ssa = metrics.specific_surface_area(indices, voxel_size, phases)
+    return (np.asarray([[row[p] for p in phases] for row in vf]), np.asarray([[row[p] for p in phases] for row in ssa]))
 
 
 def _evaluation(gen: np.ndarray, real: np.ndarray, phase_map: PhaseMap) -> dict:
@@ -477,16 +478,63 @@ def _read_log(path: Path, upto: int) -> list[dict]:
     return [r for r in records if r["step"] <= upto]
 
 
+def _start_state(model_config: ModelConfig, config: TrainConfig, workdir: Path, start_step: int | None,
+                 mesh: Mesh) -> TrainState:
+    """A fresh state, or the checkpointed one of `start_step`, replicated over the mesh."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    if start_step is None:
+        return jax.jit(lambda: init_state(model_config, config), out_shardings=replicated)()
+    abstract = jax.eval_shape(lambda: init_state(model_config, config))
+    target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+                                    abstract.to_dict())
+    restored, _ = checkpoint.restore_state(workdir, target, start_step)
+    return TrainState(**restored)
+
+
+def _real_reference(arrays: dict, spec: dataset.CropSpec, seed: int) -> np.ndarray:
+    """REAL_EVAL_CROPS phase-index crops (B, S, S, S) of the training data, the same for every evaluation."""
+    spec = dataclasses.replace(spec, batch_size=REAL_EVAL_CROPS, augment=False)
+    sample = jax.jit(lambda a, k: dataset.sample_batch(a, spec, k, jax.random.PRNGKey(0), 0))
+    return np.asarray(jnp.argmax(sample(arrays, jax.random.PRNGKey(seed + 1)), -1))
+
+
+def _quick_evaluation(model_config: ModelConfig, phase_map: PhaseMap, frozen: dict, real: np.ndarray,
+                      config: TrainConfig, path: Path, step: int) -> dict:
+    """Generate `eval_samples` training-size volumes (fixed latents), compare with `real`, draw them."""
+    from porejax.generate import FrozenGenerator
+
+    gen = FrozenGenerator(model_config, phase_map, jax.device_get(frozen))
+    z = np.asarray(jax.random.normal(jax.random.PRNGKey(config.seed + 2),
+                                     (config.eval_samples, 1, 1, 1, model_config.latent_channels)))
+    generated = np.argmax(gen.probabilities(z), axis=-1)
+    save_sample_image(path, generated, real, f"step {step}: generated (top), real (bottom), middle x slices")
+    return _evaluation(generated, real, phase_map)
+
+
+def _progress_line(record: dict, config: TrainConfig) -> str:
+    rate = record["steps_per_s"] or float("nan")
+    eta = (config.steps - record["step"]) / rate if rate > 0 else float("nan")
+    real, fake = ("D(x)", "D(G(z))") if config.loss == "bce" else ("C(x)", "C(G(z))")
+    line = (f"step {record['step']}/{config.steps}  {rate:.3f} steps/s  loss_d {record['loss_d']:.4f}  "
+            f"loss_g {record['loss_g']:.4f}  {real} {record['d_real']:.3f}  {fake} {record['d_fake']:.3f}  "
+            f"ETA {_fmt_duration(eta)}")
+    if "eval" in record:
+        line += f"  vf {record['eval']['vf']} (real {record['eval']['vf_real']})"
+    return line
+
+
 def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.PathLike,
           model_config: ModelConfig, config: TrainConfig, *, resume: bool = False, preset: str | None = None,
           sources: Sequence[str] | None = None, devices: Sequence[jax.Device] | None = None,
           progress: bool = True) -> dict:
     """Train on label `volumes` (original label values, mapped by `phase_map`) into `workdir`.
 
-    Writes WORKDIR/porejax.json (model, PhaseMap, train config, data fingerprint and holdout region),
-    WORKDIR/checkpoints/<step>/ (generator with standing statistics + full train state) every
-    `config.checkpoint_every` steps and at the end, WORKDIR/log.jsonl and WORKDIR/samples/step_*.png.
-    `resume`: continue from the newest checkpoint (its settings must match). Returns a summary dict.
+    Holds out the last `config.holdout` x-slices of every volume. Writes WORKDIR/porejax.json (model,
+    PhaseMap, train config, data fingerprint and held-out region), WORKDIR/checkpoints/<step>/ (generator
+    with standing statistics + full train state) every `config.checkpoint_every` steps and at the end,
+    WORKDIR/log.jsonl (every `log_every` steps; with "eval" every `eval_every`) and
+    WORKDIR/samples/step_*.png. `resume`: continue from the newest checkpoint, whose model, PhaseMap, data
+    and recipe must match. `devices`: the mesh (default all). Returns a summary dict.
     """
     initialize_distributed()
     workdir = Path(workdir)
@@ -497,11 +545,10 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     if config.batch_size % mesh.size:
         raise PorejaxError(f"batch size {config.batch_size} is not divisible by the {mesh.size} devices: "
                            f"use a multiple of {mesh.size}")
-    crop = model_config.crop_size
     train_parts = [dataset.split_holdout(v, config.holdout, axis=0)[0] for v in volumes]
-    stack, shapes = dataset.prepare(train_parts, phase_map, crop)
-    spec = dataset.CropSpec(crop, config.batch_size, phase_map.n_phases, shapes, config.sampling, config.stride,
-                            config.augment)
+    stack, shapes = dataset.prepare(train_parts, phase_map, model_config.crop_size)
+    spec = dataset.CropSpec(model_config.crop_size, config.batch_size, phase_map.n_phases, shapes,
+                            config.sampling, config.stride, config.augment)
     dataset.check_spec(spec)
     data = {"volumes": data_fingerprint(volumes, sources),
             "holdout": {"axis": "x", "slices": config.holdout,
@@ -514,89 +561,56 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
                                "continue it, or choose another --workdir")
         _check_resumable(workdir, checkpoint.read_metadata(workdir), model_config, phase_map, config, data)
     is_main = jax.process_index() == 0
+    log_path = workdir / LOG_FILE
+    records = _read_log(log_path, start_step or 0)
     if is_main:
         checkpoint.write_metadata(workdir, model_config, phase_map, train=config.to_dict(), data=data,
                                   preset=preset, devices=mesh.size)
         (workdir / SAMPLES_DIR).mkdir(exist_ok=True)
-
-    replicated = NamedSharding(mesh, PartitionSpec())
-    abstract = jax.eval_shape(lambda: init_state(model_config, config))
-    if start_step is None:
-        state = jax.jit(lambda: init_state(model_config, config), out_shardings=replicated)()
-    else:
-        target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-                                        abstract.to_dict())
-        restored, _ = checkpoint.restore_state(workdir, target, start_step)
-        state = TrainState(**restored)
-    arrays = _replicate(dataset.device_arrays(stack, spec), mesh)
-
-    log_path = workdir / LOG_FILE
-    records = _read_log(log_path, int(state.step))
-    if is_main:
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    time_offset = records[-1]["time"] if records else 0.0
-    t_start = time.perf_counter()
-    elapsed = lambda: time_offset + time.perf_counter() - t_start  # noqa: E731
+    time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()
 
+    state = _start_state(model_config, config, workdir, start_step, mesh)
+    arrays = _replicate(dataset.device_arrays(stack, spec), mesh)
     compile_start = time.perf_counter()
-    step_fn = make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
+    step_fn = compile_step(model_config, config, spec, mesh, state, arrays)
     compile_s = time.perf_counter() - compile_start
-    real_eval = np.asarray(jnp.argmax(jax.jit(functools.partial(dataset.sample_batch, spec=dataclasses.replace(
-        spec, batch_size=REAL_EVAL_CROPS, augment=False)))(
-        arrays, key=jax.random.PRNGKey(config.seed + 1), data_key=jax.random.PRNGKey(0), batch_index=0), -1))
+    real = _real_reference(arrays, spec, config.seed)
+    step = int(state.step)
     if progress and is_main:
-        print(f"porejax train: {workdir}, {mesh.size} device(s), {shapes} training volume(s), "
-              f"{crop}^3 crops, batch {config.batch_size}, loss {config.loss}, from step {int(state.step)} "
+        print(f"porejax train: {workdir}, {mesh.size} device(s), training volume(s) {shapes}, "
+              f"{spec.crop}^3 crops, batch {config.batch_size}, loss {config.loss}, from step {step} "
               f"to {config.steps}; step compiled in {compile_s:.1f} s", file=sys.stderr, flush=True)
 
-    step = int(state.step)
-    last_saved = checkpoint.latest_step(workdir)
-    metrics: dict = {}
+    last_saved, metrics, rate = start_step, {}, float("nan")
     window = (step, time.perf_counter())
-    rate = float("nan")
     while step < config.steps:
         state, metrics = step_fn(state, arrays)
         step += 1
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if not all(math.isfinite(v) for v in metrics.values()):
-            raise PorejaxError(f"non-finite loss at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items())}); "
-                               f"last good checkpoint: step {last_saved} in {workdir}: resume from it with "
-                               "--resume, or try a lower --lr or --loss wgan-gp")
+            values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            raise PorejaxError(f"non-finite loss at step {step} ({values}); last good checkpoint: step {last_saved} "
+                               f"in {workdir}: resume from it with --resume, or try a lower --lr or --loss wgan-gp")
         final = step == config.steps
         eval_due = step % config.eval_every == 0 or final
         save_due = step % config.checkpoint_every == 0 or final
         frozen = frozen_generator(model_config, state, config, mesh) if (eval_due or save_due) else None
-        record = None
-        if step % config.log_every == 0 or eval_due or final:
+        if step % config.log_every == 0 or eval_due:
             now = time.perf_counter()
-            if step > window[0]:
-                rate = (step - window[0]) / (now - window[1])
-            window = (step, now)
-            record = {"step": step, **{k: round(v, 6) for k, v in metrics.items()}, "time": round(elapsed(), 3),
-                      "steps_per_s": round(rate, 4) if math.isfinite(rate) else None}
-        if eval_due and is_main:
-            from porejax.generate import FrozenGenerator
-
-            gen = FrozenGenerator(model_config, phase_map, jax.device_get(frozen))
-            z = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed + 2), 0),
-                                             (config.eval_samples, 1, 1, 1, model_config.latent_channels)))
-            generated = np.argmax(gen.probabilities(z), axis=-1)
-            record["eval"] = _evaluation(generated, real_eval, phase_map)
-            save_sample_image(workdir / SAMPLES_DIR / f"step_{step:06d}.png", generated, real_eval,
-                              f"step {step}: generated (top), real (bottom), middle x slices")
+            rate, window = (step - window[0]) / (now - window[1]), (step, now)
+            record = {"step": step, **{k: round(v, 6) for k, v in metrics.items()},
+                      "time": round(time_offset + now - t_start, 3), "steps_per_s": round(rate, 4)}
+            if eval_due and is_main:
+                record["eval"] = _quick_evaluation(model_config, phase_map, frozen, real, config,
+                                                   workdir / SAMPLES_DIR / f"step_{step:06d}.png", step)
+            if is_main:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if progress:
+                    print(_progress_line(record, config), file=sys.stderr, flush=True)
         if save_due:
             checkpoint.save(workdir, step, generator=frozen, state=state.to_dict())
             last_saved = step
-        if record is not None and is_main:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            if progress:
-                eta = (config.steps - step) / rate if rate > 0 else float("nan")
-                d_label = ("D(x)", "D(G(z))") if config.loss == "bce" else ("C(x)", "C(G(z))")
-                print(f"step {step}/{config.steps}  {rate:.3f} steps/s  loss_d {metrics['loss_d']:.4f}  "
-                      f"loss_g {metrics['loss_g']:.4f}  {d_label[0]} {metrics['d_real']:.3f}  "
-                      f"{d_label[1]} {metrics['d_fake']:.3f}  ETA {_fmt_duration(eta)}"
-                      + (f"  vf {record['eval']['vf']} (real {record['eval']['vf_real']})" if "eval" in record else ""),
-                      file=sys.stderr, flush=True)
     return {"workdir": str(workdir), "step": step, "metrics": metrics, "compile_s": compile_s,
             "steps_per_s": rate, "last_checkpoint": last_saved}

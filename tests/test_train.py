@@ -15,14 +15,14 @@ from porejax.errors import PorejaxError
 from porejax.models import ModelConfig, init_variables
 from porejax.volume import PhaseMap
 
-MICRO = ModelConfig(latent_channels=8, g_widths=(8, 4), d_widths=(4, 8))  # 16^3 crops: compiles fast
+MICRO = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4,))  # 8^3 crops: compiles fast
 PHASES = PhaseMap((0, 85, 170), ("pore", "nmc", "binder"), 0.5)
 QUIET = dict(log_every=1, eval_every=1000, checkpoint_every=2, eval_samples=2, standing_batches=2, batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def volume() -> np.ndarray:
-    return synthetic.cathode(24, seed=0)
+    return synthetic.cathode(12, seed=0)
 
 
 def _log(workdir) -> list[dict]:
@@ -113,10 +113,20 @@ def test_wgan_gp_runs_n_critic_updates_per_generator_update(tmp_path, volume):
     assert int(state["d_opt"][0].count) == 10 and int(state["g_opt"][0].count) == 2
 
 
-def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, volume):
-    config = train.TrainConfig(steps=6, lr=1e30, **QUIET)
-    with pytest.raises(PorejaxError, match=r"non-finite loss at step \d+ .*last good checkpoint: step"):
-        train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
+def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, volume, monkeypatch):
+    compile_step = train.compile_step
+
+    def poisoned_at_step_3(*args):
+        step_fn = compile_step(*args)
+
+        def run(state, arrays):
+            state, metrics = step_fn(state, arrays)
+            return state, {**metrics, "loss_g": jnp.where(state.step >= 3, jnp.nan, metrics["loss_g"])}
+        return run
+
+    monkeypatch.setattr(train, "compile_step", poisoned_at_step_3)
+    with pytest.raises(PorejaxError, match=r"non-finite loss at step 3 \(.*loss_g=nan.*last good checkpoint: step 2 in"):
+        train.train([volume], PHASES, tmp_path, MICRO, train.TrainConfig(steps=6, **QUIET), progress=False)
 
 
 def test_a_crop_other_than_the_model_s_is_refused():
