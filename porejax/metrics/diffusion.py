@@ -11,7 +11,8 @@ phi the phase's total volume fraction (as TauFactor).
 Solver: voxels not connected to both Dirichlet faces are removed first (found by a jitted flood fill
 in `lax.while_loop`); a phase without a spanning path gives tau = inf, D_rel = 0 at once.
 The remaining symmetric positive definite system is solved matrix-free by Jacobi-preconditioned
-conjugate gradients inside `lax.while_loop`. Convergence: every `check_every` iterations the plane
+conjugate gradients inside `lax.while_loop`; float32 by default, with a compensated (Kahan) update of the
+solution so that float32 does not stall above the tolerance. Convergence: every 10 iterations the plane
 fluxes (inlet face, every interface between layers, outlet face) must agree within `rtol` (relative
 spread, as TauFactor) and tau must have changed by less than `rtol` since the last check.
 """
@@ -37,8 +38,10 @@ class TortuosityResult(NamedTuple):
 
     tau: tortuosity factor (inf without a spanning path). relative_diffusivity: D_eff / D0 = phi / tau.
     effective_diffusivity: D_eff in units of D0 (= relative_diffusivity for D0 = 1). iterations: CG
-    iterations used. converged: reached `rtol`. concentration: (D, H, W) field (0 outside the spanning
-    cluster) and flux: (3, D, H, W) face fluxes towards +x, +y, +z, only when `return_field=True`.
+    iterations used. converged: reached `rtol`. With `return_field=True`: concentration (D, H, W), c in
+    [0, 1] (0 outside the spanning cluster; c = 0 face before index 0 and c = 1 face after the last index
+    along the transport axis), and flux (3, D, H, W): flux[k] = conductance * (c[i+1] - c[i]) through the
+    face between voxel i and its +1 neighbour along array axis k (so positive along the transport axis).
     """
 
     tau: np.ndarray
