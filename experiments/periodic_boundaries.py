@@ -119,7 +119,7 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
         row["smallest_periodic_side_with_error_at_most_mirror"] = min(equal) if equal else None
         row["voxel_ratio"] = row["voxels"] / min(equal) ** 3 if equal else None
 
-    study = periodic_flux_study(generator, min(max(usable), 64), seed, voxel_size)
+    study = periodic_flux_study(generator, min(max(usable), 64), seed)
     fig8 = report_figures.periodic_tiling_and_flux(study["volume"], study["flux"]["mirror"], study["flux"]["periodic"],
                                                    phase_map, voxel_size, study["phase"], study["relative_diffusivity"])
     report_figures.save_png(fig8, out / "figure8.png")

@@ -524,8 +524,8 @@ def random_crops(volume: np.ndarray, n: int, size: int, seed: int = 0, region: R
     return crops, positions
 
 
-def generate_set(generator: FrozenGenerator, n: int, size: int, periodic: bool = False, seed: int = 0, keep_confidence: int = 3,
-                 progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
+def generate_set(generator: FrozenGenerator, n: int, size: int, periodic: bool = False, seed: int = 0,
+                 keep_confidence: int = 3, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
     """`n` generated label volumes (n, S, S, S), latent seed + i for volume i (as `porejax generate
     --count`), and the confidence maps of the first `keep_confidence` of them."""
     axes = AXES if periodic else ""
@@ -594,7 +594,7 @@ def non_overlapping_crops(region: Region, size: int) -> int:
 
 
 # --- generator studies for the figures ---------------------------------------------------------------
-def periodic_flux_study(generator: FrozenGenerator, size: int, seed: int, voxel_size: float) -> dict:
+def periodic_flux_study(generator: FrozenGenerator, size: int, seed: int) -> dict:
     """Fig. 8: a periodic volume (side: `size` rounded down to the period unit), its most abundant phase's
     diffusion along x with mirror vs periodic side boundaries: D_rel of both and the flux fields."""
     unit = generator.config.period_unit
@@ -706,7 +706,7 @@ def table_row(row: dict) -> list[str]:
             row["verdict"], row["note"]]
 
 
-def _paper_table(rows: list[dict], phase_map: PhaseMap) -> tuple[list[str], list[list[str]]]:
+def _paper_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The paper's Tables 3/4 layout: a row per set, a column per metric with the phases joined by ' / '."""
     columns = [m for m in METRICS if any(r["metric"] == m.key for r in rows)]
     header = ["set"] + [m.title.split(" (")[0] + (f" ({m.unit})" if m.unit else "") for m in columns]
@@ -736,7 +736,7 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
     phases = " / ".join(phase_map.name(i) for i in range(phase_map.n_phases))
     doc.heading("Summary (layout of the paper's Tables 3/4)")
     doc.text(f"Phases in each cell: {phases}.")
-    doc.table(*_paper_table(results["table"], phase_map))
+    doc.table(*_paper_table(results["table"]))
     doc.heading("Statistics per metric")
     doc.table(TABLE_HEADER, [table_row(r) for r in results["table"]])
     matches = sum(r["verdict"] == "matches" for r in results["table"])
@@ -829,7 +829,7 @@ def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike,
     memorisation = memorisation_check(generated, real_crops, volume, phase_map, positions, source.holdout,
                                       max_blocks=max_blocks, seed=seed, progress=progress)
     _say(progress, "figures: periodic volume, diffusion with mirror / periodic sides, interpolation, timing")
-    flux = periodic_flux_study(generator, size, seed + n, voxel_size)
+    flux = periodic_flux_study(generator, size, seed + n)
     latent_shape = generator.latent_size_for(size)
     strip = [generator.generate(z, size=size)[0] for z in interpolate_latents(
         generator.latent(seed, latent_shape), generator.latent(seed + 1, latent_shape), 7)]
