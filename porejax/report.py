@@ -819,10 +819,10 @@ def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike,
     _check_labels(volume, phase_map, f"real volume {real_name}")
     generator.latent_size_for(size, AXES if periodic else "")  # a bad periodic size fails before any work
     source = real_source(meta, volume)
+    real_crops, positions = random_crops(volume, n, size, seed, source.sample_region)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    real_crops, positions = random_crops(volume, n, size, seed, source.sample_region)
     generated, confidence = generate_set(generator, n, size, periodic, seed, progress=progress)
     real_m, gen_m, rows = compare_arrays(real_crops, generated, phase_map, voxel_size, progress)
     s2 = s2_summary(real_m, gen_m, voxel_size)
