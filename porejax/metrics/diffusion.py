@@ -182,10 +182,12 @@ def _solve(d: jax.Array, rtol: jax.Array, periodic_sides: bool, max_iter: int, r
         change = jnp.abs(d_rel - s.d_rel) / jnp.abs(d_rel)
         return s._replace(iterations=s.iterations + _CHECK_EVERY, d_rel=d_rel, spread=spread, change=change)
 
-    def running(s: _State) -> jax.Array:
-        return (s.iterations < max_iter) & ~((s.spread < rtol) & (s.change < rtol))
-
     spans = jnp.any(active)
+
+    def running(s: _State) -> jax.Array:
+        # `spans` is checked here too: under vmap the cond below becomes a select that runs the loop
+        return spans & (s.iterations < max_iter) & ~((s.spread < rtol) & (s.change < rtol))
+
     s = jax.lax.cond(spans, lambda: jax.lax.while_loop(running, body, state0), lambda: state0)
     converged = ~spans | ((s.spread < rtol) & (s.change < rtol))
     conc = flux = None
