@@ -28,7 +28,7 @@ import numpy as np
 
 from porejax import checkpoint
 from porejax.errors import PorejaxError
-from porejax.models import Generator, ModelConfig
+from porejax.models import BATCH_NORM_MOMENTUM, Generator, ModelConfig
 from porejax.volume import PhaseMap, TiffStackWriter, decode
 
 AXES = "xyz"
@@ -173,6 +173,35 @@ class FrozenGenerator:
         if not np.all(np.isfinite(z)):
             raise PorejaxError("latent contains NaN or infinite values")
         return (z if batched else z[None]), batched
+
+    def with_stationary_statistics(self, latent_size: int = 4, batches: int = 8, batch_size: int = 2,
+                                   seed: int = 0) -> FrozenGenerator:
+        """This generator with BatchNorm statistics re-estimated on periodic latents of side `latent_size`.
+
+        Standing statistics estimated from training-size (1^3) latents describe activations dominated by
+        the zero-padded boundary; inside a larger volume (or any periodic one) every activation sums over
+        the whole kernel, so its scale differs and the phase fractions drift. Periodic latents have no
+        boundary: their statistics are those of the stationary (infinite) structure, which is what large
+        and periodic volumes are made of. (The paper's code gets a similar effect by leaving BatchNorm in
+        training mode at generation time, which makes a volume depend on its own size and batch.)
+        Deterministic in `seed`; returns a new FrozenGenerator (parameters shared).
+        """
+        flags = (True, True, True)
+        shape = (batch_size,) + (int(latent_size),) * 3 + (self.config.latent_channels,)
+        zero = jax.tree_util.tree_map(jnp.zeros_like, self.variables["batch_stats"])
+
+        @jax.jit
+        def batch_statistics(key):
+            z = jax.random.normal(key, (int(np.prod(shape)),), jnp.float32).reshape(shape)
+            _, updated = Generator(self.config).apply({"params": self.variables["params"], "batch_stats": zero},
+                                                      z, train=True, periodic=flags, mutable=["batch_stats"])
+            # from zero running statistics one update leaves (1 - momentum) * (batch statistic)
+            return jax.tree_util.tree_map(lambda v: v / (1 - BATCH_NORM_MOMENTUM), updated["batch_stats"])
+
+        keys = jax.random.split(jax.random.PRNGKey(int(seed)), int(batches))
+        per_batch = [batch_statistics(k) for k in keys]
+        stats = jax.tree_util.tree_map(lambda *v: sum(v) / len(v), *per_batch)
+        return dataclasses.replace(self, variables={"params": self.variables["params"], "batch_stats": stats})
 
     # --- one-shot generation -------------------------------------------------------------------
     def probabilities(self, z, periodic: str | Sequence[bool] = "") -> np.ndarray:
