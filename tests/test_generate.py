@@ -186,3 +186,21 @@ def test_load_generator_and_cli(gen, tmp_path, capsys):
     assert main(["generate", "--checkpoint", str(tmp_path / "missing"), "--size", "32", "--out", str(out)]) == 2
     assert main(["generate", "--checkpoint", str(workdir), "--size", "32", "--periodic", "xw",
                  "--out", str(out)]) == 2
+
+
+def test_stationary_statistics_describe_the_interior(gen):
+    """Periodic latents have no boundary, so their statistics hardly depend on the latent side, unlike
+    statistics of training-size (1^3, all boundary) latents; they are deterministic in the seed."""
+    small = gen.with_stationary_statistics(latent_size=3, batches=2, seed=0).variables["batch_stats"]
+    large = gen.with_stationary_statistics(latent_size=5, batches=2, seed=1).variables["batch_stats"]
+    again = gen.with_stationary_statistics(latent_size=3, batches=2, seed=0).variables["batch_stats"]
+    first = sorted(small)[0]
+    assert np.array_equal(small[first]["var"], again[first]["var"])
+    var_s, var_l = np.asarray(small[first]["var"]), np.asarray(large[first]["var"])
+    assert abs(var_s.mean() / var_l.mean() - 1) < 0.3
+    config = gen.config
+    z = jnp.asarray(np.stack([gen.latent(s, 1) for s in range(8)]))
+    from porejax.models import Generator
+    _, updated = Generator(config).apply(gen.variables, z, train=True, mutable=["batch_stats"])
+    boundary_var = (np.asarray(updated["batch_stats"][first]["var"]) - 0.9 * np.asarray(gen.variables["batch_stats"][first]["var"])) / 0.1
+    assert np.median(var_s / boundary_var) > 4  # interior activations sum over the whole kernel
