@@ -10,14 +10,21 @@ With circular padding the input wraps around: the convolution pads circularly, a
 convolution wraps its output modulo s*n (size exactly s*n), so a periodic input gives a periodic output.
 
 On XLA's CPU backend the textbook forms of a stride-2 transposed convolution (input dilation) and of the
-input gradient of a stride-2 convolution are 6-100x slower than equivalent stride-1 forms. When k is a
-multiple of s, both layers are therefore computed exactly through stride-1 convolutions:
+input gradient of a stride-2 convolution are 6-100x slower than equivalent stride-1 forms, and XLA's own
+convolutions run at about half the speed of its matrix products. When k is a multiple of s, both layers
+are therefore computed exactly through stride-1 convolutions with a small kernel (q = k / s taps per axis):
 the transposed convolution as a sub-pixel (phase-decomposed) convolution followed by depth-to-space, the
-convolution as space-to-depth followed by a convolution. `*_reference` give the textbook forms (tests).
+convolution as space-to-depth followed by a convolution. A stride-1 convolution with at most 8 taps is
+computed as patch extraction (the q^3 shifted windows stacked along channels) and one matrix product,
+whose gradients are again matrix products; larger kernels, and patch matrices above `IM2COL_MAX_BYTES`
+(where the extra memory matters more than speed), use XLA's convolution. `*_reference` give the
+textbook forms (tests).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -30,11 +37,120 @@ from porejax.nn.padding import pad_spatial
 _DIMS = ("NDHWC", "DHWIO", "NDHWC")
 Modes = Sequence[str]
 ZEROS: tuple[str, str, str] = ("zeros", "zeros", "zeros")
+IM2COL_MAX_TAPS = 8
+IM2COL_MAX_BYTES = 1 << 30
+# a sub-pixel layer computes all s^3 phases in one convolution over the union of their windows unless
+# that computes more than this factor of extra outputs (small inputs); then one convolution per phase
+ALL_PHASE_MAX_WASTE = 1.5
 
 
 def _conv_valid(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1) -> jnp.ndarray:
     return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride,) * 3, "VALID",
                                         dimension_numbers=_DIMS)
+
+
+def _windows(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
+    """Patches (B, *out, q^3 C) of x (B, D, H, W, C): the q^3 shifted windows stacked along channels."""
+    windows = [x[:, a:a + out[0], b:b + out[1], c:c + out[2], :] for a, b, c in itertools.product(range(q), repeat=3)]
+    return jnp.stack(windows, axis=-2).reshape(x.shape[0], *out, q**3 * x.shape[-1])
+
+
+def _zero_pad(x: jnp.ndarray, pads: Sequence[tuple[int, int]]) -> jnp.ndarray:
+    return jnp.pad(x, [(0, 0), *pads, (0, 0)]) if any(b or a for b, a in pads) else x
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
+    """Valid stride-1 convolution of x zero-padded by `pads`, as patches times the kernel (q^3 C_in, C_out).
+
+    Gradients are matrix products too: dpatches = dy kernel^T summed back over the q^3 windows (only at
+    the positions of x, never the padding) and dkernel = patches^T dy, with the patches recomputed.
+    """
+    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
+    xp = _zero_pad(x, pads)
+    out = [n - q + 1 for n in xp.shape[1:4]]
+    return jnp.dot(_windows(xp, q, out), kernel.reshape(q**3 * c_in, c_out).astype(x.dtype))
+
+
+def _conv_im2col_fwd(x, kernel, pads):
+    return _conv_im2col(x, kernel, pads), (x, kernel)
+
+
+def _conv_im2col_bwd(pads, residuals, dy):
+    x, kernel = residuals
+    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
+    out = dy.shape[1:4]
+    dpatches = jnp.dot(dy, kernel.reshape(q**3 * c_in, c_out).T.astype(dy.dtype))
+    dpatches = dpatches.reshape(*dy.shape[:4], q**3, c_in)
+    # x[i] (padded index i + before) was read by output o = i + before - t through tap t
+    extra = [(max(0, q - 1 - before), max(0, q - 1 - after)) for before, after in pads]
+    dpatches = _zero_pad(dpatches.reshape(*dy.shape[:4], q**3 * c_in), extra).reshape(
+        dy.shape[0], *[o + e0 + e1 for o, (e0, e1) in zip(out, extra)], q**3, c_in)
+    start = [before + e0 for (before, _), (e0, _) in zip(pads, extra)]  # output o = i + before - t, t = 0
+    n = x.shape[1:4]
+    dx = sum(dpatches[:, start[0] - a:start[0] - a + n[0], start[1] - b:start[1] - b + n[1],
+                      start[2] - c:start[2] - c + n[2], i, :]
+             for i, (a, b, c) in enumerate(itertools.product(range(q), repeat=3)))
+    patches = _windows(_zero_pad(x, pads), q, out)
+    dkernel = jax.lax.dot_general(patches, dy, (((0, 1, 2, 3), (0, 1, 2, 3)), ((), ())),
+                                  preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+_conv_im2col.defvjp(_conv_im2col_fwd, _conv_im2col_bwd)
+
+
+def _conv_stride1(x: jnp.ndarray, kernel: jnp.ndarray,
+                  pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3) -> jnp.ndarray:
+    """Valid stride-1 convolution of x (B, D, H, W, C_in), zero-padded by `pads`, with kernel (q, q, q, C_in, C_out)."""
+    q, c_in = kernel.shape[0], kernel.shape[3]
+    out = [n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]
+    patch_bytes = x.shape[0] * int(np.prod(out)) * q**3 * c_in * x.dtype.itemsize
+    if q**3 > IM2COL_MAX_TAPS or patch_bytes > IM2COL_MAX_BYTES:
+        return _conv_valid(_zero_pad(x, pads), kernel)
+    return _conv_im2col(x, kernel, tuple(tuple(p) for p in pads))
+
+
+def _window(x: jnp.ndarray, begin: Sequence[int], end: Sequence[int], modes: Modes
+            ) -> tuple[jnp.ndarray, tuple[tuple[int, int], ...]]:
+    """Input indices [begin, end) per spatial axis, wrapped on circular axes, zero outside on the others.
+
+    Returns (part of x, zero pads) such that zero-padding the part by the pads gives the window (the
+    zero padding is left to the convolution, whose gradient then skips it).
+    """
+    zero_pads = []
+    for axis, (b0, e0, mode) in enumerate(zip(begin, end, modes)):
+        n, ax = x.shape[axis + 1], axis + 1
+        if mode == "circular":
+            wide = [(0, 0)] * 3
+            wide[axis] = (max(0, -b0), max(0, e0 - n))
+            x = pad_spatial(x, wide, ("circular",) * 3)
+            x = jax.lax.slice_in_dim(x, b0 + wide[axis][0], e0 + wide[axis][0], axis=ax)
+            zero_pads.append((0, 0))
+        else:
+            x = jax.lax.slice_in_dim(x, max(0, b0), min(n, e0), axis=ax)
+            zero_pads.append((max(0, -b0), max(0, e0 - n)))
+    return x, tuple(zero_pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _phase_windows(z: jnp.ndarray, offsets: tuple[tuple[int, ...], ...], blocks: tuple[int, ...]) -> jnp.ndarray:
+    """y[..., r, :] = z[:, o_r : o_r + blocks, r, :] for z (B, D, H, W, P, C) and P phase offsets o_r."""
+    return jnp.stack([z[:, a:a + blocks[0], b:b + blocks[1], c:c + blocks[2], r, :]
+                      for r, (a, b, c) in enumerate(offsets)], axis=-2)
+
+
+def _phase_windows_fwd(z, offsets, blocks):
+    return _phase_windows(z, offsets, blocks), z.shape
+
+
+def _phase_windows_bwd(offsets, blocks, shape, dy):
+    # every element of z belongs to one phase: place each phase's gradient (no sum of full-size arrays)
+    pads = [[(o, n - o - m) for o, n, m in zip(offset, shape[1:4], blocks)] for offset in offsets]
+    return (jnp.stack([_zero_pad(dy[..., r, :], pads[r]) for r in range(len(offsets))], axis=-2),)
+
+
+_phase_windows.defvjp(_phase_windows_fwd, _phase_windows_bwd)
 
 
 def conv3d_output_size(n: int, kernel_size: int, stride: int, padding: int) -> int:
@@ -51,7 +167,9 @@ def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 
     """Convolution (cross-correlation) of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out)."""
     k, s = kernel.shape[0], stride
     x = pad_spatial(x, [(padding, padding)] * 3, modes)
-    if s == 1 or k % s:
+    if s == 1:
+        return _conv_stride1(x, kernel)
+    if k % s:
         return _conv_valid(x, kernel, s)
     # space-to-depth: a stride-s conv with kernel k == a stride-1 conv with kernel k/s on s^3 C_in channels
     q = k // s
@@ -62,7 +180,7 @@ def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 
     x = x.reshape(b, keep[0] // s, s, keep[1] // s, s, keep[2] // s, s, c_in)
     x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(b, keep[0] // s, keep[1] // s, keep[2] // s, s**3 * c_in)
     w = kernel.reshape(q, s, q, s, q, s, c_in, c_out).transpose(0, 2, 4, 1, 3, 5, 6, 7)
-    return _conv_valid(x, w.reshape(q, q, q, s**3 * c_in, c_out))
+    return _conv_stride1(x, w.reshape(q, q, q, s**3 * c_in, c_out))
 
 
 def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
@@ -82,23 +200,29 @@ def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, paddi
     for axis in (0, 2, 4):  # gather (k) -> (q, s) along each spatial kernel axis
         w = jnp.take(w, taps.reshape(-1), axis=axis)
         w = w.reshape(w.shape[:axis] + (q, s) + w.shape[axis + 1:])
-    w = w.transpose(0, 2, 4, 6, 1, 3, 5, 7).reshape(q, q, q, c_in, s**3 * c_out)
+    w = w.transpose(0, 2, 4, 6, 1, 3, 5, 7)                             # (q, q, q, C_in, s, s, s, C_out)
 
     sizes = x.shape[1:4]
     circular = [m == "circular" for m in modes]
     blocks = [n if circ else -(-conv_transpose3d_output_size(n, k, s, p) // s) for n, circ in zip(sizes, circular)]
-    pad_before = max(0, -int(first.min()))
-    pads = [(pad_before, max(0, m - 1 + int(first.max()) + pad_before + q - n)) for n, m in zip(sizes, blocks)]
-    z = _conv_valid(pad_spatial(x, pads, modes), w)
-    z = z.reshape(z.shape[:4] + (s, s, s, c_out))
+    lo, spread = int(first.min()), int(first.max() - first.min())
+    phase_list = list(itertools.product(range(s), repeat=3))
+    if np.prod([(m + spread) / m for m in blocks]) <= ALL_PHASE_MAX_WASTE:
+        # one convolution for all phases over the union of their input windows, then each phase's part
+        span = [m + spread for m in blocks]
+        window, pads = _window(x, [lo] * 3, [lo + m + q - 1 for m in span], modes)
+        z = _conv_stride1(window, w.reshape(q, q, q, c_in, s**3 * c_out), pads)
+        offsets = tuple(tuple(int(first[r]) - lo for r in rs) for rs in phase_list)
+        y = _phase_windows(z.reshape(*z.shape[:4], s**3, c_out), offsets, tuple(blocks))
+    else:
+        rows = []
+        for rs in phase_list:
+            begin = [int(first[r]) for r in rs]
+            window, pads = _window(x, begin, [b0 + m + q - 1 for b0, m in zip(begin, blocks)], modes)
+            rows.append(_conv_stride1(window, w[:, :, :, :, rs[0], rs[1], rs[2], :], pads))
+        y = jnp.stack(rows, axis=-2)
     b = x.shape[0]
-    rows = []
-    for rd in range(s):
-        for rh in range(s):
-            for rw in range(s):
-                o = [pad_before + int(first[r]) for r in (rd, rh, rw)]
-                rows.append(z[:, o[0]:o[0] + blocks[0], o[1]:o[1] + blocks[1], o[2]:o[2] + blocks[2], rd, rh, rw, :])
-    y = jnp.stack(rows, axis=-2).reshape(b, *blocks, s, s, s, c_out)
+    y = y.reshape(b, *blocks, s, s, s, c_out)
     y = y.transpose(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, s * blocks[0], s * blocks[1], s * blocks[2], c_out)
     out = [conv_transpose3d_output_size(n, k, s, p, circ) for n, circ in zip(sizes, circular)]
     return y[:, :out[0], :out[1], :out[2], :]
