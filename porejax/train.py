@@ -533,7 +533,8 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     Holds out the last `config.holdout` x-slices of every volume. Writes WORKDIR/porejax.json (model,
     PhaseMap, train config, data fingerprint and held-out region), WORKDIR/checkpoints/<step>/ (generator
     with standing statistics + full train state) every `config.checkpoint_every` steps and at the end,
-    WORKDIR/log.jsonl (every `log_every` steps; with "eval" every `eval_every`) and
+    WORKDIR/log.jsonl (every `log_every` steps; with "eval" every `eval_every`; "time" is wall seconds
+    since the run started, continued by a resumed run from its checkpoint's last record) and
     WORKDIR/samples/step_*.png. `resume`: continue from the newest checkpoint, whose model, PhaseMap, data
     and recipe must match. `devices`: the mesh (default all). Returns a summary dict.
     """
