@@ -57,24 +57,27 @@ def _arrays(shape, kernel, seed):
             jnp.asarray(0.3 * rng.normal(size=kernel).astype(np.float32)))
 
 
+# channels (C_in, C_out): the first pair makes the matrix-product form im2col, the second col2im
+@pytest.mark.parametrize("channels", [(3, 4), (12, 1)])
 @pytest.mark.parametrize("modes", MODES)
-@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (4, 2, 0), (6, 2, 2), (4, 1, 0), (2, 2, 0)])
-def test_transposed_conv_paths(phase_path, conv_path, modes, k, s, p):
-    x, w = _arrays((2, 6, 5, 7, 3), (k, k, k, 3, 4), k + s + p)
+@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (6, 2, 2), (4, 1, 0), (2, 2, 0)])
+def test_transposed_conv_paths(phase_path, conv_path, channels, modes, k, s, p):
+    x, w = _arrays((2, 6, 5, 7, channels[0]), (k, k, k, *channels), k + s + p)
     _check(layers.conv_transpose3d, layers.conv_transpose3d_reference, x, w, s, p, modes)
 
 
+@pytest.mark.parametrize("channels", [(3, 5), (6, 2)])
 @pytest.mark.parametrize("modes", MODES)
 @pytest.mark.parametrize("k,s,p", [(4, 2, 1), (2, 1, 1), (4, 1, 0)])
-def test_conv_paths(conv_path, modes, k, s, p):
-    x, w = _arrays((2, 9, 8, 11, 3), (k, k, k, 3, 5), k + s + p)
+def test_conv_paths(conv_path, channels, modes, k, s, p):
+    x, w = _arrays((2, 9, 8, 11, channels[0]), (k, k, k, *channels), k + s + p)
     _check(layers.conv3d, layers.conv3d_reference, x, w, s, p, modes)
 
 
 def test_paper_shaped_layers_take_the_matrix_product_path():
     """The generator's 2x-upsampling layers use the all-phase form and patches; values and gradients agree."""
-    x, w = _arrays((2, 8, 8, 8, 16), (4, 4, 4, 16, 8), 0)
-    assert np.prod([(8 + 1) / 8] * 3) <= layers.ALL_PHASE_MAX_WASTE
+    x, w = _arrays((2, 16, 16, 16, 8), (4, 4, 4, 8, 4), 0)
+    assert np.prod([(16 + 1) / 16] * 3) <= layers.ALL_PHASE_MAX_WASTE
     jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv_transpose3d(x, w, 2, 1))(x, w))
     assert "custom_vjp_call" in jaxpr and "conv_general_dilated" not in jaxpr
     _check(layers.conv_transpose3d, layers.conv_transpose3d_reference, x, w, 2, 1, ("zeros",) * 3)

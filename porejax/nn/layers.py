@@ -11,14 +11,19 @@ convolution wraps its output modulo s*n (size exactly s*n), so a periodic input 
 
 On XLA's CPU backend the textbook forms of a stride-2 transposed convolution (input dilation) and of the
 input gradient of a stride-2 convolution are 6-100x slower than equivalent stride-1 forms, and XLA's own
-convolutions run at about half the speed of its matrix products. When k is a multiple of s, both layers
-are therefore computed exactly through stride-1 convolutions with a small kernel (q = k / s taps per axis):
+convolutions run well below the speed of its matrix products. When k is a multiple of s, both layers are
+therefore computed exactly through stride-1 convolutions with a small kernel (q = k / s taps per axis):
 the transposed convolution as a sub-pixel (phase-decomposed) convolution followed by depth-to-space, the
-convolution as space-to-depth followed by a convolution. A stride-1 convolution with at most 8 taps is
-computed as patch extraction (the q^3 shifted windows stacked along channels) and one matrix product,
-whose gradients are again matrix products; larger kernels, and patch matrices above `IM2COL_MAX_BYTES`
-(where the extra memory matters more than speed), use XLA's convolution. `*_reference` give the
-textbook forms (tests).
+convolution as space-to-depth followed by a convolution. Every stride-1 convolution is then one matrix
+product: patches (the q^3 shifted windows stacked along channels) times the kernel ("im2col"), or, when
+it has fewer output than input channels, the input times the kernel summed back over the taps
+("col2im"); custom gradients make the backward passes matrix products too. Intermediates above
+`IM2COL_MAX_BYTES` (large generation tiles, where memory matters more than speed) use XLA's convolution.
+`*_reference` give the textbook forms (tests).
+
+Mixed precision: the input may be bfloat16 while the kernel stays float32 (master weights); the matrix
+products then read bfloat16 and accumulate in float32, the result and the kernel gradient are float32,
+the input gradient bfloat16. `Conv3d(..., dtype=jnp.bfloat16)` casts its input so.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,78 +43,135 @@ from porejax.nn.padding import pad_spatial
 _DIMS = ("NDHWC", "DHWIO", "NDHWC")
 Modes = Sequence[str]
 ZEROS: tuple[str, str, str] = ("zeros", "zeros", "zeros")
-IM2COL_MAX_TAPS = 8
 IM2COL_MAX_BYTES = 1 << 30
+MOVE_COST_FLOPS = 100  # matrix-product flops costing as much as writing and reading one intermediate element
 # a sub-pixel layer computes all s^3 phases in one convolution over the union of their windows unless
 # that computes more than this factor of extra outputs (small inputs); then one convolution per phase
-ALL_PHASE_MAX_WASTE = 1.5
+ALL_PHASE_MAX_WASTE = 1.3
 
 
 def _conv_valid(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1) -> jnp.ndarray:
-    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride,) * 3, "VALID",
-                                        dimension_numbers=_DIMS)
+    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride,) * 3, "VALID", dimension_numbers=_DIMS,
+                                        preferred_element_type=kernel.dtype)
+
+
+def _taps(q: int) -> list[tuple[int, int, int]]:
+    return list(itertools.product(range(q), repeat=3))
 
 
 def _windows(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
     """Patches (B, *out, q^3 C) of x (B, D, H, W, C): the q^3 shifted windows stacked along channels."""
-    windows = [x[:, a:a + out[0], b:b + out[1], c:c + out[2], :] for a, b, c in itertools.product(range(q), repeat=3)]
+    windows = [x[:, a:a + out[0], b:b + out[1], c:c + out[2], :] for a, b, c in _taps(q)]
     return jnp.stack(windows, axis=-2).reshape(x.shape[0], *out, q**3 * x.shape[-1])
 
 
-def _zero_pad(x: jnp.ndarray, pads: Sequence[tuple[int, int]]) -> jnp.ndarray:
-    return jnp.pad(x, [(0, 0), *pads, (0, 0)]) if any(b or a for b, a in pads) else x
+def _shifted_sum(z: jnp.ndarray, out: Sequence[int], sign: int, origin: Sequence[int]) -> jnp.ndarray:
+    """sum_t z[:, origin + sign * t : ... + out, t, :] over the q^3 taps t of z (B, D, H, W, q^3, C)."""
+    q = round(z.shape[4] ** (1 / 3))
+    total = None
+    for i, t in enumerate(_taps(q)):
+        lo = [o + sign * ti for o, ti in zip(origin, t)]
+        part = z[:, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1], lo[2]:lo[2] + out[2], i, :]
+        total = part if total is None else total + part
+    return total
+
+
+def _pad_or_crop(x: jnp.ndarray, pads: Sequence[tuple[int, int]]) -> jnp.ndarray:
+    """Zero-pad the spatial axes of x (B, D, H, W, ...) by (before, after); negative amounts crop."""
+    crop = tuple(slice(max(0, -b), x.shape[axis + 1] - max(0, -a)) for axis, (b, a) in enumerate(pads))
+    x = x[(slice(None), *crop)]
+    widths = [(0, 0)] + [(max(0, b), max(0, a)) for b, a in pads] + [(0, 0)] * (x.ndim - 4)
+    return jnp.pad(x, widths) if any(w != (0, 0) for w in widths) else x
+
+
+def _flip_taps(kernel: jnp.ndarray) -> jnp.ndarray:
+    """(q, q, q, C_in, C_out) -> the adjoint kernel (q, q, q, C_out, C_in), taps reversed."""
+    return jnp.flip(kernel, (0, 1, 2)).swapaxes(3, 4)
+
+
+# Valid stride-1 convolution y[o] = sum_t xp[o + t] K[t] of x zero-padded by `pads` (xp), as matrix
+# products, in two equivalent forms with custom gradients (every pass is patches x matrix):
+# - im2col: patches of xp (q^3 C_in per output) times K; backward dpatches = dy K^T summed back over the
+#   taps (at x's positions only), dK = patches^T dy.
+# - col2im: z = x K (q^3 C_out per input) summed over the taps into the outputs; backward dx and dK from
+#   the patches of dy (q^3 C_out per input) times the reversed kernel, and x^T times them.
+# `_conv_stride1` picks the cheaper form (matrix-product flops plus intermediate size). Products read x's dtype,
+# accumulate in float32 and return the kernel's dtype (mixed precision: bfloat16 x, float32 kernel).
+
+def _matrix(kernel: jnp.ndarray, dtype) -> jnp.ndarray:
+    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
+    return kernel.reshape(q**3 * c_in, c_out).astype(dtype)
+
+
+def _contract(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """sum over batch and space of a (B, D, H, W, M) and b (B, D, H, W, N) -> (M, N), float32."""
+    return jax.lax.dot_general(a, b, (((0, 1, 2, 3), (0, 1, 2, 3)), ((), ())), preferred_element_type=jnp.float32)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
-    """Valid stride-1 convolution of x zero-padded by `pads`, as patches times the kernel (q^3 C_in, C_out).
-
-    Gradients are matrix products too: dpatches = dy kernel^T summed back over the q^3 windows (only at
-    the positions of x, never the padding) and dkernel = patches^T dy, with the patches recomputed.
-    """
-    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
-    xp = _zero_pad(x, pads)
-    out = [n - q + 1 for n in xp.shape[1:4]]
-    return jnp.dot(_windows(xp, q, out), kernel.reshape(q**3 * c_in, c_out).astype(x.dtype))
-
-
-def _conv_im2col_fwd(x, kernel, pads):
-    return _conv_im2col(x, kernel, pads), (x, kernel)
+    q = kernel.shape[0]
+    xp = _pad_or_crop(x, pads)
+    return jnp.dot(_windows(xp, q, [n - q + 1 for n in xp.shape[1:4]]), _matrix(kernel, x.dtype),
+                   preferred_element_type=kernel.dtype)
 
 
 def _conv_im2col_bwd(pads, residuals, dy):
     x, kernel = residuals
-    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
-    out = dy.shape[1:4]
-    dpatches = jnp.dot(dy, kernel.reshape(q**3 * c_in, c_out).T.astype(dy.dtype))
-    dpatches = dpatches.reshape(*dy.shape[:4], q**3, c_in)
+    q, c_in = kernel.shape[0], kernel.shape[3]
+    dy = dy.astype(x.dtype)
+    dpatches = jnp.dot(dy, _matrix(kernel, x.dtype).T, preferred_element_type=jnp.float32)
     # x[i] (padded index i + before) was read by output o = i + before - t through tap t
     extra = [(max(0, q - 1 - before), max(0, q - 1 - after)) for before, after in pads]
-    dpatches = _zero_pad(dpatches.reshape(*dy.shape[:4], q**3 * c_in), extra).reshape(
-        dy.shape[0], *[o + e0 + e1 for o, (e0, e1) in zip(out, extra)], q**3, c_in)
-    start = [before + e0 for (before, _), (e0, _) in zip(pads, extra)]  # output o = i + before - t, t = 0
-    n = x.shape[1:4]
-    dx = sum(dpatches[:, start[0] - a:start[0] - a + n[0], start[1] - b:start[1] - b + n[1],
-                      start[2] - c:start[2] - c + n[2], i, :]
-             for i, (a, b, c) in enumerate(itertools.product(range(q), repeat=3)))
-    patches = _windows(_zero_pad(x, pads), q, out)
-    dkernel = jax.lax.dot_general(patches, dy, (((0, 1, 2, 3), (0, 1, 2, 3)), ((), ())),
-                                  preferred_element_type=jnp.float32)
+    dpatches = _pad_or_crop(dpatches.reshape(*dpatches.shape[:4], q**3, c_in), extra)
+    dx = _shifted_sum(dpatches, x.shape[1:4], -1, [b + e for (b, _), (e, _) in zip(pads, extra)])
+    dkernel = _contract(_windows(_pad_or_crop(x, pads), q, dy.shape[1:4]), dy)
     return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
-_conv_im2col.defvjp(_conv_im2col_fwd, _conv_im2col_bwd)
+_conv_im2col.defvjp(lambda x, kernel, pads: (_conv_im2col(x, kernel, pads), (x, kernel)), _conv_im2col_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_col2im(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
+    q, c_out = kernel.shape[0], kernel.shape[4]
+    z = jnp.dot(x, kernel.transpose(3, 0, 1, 2, 4).reshape(kernel.shape[3], q**3 * c_out).astype(x.dtype),
+                preferred_element_type=kernel.dtype)
+    z = _pad_or_crop(z.reshape(*x.shape[:4], q**3, c_out), pads)
+    return _shifted_sum(z, [n - q + 1 for n in z.shape[1:4]], 1, (0, 0, 0))
+
+
+def _conv_col2im_bwd(pads, residuals, dy):
+    x, kernel = residuals
+    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
+    # dx[i] = sum_t dy[i + before - t] K[t]^T: a valid convolution of dy padded by q - 1 - pads
+    dyp = _pad_or_crop(dy.astype(x.dtype), [(q - 1 - b, q - 1 - a) for b, a in pads])
+    patches = _windows(dyp, q, x.shape[1:4])
+    dx = jnp.dot(patches, _matrix(_flip_taps(kernel), x.dtype), preferred_element_type=jnp.float32)
+    dflipped = _contract(x, patches).reshape(c_in, q, q, q, c_out)
+    dkernel = jnp.flip(dflipped.transpose(1, 2, 3, 0, 4), (0, 1, 2))
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+_conv_col2im.defvjp(lambda x, kernel, pads: (_conv_col2im(x, kernel, pads), (x, kernel)), _conv_col2im_bwd)
 
 
 def _conv_stride1(x: jnp.ndarray, kernel: jnp.ndarray,
                   pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3) -> jnp.ndarray:
-    """Valid stride-1 convolution of x (B, D, H, W, C_in), zero-padded by `pads`, with kernel (q, q, q, C_in, C_out)."""
-    q, c_in = kernel.shape[0], kernel.shape[3]
-    out = [n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]
-    patch_bytes = x.shape[0] * int(np.prod(out)) * q**3 * c_in * x.dtype.itemsize
-    if q**3 > IM2COL_MAX_TAPS or patch_bytes > IM2COL_MAX_BYTES:
-        return _conv_valid(_zero_pad(x, pads), kernel)
-    return _conv_im2col(x, kernel, tuple(tuple(p) for p in pads))
+    """Valid stride-1 convolution of x (B, D, H, W, C_in), zero-padded by `pads`, with kernel (q, q, q, C_in, C_out).
+
+    im2col multiplies at every output position, col2im at every input position (so it skips the
+    padding), each with an intermediate of q^3 C_in or q^3 C_out per position: the cheaper one is used.
+    """
+    q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
+    inputs = x.shape[0] * int(np.prod(x.shape[1:4]))
+    outputs = x.shape[0] * int(np.prod([n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]))
+    cost = {_conv_im2col: (outputs * q**3 * c_in * (2 * c_out + MOVE_COST_FLOPS), outputs * q**3 * c_in),
+            _conv_col2im: (inputs * q**3 * c_out * (2 * c_in + MOVE_COST_FLOPS), inputs * q**3 * c_out)}
+    form = min(cost, key=lambda f: cost[f][0])
+    if cost[form][1] * 4 > IM2COL_MAX_BYTES:
+        return _conv_valid(_pad_or_crop(x, pads), kernel)
+    return form(x, kernel, tuple(tuple(p) for p in pads))
 
 
 def _window(x: jnp.ndarray, begin: Sequence[int], end: Sequence[int], modes: Modes
@@ -147,7 +210,7 @@ def _phase_windows_fwd(z, offsets, blocks):
 def _phase_windows_bwd(offsets, blocks, shape, dy):
     # every element of z belongs to one phase: place each phase's gradient (no sum of full-size arrays)
     pads = [[(o, n - o - m) for o, n, m in zip(offset, shape[1:4], blocks)] for offset in offsets]
-    return (jnp.stack([_zero_pad(dy[..., r, :], pads[r]) for r in range(len(offsets))], axis=-2),)
+    return (jnp.stack([_pad_or_crop(dy[..., r, :], pads[r]) for r in range(len(offsets))], axis=-2),)
 
 
 _phase_windows.defvjp(_phase_windows_fwd, _phase_windows_bwd)
@@ -266,12 +329,13 @@ class Conv3d(nn.Module):
     kernel_size: int = 4
     stride: int = 2
     padding: int = 1
+    dtype: Any = None  # compute dtype of the products (e.g. jnp.bfloat16); the kernel stays float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, modes: Modes = ZEROS) -> jnp.ndarray:
         k = self.kernel_size
         kernel = self.param("kernel", normal_init(0.02), (k, k, k, x.shape[-1], self.features))
-        return conv3d(x, kernel, self.stride, self.padding, modes)
+        return conv3d(x if self.dtype is None else x.astype(self.dtype), kernel, self.stride, self.padding, modes)
 
 
 class ConvTranspose3d(nn.Module):
@@ -281,9 +345,10 @@ class ConvTranspose3d(nn.Module):
     kernel_size: int = 4
     stride: int = 2
     padding: int = 1
+    dtype: Any = None  # compute dtype of the products (e.g. jnp.bfloat16); the kernel stays float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, modes: Modes = ZEROS) -> jnp.ndarray:
         k = self.kernel_size
         kernel = self.param("kernel", normal_init(0.02), (k, k, k, x.shape[-1], self.features))
-        return conv_transpose3d(x, kernel, self.stride, self.padding, modes)
+        return conv_transpose3d(x if self.dtype is None else x.astype(self.dtype), kernel, self.stride, self.padding, modes)
