@@ -224,6 +224,8 @@ def _add_train(sub) -> None:
     p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, tiny 32)")
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
     p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's)")
+    p.add_argument("--latent", choices=("periodic", "point"),
+                   help="training latents: periodic (crop-sized, circular padding; default) or point (the paper's 1^3)")
     p.add_argument("--sampling", choices=("random", "strided"), help="random crops or the paper's stride-8 epochs")
     p.add_argument("--augment", action="store_true", default=None, help="random flips and 90-degree rotations")
     p.add_argument("--holdout", type=int, help="hold out the last N slices along x of every volume")
@@ -246,7 +248,7 @@ def _run_train(args) -> int:
                                       args.voxel_size)
     model_config = train.model_for(args.preset, phase_map.n_phases, args.crop)
     config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
-                                lr=args.lr, sampling=args.sampling, augment=args.augment, holdout=args.holdout,
+                                lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment, holdout=args.holdout,
                                 seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
                                 checkpoint_every=args.checkpoint_every)
     summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,

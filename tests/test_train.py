@@ -95,10 +95,11 @@ def test_two_devices_give_the_losses_of_one_for_the_same_global_batch(tmp_path, 
 
 def test_a_generator_update_lowers_its_loss_against_a_frozen_discriminator():
     g_vars, d_vars = init_variables(MICRO, jax.random.PRNGKey(0))
-    z = jax.random.normal(jax.random.PRNGKey(1), (4, 1, 1, 1, MICRO.latent_channels))
+    z = train.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(1), 4)
+    _, periodic = train.training_latent(MICRO, "periodic")
     tx = optax.adam(1e-3, b1=0.5)
     carry = (g_vars["params"], g_vars["batch_stats"], tx.init(g_vars["params"]), d_vars["batch_stats"])
-    update = jax.jit(lambda c: train.generator_update(MICRO, tx, losses.bce_generator, d_vars["params"], c, z))
+    update = jax.jit(lambda c: train.generator_update(MICRO, periodic, tx, losses.bce_generator, d_vars["params"], c, z))
     carry, (before, _) = update(carry)
     _, (after, _) = update(carry)  # the loss the updated generator gets from the same D on the same z
     assert float(after) < float(before)
