@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from porejax.errors import PorejaxError
@@ -25,6 +26,19 @@ def as_batch(volume, what: str = "volume") -> tuple[np.ndarray, bool]:
     if arr.dtype.kind not in "biuf":
         raise PorejaxError(f"{what} has dtype {arr.dtype}: pass integer phase labels or a boolean mask")
     return (arr if arr.ndim == 4 else arr[None]), arr.ndim == 4
+
+
+def device_labels(batch: np.ndarray, labels: Sequence[int]) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(B, D, H, W) labels and the label values of interest as device arrays of one dtype. 64-bit labels
+    become int32 (JAX's default width), replaced by their rank among the volume's values if out of range."""
+    labels = np.asarray(labels)
+    if batch.dtype.itemsize > 4:
+        info = np.iinfo(np.int32)
+        if batch.min() < info.min or batch.max() > info.max:
+            values, ranks = np.unique(batch, return_inverse=True)
+            batch, labels = ranks.reshape(batch.shape), np.searchsorted(values, labels)
+        batch, labels = batch.astype(np.int32), labels.astype(np.int32)
+    return jnp.asarray(batch), jnp.asarray(labels, batch.dtype)
 
 
 def as_mask_batch(mask, what: str = "mask") -> tuple[np.ndarray, bool]:

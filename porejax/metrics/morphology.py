@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from porejax.errors import PorejaxError
-from porejax.metrics._common import as_batch, check_voxel_size, phase_labels
+from porejax.metrics._common import as_batch, check_voxel_size, device_labels, phase_labels
 
 
 def _neighbour_pairs(x: jax.Array, axis: int, periodic: bool) -> tuple[jax.Array, jax.Array]:
@@ -88,7 +88,7 @@ def specific_surface_area(labels, voxel_size: float, phases: Sequence[int] | Non
     dx = check_voxel_size(voxel_size)
     batch, batched = as_batch(labels, "labels")
     labels_t = phase_labels(batch, phases)
-    per_layer = np.asarray(_face_counts(jnp.asarray(batch), jnp.asarray(labels_t, batch.dtype), periodic))
+    per_layer = np.asarray(_face_counts(*device_labels(batch, labels_t), periodic))
     counts = per_layer.sum(axis=1, dtype=np.int64)  # (B, P)
     n = np.prod(batch.shape[1:])
     out = [{lab: float(c / (n * dx)) for lab, c in zip(labels_t, row)} for row in counts]
@@ -102,7 +102,7 @@ def tpb_edge_count(labels, phases: Sequence[int] | None = None, periodic: bool =
     if len(labels_t) != 3:
         raise PorejaxError(f"TPB needs exactly three phases, got labels {list(labels_t)}: "
                            "pass phases=(a, b, c) to choose three")
-    counts = np.asarray(_tpb_counts(jnp.asarray(batch), jnp.asarray(labels_t, batch.dtype), periodic))
+    counts = np.asarray(_tpb_counts(*device_labels(batch, labels_t), periodic))
     total = counts.sum(axis=1, dtype=np.int64)
     return total if batched else total[0]
 
