@@ -90,6 +90,22 @@ def test_shifted_volume_fraction_differs(synthetic_sets):
     assert verdicts[("volume_fraction", "nmc")] == "differs"
 
 
+def test_s2_band_holds_for_the_same_structure_only(synthetic_sets):
+    same = report.s2_band_summary(report.s2_summary(synthetic_sets["a"], synthetic_sets["b"], 1.0), PHASES)
+    shifted = report.s2_band_summary(report.s2_summary(synthetic_sets["a"], synthetic_sets["shifted"], 1.0), PHASES)
+    assert len(same) == 9 and np.mean([r["fraction_inside"] for r in same]) > 0.85, same
+    pore = [r for r in shifted if r["phase"] == "pore"]
+    assert all(r["fraction_inside"] < 0.5 and r["max_gap_in_real_std"] > 3 for r in pore), pore
+
+
+def test_seam_continuity_of_periodic_and_open_volumes():
+    periodic = _cathodes(range(30, 46))  # synthetic structures tile seamlessly
+    ratios = [v["ratio"] for v in report.seam_continuity(periodic).values()]
+    assert all(0.9 < r < 1.1 for r in ratios), ratios  # one seam per volume: sampling noise of a few %
+    opened = np.stack([synthetic.cathode(2 * SIDE, seed=s, mean_radius=RADIUS)[:SIDE, :SIDE, :SIDE] for s in (1, 2)])
+    assert all(v["ratio"] > 2 for v in report.seam_continuity(opened).values()), report.seam_continuity(opened)
+
+
 # --- memorisation ------------------------------------------------------------------------------------------
 def test_memorisation_flags_copies_of_training_crops_only():
     training = synthetic.cathode(96, seed=1, mean_radius=RADIUS)
@@ -168,6 +184,7 @@ def test_compare_writes_report_whose_table_is_metrics_json(files, capsys):
     mem = results["memorisation"]
     assert len(mem["generated"]["nearest_agreement"]) == 6 and mem["searched_fraction_of_training_positions"] == 1.0
     assert results["settings"]["non_overlapping_real_crops"] == 27
+    assert len(results["two_point_correlation"]["band"]) == 6 and "seams" not in results
 
 
 @pytest.mark.parametrize("case, message", [
