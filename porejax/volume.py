@@ -179,11 +179,18 @@ def decode(probabilities, phase_map: PhaseMap) -> np.ndarray:
     return lut[np.argmax(probabilities, axis=-1)]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    An error (or an interrupt) never leaves a partial file under the final name.
+    An error (or an interrupt) never leaves a partial file under the final name. The file gets the usual
+    permissions of a new file (0666 minus the umask), not the private ones of a temporary file.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
@@ -193,6 +200,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

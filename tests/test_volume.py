@@ -1,5 +1,7 @@
 """Volumes: round trips keep bytes and label values; every bad input gives a one-line error; atomic writes."""
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -117,3 +119,12 @@ def test_cli_synth_init_info(tmp_path, capsys):
     assert main(["synth", "cathode", "--size", "16", "--fractions", "0.5,0.6,0.1",
                  "--out", str(tmp_path / "c.tif")]) == 2
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = write_volume(tmp_path / "v.tif", np.zeros((2, 3, 4), np.uint8))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
