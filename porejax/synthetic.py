@@ -40,15 +40,9 @@ def cathode(size: Size, seed: int = 0, fractions: Sequence[float] = CATHODE_FRAC
     fractions: (pore, active, binder) volume fractions; labels: their uint8 values.
     Returns a uint8 array of shape (size, size, size) or `size` when a 3-tuple is given.
     """
-    shape = _shape(size)
-    fractions = _fractions(fractions)
-    labels = _labels(labels)
-    rng = _rng(seed)
+    shape, fractions, labels, rng = _arguments(size, seed, fractions, labels)
     n_voxels = int(np.prod(shape))
-    if mean_radius is None:
-        mean_radius = max(4.0, min(shape) / 16)
-    elif not (isinstance(mean_radius, numbers.Real) and np.isfinite(mean_radius) and mean_radius >= 1):
-        raise PorejaxError(f"mean_radius must be a number of voxels >= 1, got {mean_radius!r}")
+    mean_radius = _length("mean_radius", mean_radius, max(4.0, min(shape) / 16), minimum=1.0)
     n_active = round(fractions[1] * n_voxels)
     n_binder = round(fractions[2] * n_voxels)
 
@@ -77,7 +71,7 @@ def anode(size: Size, seed: int = 0, fractions: Sequence[float] = ANODE_FRACTION
     """Anode-like volume: a plurigaussian model of two independent Gaussian random fields (g1, g2).
 
     Each field is white noise smoothed periodically (FFT) with a Gaussian kernel of standard deviation
-    `correlation_length` voxels (default max(2, min(shape) / 20)). The phase of a voxel is given by the
+    `correlation_length` voxels (>= 0.5; default max(2, min(shape) / 20)). The phase of a voxel is given by the
     polar angle of (g1, g2), which is uniform: three consecutive angular sectors, cut at the exact-count
     quantiles, so every phase touches the other two (triple-phase boundaries throughout). At the default
     fractions each phase forms a network spanning x, y and z. Periodic in x, y and z.
@@ -85,15 +79,8 @@ def anode(size: Size, seed: int = 0, fractions: Sequence[float] = ANODE_FRACTION
     fractions: (pore, Ni, YSZ) volume fractions; labels: their uint8 values.
     Returns a uint8 array of shape (size, size, size) or `size` when a 3-tuple is given.
     """
-    shape = _shape(size)
-    fractions = _fractions(fractions)
-    labels = _labels(labels)
-    rng = _rng(seed)
-    if correlation_length is None:
-        correlation_length = max(2.0, min(shape) / 20)
-    elif not (isinstance(correlation_length, numbers.Real) and np.isfinite(correlation_length)
-              and correlation_length > 0):
-        raise PorejaxError(f"correlation_length must be a positive number of voxels, got {correlation_length!r}")
+    shape, fractions, labels, rng = _arguments(size, seed, fractions, labels)
+    correlation_length = _length("correlation_length", correlation_length, max(2.0, min(shape) / 20), minimum=0.5)
     n_voxels = int(np.prod(shape))
     field_1 = _gaussian_smooth(rng.standard_normal(shape, dtype=np.float32), correlation_length)
     field_2 = _gaussian_smooth(rng.standard_normal(shape, dtype=np.float32), correlation_length)
@@ -192,6 +179,21 @@ def _top_k(score: np.ndarray, k: int) -> np.ndarray:
     if k > 0:
         mask[np.argpartition(flat, flat.size - k)[flat.size - k:]] = True
     return mask.reshape(score.shape)
+
+
+def _arguments(size: Size, seed: int, fractions: Sequence[float], labels: Sequence[int]
+               ) -> tuple[tuple[int, int, int], tuple[float, float, float], tuple[int, int, int], np.random.Generator]:
+    """The checked common arguments of a structure: (shape, fractions, labels, random generator)."""
+    return _shape(size), _fractions(fractions), _labels(labels), _rng(seed)
+
+
+def _length(name: str, value: float | None, default: float, minimum: float) -> float:
+    """A length in voxels: `default` for None, otherwise a finite number >= `minimum`."""
+    if value is None:
+        return default
+    if not (isinstance(value, numbers.Real) and np.isfinite(value) and value >= minimum):
+        raise PorejaxError(f"{name} must be a number of voxels >= {minimum:g}, got {value!r}")
+    return float(value)
 
 
 def _shape(size: Size) -> tuple[int, int, int]:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -322,33 +322,30 @@ def normal_init(stddev: float = 0.02, mean: float = 0.0):
     return init
 
 
-class Conv3d(nn.Module):
-    """Flax wrapper of `conv3d` (no bias, as in DC-GAN); kernel init N(0, 0.02)."""
+class _ConvModule(nn.Module):
+    """A DC-GAN convolution layer (no bias) with kernel init N(0, 0.02), applying `op` (a subclass's)."""
 
     features: int
     kernel_size: int = 4
     stride: int = 2
     padding: int = 1
     dtype: Any = None  # compute dtype of the products (e.g. jnp.bfloat16); the kernel stays float32
+    op: ClassVar[Callable[..., jnp.ndarray]]  # (x, kernel, stride, padding, modes) -> y, set by each subclass
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, modes: Modes = ZEROS) -> jnp.ndarray:
         k = self.kernel_size
         kernel = self.param("kernel", normal_init(0.02), (k, k, k, x.shape[-1], self.features))
-        return conv3d(x if self.dtype is None else x.astype(self.dtype), kernel, self.stride, self.padding, modes)
+        return self.op(x if self.dtype is None else x.astype(self.dtype), kernel, self.stride, self.padding, modes)
 
 
-class ConvTranspose3d(nn.Module):
-    """Flax wrapper of `conv_transpose3d` (no bias, as in DC-GAN); kernel init N(0, 0.02)."""
+class Conv3d(_ConvModule):
+    """Flax wrapper of `conv3d`."""
 
-    features: int
-    kernel_size: int = 4
-    stride: int = 2
-    padding: int = 1
-    dtype: Any = None  # compute dtype of the products (e.g. jnp.bfloat16); the kernel stays float32
+    op = staticmethod(conv3d)
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, modes: Modes = ZEROS) -> jnp.ndarray:
-        k = self.kernel_size
-        kernel = self.param("kernel", normal_init(0.02), (k, k, k, x.shape[-1], self.features))
-        return conv_transpose3d(x if self.dtype is None else x.astype(self.dtype), kernel, self.stride, self.padding, modes)
+
+class ConvTranspose3d(_ConvModule):
+    """Flax wrapper of `conv_transpose3d`."""
+
+    op = staticmethod(conv_transpose3d)
