@@ -24,6 +24,7 @@ def parser(description: str, default_workdir: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="default: the preset's")
     p.add_argument("--latent", choices=("periodic", "point"), help="training latents (default periodic)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), help="convolution products (default float32)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true")
     return p
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace, volumes: Sequence[np.ndarray], phase_map: Phas
         sources: Sequence[str], note: Callable[[], str] | None = None) -> int:
     """Train `volumes` with the experiment's settings; errors print one line and exit 2."""
     try:
-        model_config = train.model_for(args.preset, phase_map.n_phases)
+        model_config = train.model_for(args.preset, phase_map.n_phases, precision=args.precision)
         config = train.train_preset(args.preset, steps=args.steps, loss=args.loss, seed=args.seed, holdout=holdout,
                                     lr=args.lr, batch_size=args.batch_size, latent=args.latent)
         summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,

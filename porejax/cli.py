@@ -224,6 +224,8 @@ def _add_train(sub) -> None:
     p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, tiny 32)")
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
     p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"),
+                   help="convolution products: float32 (default) or bfloat16 (mixed precision, float32 weights)")
     p.add_argument("--latent", choices=("periodic", "point"),
                    help="training latents: periodic (crop-sized, circular padding; default) or point (the paper's 1^3)")
     p.add_argument("--sampling", choices=("random", "strided"), help="random crops or the paper's stride-8 epochs")
@@ -246,7 +248,7 @@ def _run_train(args) -> int:
     train.initialize_distributed()
     volumes, phase_map = load_volumes(args.data, None if args.names is None else args.names.split(","),
                                       args.voxel_size)
-    model_config = train.model_for(args.preset, phase_map.n_phases, args.crop)
+    model_config = train.model_for(args.preset, phase_map.n_phases, args.crop, args.precision)
     config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
                                 lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment, holdout=args.holdout,
                                 seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,

@@ -24,6 +24,7 @@ from porejax.nn.layers import Conv3d, ConvTranspose3d, normal_init
 from porejax.nn.padding import modes_for
 
 NORMS = ("batch", "layer", "none")
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 BATCH_NORM_MOMENTUM = 0.9  # flax convention: running = momentum * running + (1 - momentum) * batch
 
 
@@ -36,6 +37,9 @@ class ModelConfig:
     g_widths: tuple[int, ...] = (512, 256, 128, 64)
     d_widths: tuple[int, ...] = (16, 32, 64, 128)
     d_norm: str = "batch"  # "batch" (paper), "layer" (for WGAN-GP) or "none"
+    # convolution products: "float32", or "bfloat16" (mixed precision: bfloat16 inputs, float32 weights,
+    # float32 accumulation, results and normalisation)
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         object.__setattr__(self, "g_widths", tuple(int(w) for w in self.g_widths))
@@ -49,6 +53,13 @@ class ModelConfig:
             raise PorejaxError("network widths and latent channels must be positive")
         if self.d_norm not in NORMS:
             raise PorejaxError(f"d_norm must be one of {NORMS}, got {self.d_norm!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise PorejaxError(f"compute_dtype must be one of {tuple(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+
+    @property
+    def conv_dtype(self):
+        """The dtype convolution inputs are cast to (None: unchanged float32)."""
+        return COMPUTE_DTYPES[self.compute_dtype]
 
     @property
     def period_unit(self) -> int:
@@ -105,9 +116,10 @@ class Generator(nn.Module):
         x = z
         for i, width in enumerate(self.config.g_widths):
             stride, pad = (1, 0) if i == 0 else (2, 1)
-            x = ConvTranspose3d(width, 4, stride, pad, name=f"deconv{i}")(x, modes)
+            x = ConvTranspose3d(width, 4, stride, pad, dtype=self.config.conv_dtype, name=f"deconv{i}")(x, modes)
             x = nn.relu(_batch_norm(train)(x))
-        x = ConvTranspose3d(self.config.n_phases, 4, 2, 1, name=f"deconv{len(self.config.g_widths)}")(x, modes)
+        x = ConvTranspose3d(self.config.n_phases, 4, 2, 1, dtype=self.config.conv_dtype,
+                            name=f"deconv{len(self.config.g_widths)}")(x, modes)
         # Align periodic axes with the zero-padded generator on an infinitely tiled latent (whose output
         # index F is natural index F mod period): the periodic volume is then exactly the central crop
         # of the zero-padded generator applied to the latent tiled 3x3x3.
@@ -126,13 +138,13 @@ class Discriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         for i, width in enumerate(self.config.d_widths):
-            x = Conv3d(width, 4, 2, 1, name=f"conv{i}")(x)
+            x = Conv3d(width, 4, 2, 1, dtype=self.config.conv_dtype, name=f"conv{i}")(x)
             if i > 0 and self.config.d_norm == "batch":
                 x = _batch_norm(train)(x)
             elif i > 0 and self.config.d_norm == "layer":
                 x = nn.LayerNorm(epsilon=1e-5)(x)
             x = nn.leaky_relu(x, 0.2)
-        x = Conv3d(1, 4, 1, 0, name=f"conv{len(self.config.d_widths)}")(x)
+        x = Conv3d(1, 4, 1, 0, dtype=self.config.conv_dtype, name=f"conv{len(self.config.d_widths)}")(x)
         return x.reshape(x.shape[0])
 
 

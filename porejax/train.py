@@ -148,9 +148,12 @@ def train_preset(name: str, **overrides: Any) -> TrainConfig:
     return dataclasses.replace(TRAIN_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
 
 
-def model_for(preset_name: str, n_phases: int, crop: int | None = None) -> ModelConfig:
-    """The network preset for `n_phases`; `crop`, if given, must equal its crop size (it sets the depth)."""
+def model_for(preset_name: str, n_phases: int, crop: int | None = None, precision: str | None = None) -> ModelConfig:
+    """The network preset for `n_phases`; `crop`, if given, must equal its crop size (it sets the depth);
+    `precision`: the convolutions' compute dtype ("float32" default, or "bfloat16": mixed precision)."""
     config = model_preset(preset_name, n_phases)
+    if precision is not None:
+        config = dataclasses.replace(config, compute_dtype=precision)
     if crop is not None and crop != config.crop_size:
         others = ", ".join(f"{name} {model_preset(name, n_phases).crop_size}" for name in MODEL_PRESETS)
         raise PorejaxError(f"--crop {crop} does not match the {preset_name} preset, which trains on "

@@ -43,7 +43,8 @@ def test_cli_tiny_run_checkpoints_and_generates(tmp_path):
     tifffile.imwrite(data, synthetic.cathode(40, seed=1))
     work = tmp_path / "run"
     args = ["train", "--data", str(data), "--workdir", str(work), "--preset", "tiny", "--steps", "2",
-            "--log-every", "1", "--eval-every", "2", "--checkpoint-every", "2", "--voxel-size", "0.4"]
+            "--log-every", "1", "--eval-every", "2", "--checkpoint-every", "2", "--voxel-size", "0.4",
+            "--precision", "bfloat16"]  # mixed precision end to end (the float32 path: every other test)
     assert cli.main(args) == 0
     records = _log(work)
     assert [r["step"] for r in records] == [1, 2]
@@ -53,6 +54,7 @@ def test_cli_tiny_run_checkpoints_and_generates(tmp_path):
     assert checkpoint.steps(work) == [2]
     meta = checkpoint.read_metadata(work)
     assert meta["train"]["batch_size"] == 8 and meta["data"]["volumes"][0]["labels"] == [0, 85, 170]
+    assert meta["model"]["compute_dtype"] == "bfloat16" and meta["train"]["latent"] == "periodic"
     assert cli.main(args) == 2  # a workdir holding a run is refused without --resume
 
     out = tmp_path / "gen.tif"
