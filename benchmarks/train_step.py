@@ -55,22 +55,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def use_bfloat16_products() -> None:
-    """Mixed precision in this process: the models' convolutions compute in bfloat16 (float32 weights,
-    results and normalisation), through the `dtype` of porejax.nn.layers' modules."""
-    import functools
+def paper_training(batch: int, precision: str = "float32"):
+    """The paper's networks and recipe at `batch` on a random label volume, one CPU device:
+    (model_config, train_config, crop spec, mesh, fresh state, device data arrays)."""
+    import dataclasses
 
-    import jax.numpy as jnp
-
-    from porejax import models
-    from porejax.nn import layers
-
-    models.Conv3d = functools.partial(layers.Conv3d, dtype=jnp.bfloat16)
-    models.ConvTranspose3d = functools.partial(layers.ConvTranspose3d, dtype=jnp.bfloat16)
-
-
-def _porejax_worker(batch: int, variant: str):
-    """Returns (run_one_iteration, compile_seconds)."""
     import jax
     import numpy as np
 
@@ -78,17 +67,24 @@ def _porejax_worker(batch: int, variant: str):
     from porejax.models import preset
     from porejax.volume import PhaseMap
 
-    phase_map = PhaseMap((0, 1, 2))
-    model_config = preset("paper", N_PHASES)
+    model_config = dataclasses.replace(preset("paper", N_PHASES), compute_dtype=precision)
     config = train.TrainConfig(batch_size=batch).resolved()
     volume = np.random.default_rng(0).integers(0, N_PHASES, (VOLUME_SIDE,) * 3).astype(np.uint8)
-    stack, shapes = dataset.prepare([volume], phase_map, model_config.crop_size)
+    stack, shapes = dataset.prepare([volume], PhaseMap((0, 1, 2)), model_config.crop_size)
     spec = dataset.CropSpec(model_config.crop_size, batch, N_PHASES, shapes)
     mesh = train.make_mesh(jax.devices()[:1])
     state = train.init_state(model_config, config)
-    arrays = jax.device_put(dataset.device_arrays(stack, spec))
-    if variant == "porejax-bf16":
-        use_bfloat16_products()
+    return model_config, config, spec, mesh, state, jax.device_put(dataset.device_arrays(stack, spec))
+
+
+def _porejax_worker(batch: int, variant: str):
+    """Returns (run_one_iteration, compile_seconds)."""
+    import jax
+
+    from porejax import train
+
+    precision = "bfloat16" if variant == "porejax-bf16" else "float32"
+    model_config, config, spec, mesh, state, arrays = paper_training(batch, precision)
     start = time.perf_counter()
     step = train.make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
     compile_s = time.perf_counter() - start
@@ -272,21 +268,9 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
 
     import jax
 
-    if precision == "bfloat16":
-        use_bfloat16_products()
-    from porejax import dataset, train
-    from porejax.models import preset
-    from porejax.volume import PhaseMap
-    import numpy as np
+    from porejax import train
 
-    model_config = preset("paper", N_PHASES)
-    config = train.TrainConfig(batch_size=batch).resolved()
-    volume = np.random.default_rng(0).integers(0, N_PHASES, (VOLUME_SIDE,) * 3).astype(np.uint8)
-    stack, shapes = dataset.prepare([volume], PhaseMap((0, 1, 2)), model_config.crop_size)
-    spec = dataset.CropSpec(model_config.crop_size, batch, N_PHASES, shapes)
-    mesh = train.make_mesh(jax.devices()[:1])
-    state = train.init_state(model_config, config)
-    arrays = jax.device_put(dataset.device_arrays(stack, spec))
+    model_config, config, spec, mesh, state, arrays = paper_training(batch, precision)
     step = train.make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
     hlo = {}
     for line in step.as_text().splitlines():
@@ -328,14 +312,12 @@ def precision_run(precision: str, steps: int) -> list[dict]:
     from porejax import synthetic, train
     from porejax.volume import PhaseMap
 
-    if precision == "bfloat16":
-        use_bfloat16_products()
     volume = synthetic.cathode(96, seed=0)
     phase_map = PhaseMap.from_volume(volume)
     config = train.train_preset("cpu", steps=steps, log_every=10, eval_every=max(10, steps // 4),
                                 checkpoint_every=steps, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        train.train([volume], phase_map, Path(tmp) / "run", train.model_for("cpu", phase_map.n_phases), config,
+        train.train([volume], phase_map, Path(tmp) / "run", train.model_for("cpu", phase_map.n_phases, precision=precision), config,
                     progress=False)
         return [json.loads(line) for line in (Path(tmp) / "run" / train.LOG_FILE).read_text().splitlines()]
 
