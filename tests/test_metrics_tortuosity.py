@@ -157,3 +157,111 @@ def test_periodic_sides_conduct_at_least_as_well_as_mirror(shared_dir):
             mirror = tortuosity(volume == label, axis=axis).relative_diffusivity
             periodic = tortuosity(volume == label, axis=axis, side_boundary="periodic").relative_diffusivity
             assert periodic >= mirror * (1 - 1e-3), (label, axis)
+
+
+# Multigrid preconditioner and bit-packed flood fill (internals, checked exactly against dense algebra).
+
+def _random_diffusivity(shape, seed, fraction=0.6):
+    rng = np.random.default_rng(seed)
+    return rng.random(shape) * (rng.random(shape) < fraction)
+
+
+def _dense_matrix(system, periodic):
+    import jax.numpy as jnp
+
+    from porejax.metrics import diffusion
+
+    matrix = np.array(diffusion._dense(system, periodic), np.float64)
+    return matrix - np.diag((np.asarray(system.diag).reshape(-1) <= 0).astype(np.float64))
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_coarse_operator_is_galerkin_product(periodic):
+    import jax
+    import jax.numpy as jnp
+
+    from porejax.metrics import diffusion
+
+    shape = (7, 5, 6)  # odd sizes: lone last layers, also across the periodic wrap
+    with jax.enable_x64(True):
+        system = diffusion._build_system(jnp.asarray(_random_diffusivity(shape, 0)), periodic)
+        coarse = diffusion._coarsen(system, periodic)
+        fine_n, coarse_shape = int(np.prod(shape)), coarse.diag.shape
+        prolong = np.stack([np.asarray(diffusion._prolong(jnp.asarray(e), shape)).reshape(-1)
+                            for e in np.eye(coarse.diag.size).reshape(-1, *coarse_shape)], axis=1)
+        restrict = np.stack([np.asarray(diffusion._restrict(jnp.asarray(e))).reshape(-1)
+                             for e in np.eye(fine_n).reshape(-1, *shape)], axis=1)
+        np.testing.assert_array_equal(restrict, prolong.T)
+        galerkin = prolong.T @ _dense_matrix(system, periodic) @ prolong
+        np.testing.assert_allclose(_dense_matrix(coarse, periodic), galerkin, atol=1e-12)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_v_cycle_is_symmetric_positive_definite(periodic):
+    import jax
+    import jax.numpy as jnp
+
+    from porejax.metrics import diffusion
+
+    shape = (20, 18, 17)  # two levels above the dense coarsest grid
+    with jax.enable_x64(True):
+        prepared = diffusion._prepare(jnp.asarray(_random_diffusivity(shape, 1, 0.7)), periodic, "multigrid")
+        assert len(prepared.preconditioner.levels) == 2
+        active = np.asarray(prepared.active)
+
+        def apply(v):
+            out = diffusion._v_cycle(prepared.preconditioner, jnp.asarray(v * active), periodic, jnp.asarray(1))
+            return np.asarray(out) * active
+
+        rng = np.random.default_rng(2)
+        x, y = rng.standard_normal((2, *shape))
+        assert np.vdot(x * active, apply(y)) == pytest.approx(np.vdot(apply(x), y * active), rel=1e-10)
+        assert np.vdot(x * active, apply(x)) > 0
+
+
+@pytest.mark.parametrize("side", ["mirror", "periodic"])
+def test_multigrid_matches_jacobi_in_far_fewer_iterations(side):
+    mask = _random_diffusivity((24, 20, 22), 5, 0.55) > 0
+    multigrid = tortuosity(mask, axis=1, side_boundary=side, rtol=1e-5)
+    jacobi = tortuosity(mask, axis=1, side_boundary=side, rtol=1e-5, preconditioner="jacobi")
+    assert multigrid.converged and jacobi.converged
+    assert multigrid.tau == pytest.approx(jacobi.tau, rel=1e-4)
+    assert multigrid.iterations * 4 < jacobi.iterations
+
+
+def _reference_spanning_cluster(mask, periodic):
+    """Plain numpy flood fill (np.roll dilations) from each face of axis 0."""
+    def fill(seed):
+        reached = seed & mask
+        while True:
+            grown = reached.copy()
+            for axis in range(3):
+                for step in (1, -1):
+                    shifted = np.roll(reached, step, axis)
+                    if not (periodic and axis > 0):
+                        edge = [slice(None)] * 3
+                        edge[axis] = 0 if step == 1 else -1
+                        shifted[tuple(edge)] = False
+                    grown |= shifted
+            grown &= mask
+            if np.array_equal(grown, reached):
+                return reached
+            reached = grown
+
+    low, high = np.zeros_like(mask), np.zeros_like(mask)
+    low[0], high[-1] = True, True
+    return fill(low) & fill(high)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("shape", [(9, 7, 5), (6, 5, 33), (5, 4, 64), (4, 3, 1)])
+def test_bit_packed_flood_fill_matches_reference(periodic, shape):
+    import jax.numpy as jnp
+
+    from porejax.metrics import diffusion
+
+    rng = np.random.default_rng(sum(shape))
+    for fraction in (0.35, 0.5, 0.65):
+        mask = rng.random(shape) < fraction
+        expected = _reference_spanning_cluster(mask, periodic)
+        np.testing.assert_array_equal(np.asarray(diffusion._spanning_cluster(jnp.asarray(mask), periodic)), expected)

@@ -38,6 +38,7 @@ _CHECK_EVERY = {"multigrid": 2, "jacobi": 10}  # CG iterations between convergen
 _SMOOTHING_WEIGHT = 0.8  # damped Jacobi; < 1 keeps the smoother, hence the V-cycle, positive definite
 _SMOOTHING_SWEEPS = 1  # per level, before and after the coarse-grid correction
 _COARSEST_SIZE = 256  # unknowns at most on the coarsest grid (dense inverse)
+_RESTART_GROWTH = 10.0  # restart CG when rz exceeds this multiple of its lowest check (rounding level)
 _WORD_BITS = 32
 
 
@@ -280,6 +281,7 @@ class _State(NamedTuple):
     r: jax.Array
     p: jax.Array
     rz: jax.Array
+    rz_check: jax.Array  # lowest rz at a convergence check since the last restart (inf right after one)
     iterations: jax.Array
     d_rel: jax.Array
     spread: jax.Array
@@ -326,7 +328,8 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
     r0 = system.rhs - _apply(system, x0, periodic_sides)
     z0 = precondition(r0)
     inf = jnp.asarray(jnp.inf, d.dtype)
-    state0 = _State(x0, jnp.zeros_like(x0), r0, z0, jnp.vdot(r0, z0), jnp.asarray(0), jnp.asarray(0, d.dtype), inf, inf)
+    state0 = _State(x0, jnp.zeros_like(x0), r0, z0, jnp.vdot(r0, z0), inf, jnp.asarray(0), jnp.asarray(0, d.dtype),
+                    inf, inf)
 
     def cg_step(_, s: _State) -> _State:
         ap = _apply(system, s.p, periodic_sides)
@@ -343,6 +346,12 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
 
     def body(s: _State) -> _State:
         s = jax.lax.fori_loop(0, check_every, cg_step, s)
+        # float32 safeguards near rounding level, where the recursively updated residual drifts from
+        # b - A x and CG lets it grow (then blow up) instead of stagnating: residual replacement at every
+        # check, and a restart (p = 0; the next step sets p = z) when rz rose 10x above its lowest check
+        restart = s.rz > _RESTART_GROWTH * s.rz_check
+        s = s._replace(r=system.rhs - _apply(system, s.x - s.x_low, periodic_sides), p=jnp.where(restart, 0, s.p),
+                       rz_check=jnp.where(restart, jnp.inf, jnp.minimum(s.rz, s.rz_check)))
         fluxes = _plane_fluxes(system, s.x, s.x_low, d)
         mean = jnp.mean(fluxes)
         d_rel = mean * length / area
