@@ -167,8 +167,6 @@ def _random_diffusivity(shape, seed, fraction=0.6):
 
 
 def _dense_matrix(system, periodic):
-    import jax.numpy as jnp
-
     from porejax.metrics import diffusion
 
     matrix = np.array(diffusion._dense(system, periodic), np.float64)
@@ -186,11 +184,11 @@ def test_coarse_operator_is_galerkin_product(periodic):
     with jax.enable_x64(True):
         system = diffusion._build_system(jnp.asarray(_random_diffusivity(shape, 0)), periodic)
         coarse = diffusion._coarsen(system, periodic)
-        fine_n, coarse_shape = int(np.prod(shape)), coarse.diag.shape
-        prolong = np.stack([np.asarray(diffusion._prolong(jnp.asarray(e), shape)).reshape(-1)
-                            for e in np.eye(coarse.diag.size).reshape(-1, *coarse_shape)], axis=1)
-        restrict = np.stack([np.asarray(diffusion._restrict(jnp.asarray(e))).reshape(-1)
-                             for e in np.eye(fine_n).reshape(-1, *shape)], axis=1)
+        coarse_shape = coarse.diag.shape
+        prolong = np.asarray(jax.jit(jax.vmap(lambda e: diffusion._prolong(e, shape).reshape(-1)))(
+            jnp.eye(coarse.diag.size).reshape(-1, *coarse_shape))).T
+        restrict = np.asarray(jax.jit(jax.vmap(lambda e: diffusion._restrict(e).reshape(-1)))(
+            jnp.eye(int(np.prod(shape))).reshape(-1, *shape))).T
         np.testing.assert_array_equal(restrict, prolong.T)
         galerkin = prolong.T @ _dense_matrix(system, periodic) @ prolong
         np.testing.assert_allclose(_dense_matrix(coarse, periodic), galerkin, atol=1e-12)
@@ -203,15 +201,16 @@ def test_v_cycle_is_symmetric_positive_definite(periodic):
 
     from porejax.metrics import diffusion
 
-    shape = (20, 18, 17)  # two levels above the dense coarsest grid
+    shape = (18, 17, 16)  # two levels above the dense coarsest grid
     with jax.enable_x64(True):
-        prepared = diffusion._prepare(jnp.asarray(_random_diffusivity(shape, 1, 0.7)), periodic, "multigrid")
+        prepared = jax.jit(diffusion._prepare, static_argnums=(1, 2))(
+            jnp.asarray(_random_diffusivity(shape, 1, 0.7)), periodic, "multigrid")
         assert len(prepared.preconditioner.levels) == 2
         active = np.asarray(prepared.active)
+        v_cycle = jax.jit(lambda v: diffusion._v_cycle(prepared.preconditioner, v, periodic, jnp.asarray(1)))
 
         def apply(v):
-            out = diffusion._v_cycle(prepared.preconditioner, jnp.asarray(v * active), periodic, jnp.asarray(1))
-            return np.asarray(out) * active
+            return np.asarray(v_cycle(jnp.asarray(v * active))) * active
 
         rng = np.random.default_rng(2)
         x, y = rng.standard_normal((2, *shape))
@@ -256,12 +255,14 @@ def _reference_spanning_cluster(mask, periodic):
 @pytest.mark.parametrize("periodic", [False, True])
 @pytest.mark.parametrize("shape", [(9, 7, 5), (6, 5, 33), (5, 4, 64), (4, 3, 1)])
 def test_bit_packed_flood_fill_matches_reference(periodic, shape):
+    import jax
     import jax.numpy as jnp
 
     from porejax.metrics import diffusion
 
     rng = np.random.default_rng(sum(shape))
+    fill = jax.jit(diffusion._spanning_cluster, static_argnums=1)
     for fraction in (0.35, 0.5, 0.65):
         mask = rng.random(shape) < fraction
         expected = _reference_spanning_cluster(mask, periodic)
-        np.testing.assert_array_equal(np.asarray(diffusion._spanning_cluster(jnp.asarray(mask), periodic)), expected)
+        np.testing.assert_array_equal(np.asarray(fill(jnp.asarray(mask), periodic)), expected)

@@ -35,8 +35,9 @@ from porejax.metrics._common import as_mask_batch, check_axis
 SIDE_BOUNDARIES = ("mirror", "periodic")
 PRECONDITIONERS = ("multigrid", "jacobi")
 _CHECK_EVERY = {"multigrid": 2, "jacobi": 10}  # CG iterations between convergence checks
-_SMOOTHING_WEIGHT = 0.8  # damped Jacobi; < 1 keeps the smoother, hence the V-cycle, positive definite
+_SMOOTHING_WEIGHT = 0.9  # damped Jacobi; < 1 keeps the smoother, hence the V-cycle, positive definite
 _SMOOTHING_SWEEPS = 1  # per level, before and after the coarse-grid correction
+_COARSE_WEIGHT = 1.5  # scales the coarse-grid correction; in (0, 2) keeps the V-cycle positive definite
 _COARSEST_SIZE = 256  # unknowns at most on the coarsest grid (dense inverse)
 _RESTART_GROWTH = 10.0  # restart CG when rz exceeds this multiple of its lowest check (rounding level)
 _WORD_BITS = 32
@@ -271,7 +272,7 @@ def _v_cycle(mg: _Multigrid, r: jax.Array, periodic_sides: bool, sweeps: jax.Arr
         return x, r - _apply(lv.system, x, periodic_sides)
 
     x, residual = jax.lax.fori_loop(0, sweeps, pre_sweep, (jnp.zeros_like(r), r))
-    x = x + _prolong(_v_cycle(mg, _restrict(residual), periodic_sides, sweeps, level + 1), r.shape)
+    x = x + _COARSE_WEIGHT * _prolong(_v_cycle(mg, _restrict(residual), periodic_sides, sweeps, level + 1), r.shape)
     return jax.lax.fori_loop(0, sweeps, sweep, x)
 
 
