@@ -3,7 +3,9 @@
     python -m experiments.export_generator --checkpoint RUN_DIR --out DIR [--stationary-latent 4]
 
 With `--stationary-latent A` the BatchNorm statistics are re-estimated on periodic latents of side A
-(`FrozenGenerator.with_stationary_statistics`): right for periodic and large volumes. The result is small
+(`FrozenGenerator.with_stationary_statistics`): needed only for generators trained on the paper's 1^3
+latents (`--latent point`, or imported from PyTorch), whose own statistics are wrong for periodic and large
+volumes; generators trained on periodic latents (the default) already have them. The result is small
 enough to commit (the cpu preset's generator is well under 1 MB) and `porejax generate` reads it.
 """
 
@@ -23,7 +25,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     meta = checkpoint.read_metadata(args.checkpoint)
     gen = load_generator(args.checkpoint)
-    statistics = "as trained (standing statistics of training-size latents)"
+    statistics = "as trained (standing statistics of the training latents)"
     if args.stationary_latent:
         gen = gen.with_stationary_statistics(latent_size=args.stationary_latent)
         statistics = f"stationary: re-estimated on periodic latents of side {args.stationary_latent}"
