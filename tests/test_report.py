@@ -102,6 +102,10 @@ def test_seam_continuity_of_periodic_and_open_volumes():
     periodic = _cathodes(range(30, 46))  # synthetic structures tile seamlessly
     ratios = [v["ratio"] for v in report.seam_continuity(periodic).values()]
     assert all(0.9 < r < 1.1 for r in ratios), ratios  # one seam per volume: sampling noise of a few %
+    stripes = np.zeros((4, 16, 16, 16), np.uint8)
+    stripes[:, 7::8] = 1  # slices 7 and 15: 3 of 15 interior pairs differ; the seam (15, 0) like pair (7, 8)
+    x = report.seam_continuity(stripes, period=8)["x"]
+    assert x["ratio"] == pytest.approx(5.0) and x["same_phase_ratio"] == 1.0
     opened = np.stack([synthetic.cathode(2 * SIDE, seed=s, mean_radius=RADIUS)[:SIDE, :SIDE, :SIDE] for s in (1, 2)])
     assert all(v["ratio"] > 2 for v in report.seam_continuity(opened).values()), report.seam_continuity(opened)
 
