@@ -33,7 +33,6 @@ from porejax.volume import PhaseMap, TiffStackWriter, decode
 
 AXES = "xyz"
 DEFAULT_CHUNK = 256  # output voxels per tile side when a volume is too large to generate in one piece
-ONE_SHOT_VOXELS = 256**3
 _BATCH = 8  # latents per jitted call when generating a batch
 
 
@@ -121,6 +120,20 @@ def _plan(config: ModelConfig, latent_shape: Sequence[int], periodic: Sequence[b
         else:
             plans.append(_AxisPlan(n, (full - n) // 2, 0, a))
     return plans
+
+
+def _computed_side(config: ModelConfig, latent_length: int) -> int:
+    """Voxels the zero-padded generator computes along an axis for a latent window of this length."""
+    return config.output_side(latent_length, periodic=False)
+
+
+def default_chunk(config: ModelConfig, plans: Sequence[_AxisPlan]) -> int:
+    """Tile side when none is given: one piece if it computes no more per axis than an interior tile of
+    DEFAULT_CHUNK does (peak memory is then at most that of such a tile), else DEFAULT_CHUNK."""
+    l0, l1 = latent_window(config, 0, DEFAULT_CHUNK)
+    if max(_computed_side(config, p.latent_size) for p in plans) <= _computed_side(config, l1 - l0):
+        return max(p.size for p in plans)
+    return DEFAULT_CHUNK
 
 
 def _tiles(plan: _AxisPlan, chunk: int, config: ModelConfig) -> list[tuple[int, int, int, int]]:
@@ -227,7 +240,8 @@ class FrozenGenerator:
         """Yield (labels, confidence) slabs (d, H, W) along x, tile by tile, identical to one-shot output.
 
         `size`: output voxels per axis (default: the latent's full output; zero-padded axes centre-crop).
-        `chunk`: tile side in output voxels (default: one piece up to 256^3 voxels, else 256).
+        `chunk`: tile side in output voxels (default: `default_chunk`, one piece up to about 350^3 voxels for
+        the paper's generator with zero padding, else tiles of 256; peak memory about 4.5 GB either way).
         """
         zb, batched = self._check_latent(z)
         if batched:
@@ -236,7 +250,7 @@ class FrozenGenerator:
         plans = _plan(self.config, zb.shape[1:4], flags, None if size is None else _as_triple(size, "size"))
         shape = tuple(p.size for p in plans)
         if chunk is None:
-            chunk = max(shape) if np.prod(shape) <= ONE_SHOT_VOXELS else DEFAULT_CHUNK
+            chunk = default_chunk(self.config, plans)
         if int(chunk) != chunk or chunk < 1:
             raise PorejaxError(f"chunk must be a positive number of voxels, got {chunk}")
         pad = [(0, 0)] + [(p.latent_pad, p.latent_pad) for p in plans] + [(0, 0)]

@@ -204,3 +204,16 @@ def test_stationary_statistics_describe_the_interior(gen):
     _, updated = Generator(config).apply(gen.variables, z, train=True, mutable=["batch_stats"])
     boundary_var = (np.asarray(updated["batch_stats"][first]["var"]) - 0.9 * np.asarray(gen.variables["batch_stats"][first]["var"])) / 0.1
     assert np.median(var_s / boundary_var) > 4  # interior activations sum over the whole kernel
+
+
+def test_default_chunk_is_one_piece_while_it_costs_no_more_than_an_interior_tile():
+    from porejax.generate import DEFAULT_CHUNK, _plan, default_chunk, latent_window
+
+    config = preset("paper", 3)
+    l0, l1 = latent_window(config, 0, DEFAULT_CHUNK)
+    tile_side = config.output_side(l1 - l0, periodic=False)  # what an interior 256-tile computes per axis
+    assert tile_side == 384
+    for side, expected in ((64, 64), (384, 384), (400, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
+        a = max(1, -(-side // 16) - 3)
+        assert default_chunk(config, _plan(config, (a,) * 3, (False,) * 3, (side,) * 3)) == expected
+    assert default_chunk(config, _plan(config, (16,) * 3, (True,) * 3, None)) == 256  # 256^3 periodic: one piece
