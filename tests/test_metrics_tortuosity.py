@@ -42,6 +42,15 @@ def test_layers_in_series_give_the_harmonic_mean():
     assert across.relative_diffusivity == pytest.approx(field.mean(), rel=1e-4)
 
 
+def test_a_tolerance_below_float32_rounding_stops_early_with_the_right_answer():
+    mask = np.random.default_rng(3).random((24, 24, 24)) < 0.45
+    exact = tortuosity(mask, axis=0, rtol=1e-7, dtype="float64")
+    assert exact.converged
+    stalled = tortuosity(mask, axis=0, rtol=1e-7, max_iter=20000)  # flux spread cannot reach 1e-7 in float32
+    assert not stalled.converged and stalled.iterations < 1000
+    assert stalled.tau == pytest.approx(exact.tau, rel=1e-5)
+
+
 def test_dead_ends_and_islands_do_not_change_the_result():
     mask = _channels()
     decorated = mask.copy()

@@ -19,7 +19,8 @@ compensated (Kahan) update of the solution so that float32 does not stall above 
 residual replacement plus restarts so that it does not blow up at rounding level either. Convergence:
 every few iterations the plane fluxes (inlet face, every interface between layers, outlet face) must
 agree within `rtol` (relative spread, as TauFactor) and tau must have changed by less than `rtol` since
-the last check.
+the last check; a spread that stalls above `rtol` (a tolerance below float32 rounding for that volume)
+stops the solve early with converged=False.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _SMOOTHING_SWEEPS = 1  # per level, before and after the coarse-grid correction
 _COARSE_WEIGHT = 1.5  # scales the coarse-grid correction; in (0, 2) keeps the V-cycle positive definite
 _COARSEST_SIZE = 256  # unknowns at most on the coarsest grid (dense inverse)
 _RESTART_GROWTH = 10.0  # restart CG when rz exceeds this multiple of its lowest check (rounding level)
+_STALL_CHECKS = 50  # stop (converged=False) after this many checks without a new lowest flux spread
 _WORD_BITS = 32
 
 
@@ -285,6 +287,8 @@ class _State(NamedTuple):
     p: jax.Array
     rz: jax.Array
     rz_check: jax.Array  # lowest rz at a convergence check since the last restart (inf right after one)
+    spread_best: jax.Array  # lowest flux spread so far
+    stall: jax.Array  # checks since the flux spread last reached a new low
     iterations: jax.Array
     d_rel: jax.Array
     spread: jax.Array
@@ -331,8 +335,8 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
     r0 = system.rhs - _apply(system, x0, periodic_sides)
     z0 = precondition(r0)
     inf = jnp.asarray(jnp.inf, d.dtype)
-    state0 = _State(x0, jnp.zeros_like(x0), r0, z0, jnp.vdot(r0, z0), inf, jnp.asarray(0), jnp.asarray(0, d.dtype),
-                    inf, inf)
+    state0 = _State(x0, jnp.zeros_like(x0), r0, z0, jnp.vdot(r0, z0), inf, inf, jnp.asarray(0), jnp.asarray(0),
+                    jnp.asarray(0, d.dtype), inf, inf)
 
     def cg_step(_, s: _State) -> _State:
         ap = _apply(system, s.p, periodic_sides)
@@ -360,14 +364,19 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
         d_rel = mean * length / area
         spread = (jnp.max(fluxes) - jnp.min(fluxes)) / jnp.abs(mean)
         change = jnp.abs(d_rel - s.d_rel) / jnp.abs(d_rel)
-        return s._replace(iterations=s.iterations + check_every, d_rel=d_rel, spread=spread, change=change)
+        # a spread that has made no new low for _STALL_CHECKS checks is at float rounding level: stop there
+        # (converged=False) instead of iterating to max_iter
+        best = jnp.minimum(spread, s.spread_best)
+        return s._replace(iterations=s.iterations + check_every, d_rel=d_rel, spread=spread, change=change,
+                          spread_best=best, stall=jnp.where(spread < s.spread_best, 0, s.stall + 1))
 
     spans = jnp.any(active)
 
     def running(s: _State) -> jax.Array:
         # no `lax.cond` on `spans`: under vmap it would batch every closed-over value, including the
         # multigrid trip count `sweeps`, and make each inner loop a masked batched loop (3x slower)
-        return spans & (s.iterations < max_iter) & ~((s.spread < rtol) & (s.change < rtol))
+        return (spans & (s.iterations < max_iter) & (s.stall < _STALL_CHECKS)
+                & ~((s.spread < rtol) & (s.change < rtol)))
 
     s = jax.lax.while_loop(running, body, state0)
     converged = ~spans | ((s.spread < rtol) & (s.change < rtol))
@@ -427,7 +436,9 @@ def tortuosity(mask, axis: int = 0, side_boundary: str = "mirror", rtol: float =
     mask: (D, H, W) or (B, D, H, W), 0/1 or bool, True = conducting phase. side_boundary: "mirror"
     (zero flux, TauFactor `Solver`) or "periodic" (TauFactor `PeriodicSolver`) on the four side faces.
     rtol: relative tolerance on the plane-flux spread and on the change of tau between checks.
-    max_iter: CG iteration limit (the result then has converged=False). dtype: jnp.float32 or jnp.float64.
+    max_iter: CG iteration limit (the result then has converged=False; so does a solve whose flux spread
+    stalls above rtol at float rounding level: it stops after 50 checks without a new low).
+    dtype: jnp.float32 or jnp.float64.
     preconditioner: "multigrid" (one V-cycle per CG iteration, fastest) or "jacobi" (diagonal).
     A batch is solved by `jax.vmap` of the jitted solver (the loop runs until every volume converged).
 
