@@ -154,6 +154,7 @@ class FrozenGenerator:
     phase_map: PhaseMap
     variables: dict
     step: int | None = None
+    training_latent: str = "point"  # "periodic": trained on periodic latents (see porejax.train), else 1^3
 
     # --- latents -------------------------------------------------------------------------------
     def latent(self, seed: int = 0, size: int | Sequence[int] = 1) -> np.ndarray:
@@ -172,6 +173,17 @@ class FrozenGenerator:
                                    f"period unit) along {AXES[axis]}; got {n}: use {max(u, n // u * u)} or {(n // u + 1) * u}")
             latent.append(n // u if circ else max(1, math.ceil(n / u) - 3))
         return tuple(latent)  # type: ignore[return-value]
+
+    def window_latent_size_for(self, size: int | Sequence[int]) -> tuple[int, int, int]:
+        """Latent side per axis for a non-periodic volume of `size` voxels taken away from zero-padded faces.
+
+        A generator trained on periodic latents learnt the interior of a stationary structure; within about
+        1.5 period units of a zero-padded face it is less faithful. Its non-periodic samples are therefore
+        centre crops of a volume whose latent has `periodic_halo` extra latent voxels on each side (for
+        other generators: `latent_size_for`, the faces are what they trained on).
+        """
+        margin = 2 * periodic_halo(self.config) if self.training_latent == "periodic" else 0
+        return tuple(a + margin for a in self.latent_size_for(size))  # type: ignore[return-value]
 
     def output_shape(self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "") -> tuple[int, int, int]:
         flags = parse_periodic(periodic)
@@ -323,4 +335,4 @@ def load_generator(checkpoint_dir: str | os.PathLike, step: int | None = None) -
     """The frozen generator of a checkpoint directory (newest step unless `step` is given)."""
     meta, variables, step = checkpoint.restore_generator(checkpoint_dir, step)
     config, phase_map = checkpoint.model_and_phases(meta)
-    return FrozenGenerator(config, phase_map, variables, step)
+    return FrozenGenerator(config, phase_map, variables, step, meta.get("train", {}).get("latent", "point"))

@@ -567,9 +567,10 @@ def random_crops(volume: np.ndarray, n: int, size: int, seed: int = 0, region: R
 def generate_set(generator: FrozenGenerator, n: int, size: int, periodic: bool = False, seed: int = 0,
                  keep_confidence: int = 3, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
     """`n` generated label volumes (n, S, S, S), latent seed + i for volume i (as `porejax generate
-    --count`), and the confidence maps of the first `keep_confidence` of them."""
+    --count`), and the confidence maps of the first `keep_confidence` of them. Non-periodic volumes are
+    taken away from zero-padded faces where the generator needs it (`window_latent_size_for`)."""
     axes = AXES if periodic else ""
-    latent_shape = generator.latent_size_for(size, axes)
+    latent_shape = generator.latent_size_for(size, AXES) if periodic else generator.window_latent_size_for(size)
     labels, confidence = [], []
     start = time.perf_counter()
     for i in range(n):
@@ -884,7 +885,7 @@ def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike,
                                       max_blocks=max_blocks, seed=seed, progress=progress)
     _say(progress, "figures: periodic volume, diffusion with mirror / periodic sides, interpolation, timing")
     flux = periodic_flux_study(generator, size, seed + n)
-    latent_shape = generator.latent_size_for(size)
+    latent_shape = generator.window_latent_size_for(size)
     strip = [generator.generate(z, size=size)[0] for z in interpolate_latents(
         generator.latent(seed, latent_shape), generator.latent(seed + 1, latent_shape), 7)]
     timing = time_generation(generator, timing_latent_sides, progress=progress)

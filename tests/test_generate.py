@@ -217,3 +217,14 @@ def test_default_chunk_is_one_piece_while_it_costs_no_more_than_an_interior_tile
         a = max(1, -(-side // 16) - 3)
         assert default_chunk(config, _plan(config, (a,) * 3, (False,) * 3, (side,) * 3)) == expected
     assert default_chunk(config, _plan(config, (16,) * 3, (True,) * 3, None)) == 256  # 256^3 periodic: one piece
+
+
+def test_window_latents_keep_periodically_trained_samples_away_from_zero_padded_faces():
+    config = preset("tiny", 3)
+    g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
+    point = FrozenGenerator(config, PhaseMap(LABELS), g_vars)
+    periodic = FrozenGenerator(config, PhaseMap(LABELS), g_vars, training_latent="periodic")
+    assert point.window_latent_size_for(32) == point.latent_size_for(32) == (1, 1, 1)
+    assert periodic.window_latent_size_for(32) == (1 + 2 * periodic_halo(config),) * 3
+    z = periodic.latent(0, periodic.window_latent_size_for(32))
+    assert periodic.labels(z).shape == (80, 80, 80) and periodic.generate(z, size=32)[0].shape == (32, 32, 32)
