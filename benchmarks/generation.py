@@ -127,7 +127,7 @@ def cli_512(workdir: Path) -> dict:
         raise RuntimeError(f"porejax generate failed: {proc.stderr.read().strip()}")
     return {"command": "porejax generate --checkpoint <paper init> --size 512 --out x.tif",
             "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "file_mb": round(out.stat().st_size / 2**20),
-            "output": proc.stdout.read().strip()}
+            "output": proc.stdout.read().strip().replace(f"{workdir}{os.sep}", "")}
 
 
 def plot(result: dict, path: Path) -> None:
