@@ -250,8 +250,8 @@ def _run_train(args) -> int:
                                       args.voxel_size)
     model_config = train.model_for(args.preset, phase_map.n_phases, args.crop, args.precision)
     config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
-                                lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment, holdout=args.holdout,
-                                seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
+                                lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment,
+                                holdout=args.holdout, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
                                 checkpoint_every=args.checkpoint_every)
     summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
                           preset=args.preset, sources=[p.name for p in args.data])

@@ -28,7 +28,7 @@ import numpy as np
 
 from porejax import checkpoint
 from porejax.errors import PorejaxError
-from porejax.models import BATCH_NORM_MOMENTUM, Generator, ModelConfig
+from porejax.models import Generator, ModelConfig, generator_batch_statistics
 from porejax.volume import PhaseMap, TiffStackWriter, decode
 
 AXES = "xyz"
@@ -122,16 +122,11 @@ def _plan(config: ModelConfig, latent_shape: Sequence[int], periodic: Sequence[b
     return plans
 
 
-def _computed_side(config: ModelConfig, latent_length: int) -> int:
-    """Voxels the zero-padded generator computes along an axis for a latent window of this length."""
-    return config.output_side(latent_length, periodic=False)
-
-
 def default_chunk(config: ModelConfig, plans: Sequence[_AxisPlan]) -> int:
     """Tile side when none is given: one piece if it computes no more per axis than an interior tile of
     DEFAULT_CHUNK does (peak memory is then at most that of such a tile), else DEFAULT_CHUNK."""
-    l0, l1 = latent_window(config, 0, DEFAULT_CHUNK)
-    if max(_computed_side(config, p.latent_size) for p in plans) <= _computed_side(config, l1 - l0):
+    l0, l1 = latent_window(config, 0, DEFAULT_CHUNK)  # what the generator computes: its zero-padded output
+    if max(config.output_side(p.latent_size, False) for p in plans) <= config.output_side(l1 - l0, False):
         return max(p.size for p in plans)
     return DEFAULT_CHUNK
 
@@ -211,17 +206,13 @@ class FrozenGenerator:
         training mode at generation time, which makes a volume depend on its own size and batch.)
         Deterministic in `seed`; returns a new FrozenGenerator (parameters shared).
         """
-        flags = (True, True, True)
         shape = (batch_size,) + (int(latent_size),) * 3 + (self.config.latent_channels,)
-        zero = jax.tree_util.tree_map(jnp.zeros_like, self.variables["batch_stats"])
 
         @jax.jit
         def batch_statistics(key):
             z = jax.random.normal(key, (int(np.prod(shape)),), jnp.float32).reshape(shape)
-            _, updated = Generator(self.config).apply({"params": self.variables["params"], "batch_stats": zero},
-                                                      z, train=True, periodic=flags, mutable=["batch_stats"])
-            # from zero running statistics one update leaves (1 - momentum) * (batch statistic)
-            return jax.tree_util.tree_map(lambda v: v / (1 - BATCH_NORM_MOMENTUM), updated["batch_stats"])
+            return generator_batch_statistics(self.config, self.variables["params"], self.variables["batch_stats"],
+                                              z, (True, True, True))
 
         keys = jax.random.split(jax.random.PRNGKey(int(seed)), int(batches))
         per_batch = [batch_statistics(k) for k in keys]

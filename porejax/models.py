@@ -148,6 +148,17 @@ class Discriminator(nn.Module):
         return x.reshape(x.shape[0])
 
 
+def generator_batch_statistics(config: ModelConfig, params: dict, batch_stats: dict, z: jnp.ndarray,
+                               periodic: Sequence[bool]) -> dict:
+    """The generator's BatchNorm batch statistics on latents z (training mode), a tree like `batch_stats`
+    ({"mean", "var"} per layer): what standing statistics average over many batches."""
+    zero = jax.tree_util.tree_map(jnp.zeros_like, batch_stats)
+    _, updated = Generator(config).apply({"params": params, "batch_stats": zero}, z, train=True,
+                                         periodic=tuple(periodic), mutable=["batch_stats"])
+    # from zero running statistics one update leaves (1 - momentum) * (batch statistic)
+    return jax.tree_util.tree_map(lambda v: v / (1 - BATCH_NORM_MOMENTUM), updated["batch_stats"])
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def init_variables(config: ModelConfig, key: jax.Array) -> tuple[dict, dict]:
     """Fresh (generator, discriminator) variables: {"params", "batch_stats"} each (batch_stats may be empty)."""

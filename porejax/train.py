@@ -64,7 +64,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from porejax import checkpoint, dataset, losses, metrics
 from porejax.errors import PorejaxError
 from porejax.models import PRESETS as MODEL_PRESETS
-from porejax.models import BATCH_NORM_MOMENTUM, Discriminator, Generator, ModelConfig, init_variables
+from porejax.models import Discriminator, Generator, ModelConfig, generator_batch_statistics, init_variables
 from porejax.models import preset as model_preset
 from porejax.volume import PhaseMap
 
@@ -375,20 +375,15 @@ def compile_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.C
 
 @functools.lru_cache(maxsize=8)
 def _standing_fn(model_config: ModelConfig, latent: str, batches: int, batch_size: int, mesh: Mesh):
-    generator = Generator(model_config)
     batch = NamedSharding(mesh, PartitionSpec("data"))
     _, periodic = training_latent(model_config, latent)
 
-    def one_batch(params, zero_stats, key):
+    def one_batch(params, stats, key):
         z = jax.lax.with_sharding_constraint(draw_training_latents(model_config, latent, key, batch_size), batch)
-        _, upd = generator.apply({"params": params, "batch_stats": zero_stats}, z, train=True, periodic=periodic,
-                                 mutable=["batch_stats"])
-        # from zero running statistics, one update leaves (1 - momentum) * (batch statistic)
-        return jax.tree_util.tree_map(lambda s: s / (1 - BATCH_NORM_MOMENTUM), upd["batch_stats"])
+        return generator_batch_statistics(model_config, params, stats, z, periodic)
 
     def standing(params, stats, key):
-        zero = jax.tree_util.tree_map(jnp.zeros_like, stats)
-        per_batch = jax.lax.map(lambda k: one_batch(params, zero, k), jax.random.split(key, batches))
+        per_batch = jax.lax.map(lambda k: one_batch(params, stats, k), jax.random.split(key, batches))
         return jax.tree_util.tree_map(lambda s: jnp.mean(s, axis=0), per_batch)
 
     return jax.jit(standing, out_shardings=NamedSharding(mesh, PartitionSpec()))
