@@ -17,7 +17,7 @@ from porejax.volume import PhaseMap
 def parser(description: str, default_workdir: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", type=Path, action="append", help="label volume(s); default: the built-in synthetic data")
-    p.add_argument("--preset", default="cpu", choices=("cpu", "paper", "tiny"))
+    p.add_argument("--preset", default="cpu", choices=tuple(train.TRAIN_PRESETS))
     p.add_argument("--workdir", type=Path, default=Path(default_workdir))
     p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
     p.add_argument("--loss", choices=("bce", "wgan-gp"))
@@ -27,6 +27,8 @@ def parser(description: str, default_workdir: str) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("float32", "bfloat16"), help="convolution products (default float32)")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--generator-from", type=Path,
+                   help="start a new run from this checkpoint's generator (same generator widths), fresh discriminator")
     return p
 
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace, volumes: Sequence[np.ndarray], phase_map: Phas
         config = train.train_preset(args.preset, steps=args.steps, loss=args.loss, seed=args.seed, holdout=holdout,
                                     lr=args.lr, batch_size=args.batch_size, latent=args.latent)
         summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
-                              preset=args.preset, sources=sources)
+                              preset=args.preset, sources=sources, generator_from=args.generator_from)
     except PorejaxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -218,10 +218,11 @@ def _add_train(sub) -> None:
     p.add_argument("--data", type=Path, action="append", required=True,
                    help="training label volume (TIFF/.npy); repeat for several volumes")
     p.add_argument("--workdir", type=Path, required=True, help="checkpoint directory (logs, samples, checkpoints)")
-    p.add_argument("--preset", default="cpu", help="paper (GPU), cpu (two CPU cores) or tiny (seconds); default cpu")
+    p.add_argument("--preset", default="cpu",
+                   help="paper (GPU), cpu or cpu64 (two CPU cores; 32^3 or 64^3 crops) or tiny (seconds); default cpu")
     p.add_argument("--steps", type=int, help="total steps (a resumed run continues up to it)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, tiny 32)")
+    p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, cpu64 64, tiny 32)")
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
     p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's)")
     p.add_argument("--precision", choices=("float32", "bfloat16"),
@@ -235,6 +236,8 @@ def _add_train(sub) -> None:
     p.add_argument("--voxel-size", type=float, help="voxel edge length in micrometres")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.add_argument("--generator-from", type=Path, help="start a new run from the newest generator of this "
+                   "checkpoint directory (same generator widths and phases) with a fresh discriminator")
     p.add_argument("--log-every", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
@@ -254,7 +257,7 @@ def _run_train(args) -> int:
                                 holdout=args.holdout, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
                                 checkpoint_every=args.checkpoint_every)
     summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
-                          preset=args.preset, sources=[p.name for p in args.data])
+                          preset=args.preset, sources=[p.name for p in args.data], generator_from=args.generator_from)
     print(f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "
           f"generate with: porejax generate --checkpoint {args.workdir} --size 128 --out sample.tif")
     return 0

@@ -5,7 +5,8 @@ p=1) that double the size, BatchNorm + ReLU between, softmax over phases at the 
 L = len(g_widths) stride-2 layers, a latent of spatial size a gives a volume of side 2^L (a + 3) with zero
 padding (paper: 64 + 16 (a - 1)) and exactly 2^L a with circular padding (periodic in that axis).
 Discriminator: stride-2 convs (k=4, p=1) with LeakyReLU 0.2 (normalised after the first), then a k=4
-valid conv to one logit per sample.
+valid conv to one logit per sample; with M = len(d_widths) >= L stride-2 layers it judges crops of side
+4 * 2^M (the paper: M = L).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ class ModelConfig:
         object.__setattr__(self, "d_widths", tuple(int(w) for w in self.d_widths))
         if self.n_phases < 2:
             raise PorejaxError(f"a generator needs at least 2 phases, got n_phases={self.n_phases}")
-        if len(self.g_widths) < 1 or len(self.g_widths) != len(self.d_widths):
-            raise PorejaxError(f"g_widths {self.g_widths} and d_widths {self.d_widths} must have the same, "
-                               "non-zero length (it sets the crop size 4 * 2^length)")
+        if len(self.g_widths) < 1 or len(self.d_widths) < len(self.g_widths):
+            raise PorejaxError(f"g_widths {self.g_widths} and d_widths {self.d_widths}: the generator needs at "
+                               "least one layer and the discriminator at least as many (its depth sets the crop "
+                               "size 4 * 2^len(d_widths))")
         if min(self.g_widths + self.d_widths + (self.latent_channels,)) < 1:
             raise PorejaxError("network widths and latent channels must be positive")
         if self.d_norm not in NORMS:
@@ -68,8 +70,15 @@ class ModelConfig:
 
     @property
     def crop_size(self) -> int:
-        """Training sub-volume side: the output of a 1^3 latent with zero padding (64 for the paper)."""
-        return self.output_side(1, periodic=False)
+        """Training sub-volume side, the discriminator's input: 4 * 2^len(d_widths) (64 for the paper). With
+        equal depths it is the output of a 1^3 latent with zero padding; a deeper discriminator judges larger
+        crops than that, which the generator then makes from periodic latents of side crop / period_unit."""
+        return 4 * 2 ** len(self.d_widths)
+
+    @property
+    def point_latent_crop(self) -> bool:
+        """Whether a 1^3 latent (zero padding, the paper's training latent) gives a crop_size^3 volume."""
+        return self.output_side(1, periodic=False) == self.crop_size
 
     def output_side(self, latent_side: int, periodic: bool) -> int:
         return self.period_unit * (latent_side if periodic else latent_side + 3)
@@ -87,6 +96,8 @@ PRESETS: dict[str, ModelConfig] = {
     # training on two CPU cores: one stride-2 layer less (32^3 crops, period unit 8) and reduced widths;
     # measurements in experiments/results/cathode/README.md
     "cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64)),
+    # the cpu generator, judged on 64^3 crops by a discriminator one layer deeper
+    "cpu64": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64)),
     # seconds per step: tests and the demo (32^3 crops)
     "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
 }

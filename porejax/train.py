@@ -135,6 +135,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
     "cpu": TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
                        standing_batches=16),
+    # the cpu generator against a discriminator on 64^3 crops (the cathode's particles do not fit in 32^3)
+    "cpu64": TrainConfig(batch_size=4, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
+                         standing_batches=16),
     # seconds: tests and the demo
     "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
                         eval_samples=4, standing_batches=4),
@@ -166,6 +169,10 @@ def training_latent(model_config: ModelConfig, latent: str) -> tuple[int, tuple[
     """(latent side, periodic flags) of the latents a generator trains on; both give crop_size^3 volumes."""
     if latent == "periodic":
         return model_config.crop_size // model_config.period_unit, (True, True, True)
+    if not model_config.point_latent_crop:
+        raise PorejaxError(f"point (1^3) latents make {model_config.output_side(1, periodic=False)}^3 volumes but "
+                           f"this discriminator judges {model_config.crop_size}^3 crops: train with periodic "
+                           "latents, or give both networks the same number of layers")
     return 1, (False, False, False)
 
 
@@ -506,6 +513,24 @@ def _read_log(path: Path, upto: int) -> list[dict]:
     return [r for r in records if r["step"] <= upto]
 
 
+def _warm_start_source(source: str | os.PathLike, model_config: ModelConfig, phase_map: PhaseMap) -> dict:
+    """{"checkpoint", "step"} of the generator a new run starts from, after checking it fits."""
+    meta = checkpoint.read_metadata(source)
+    other, other_phases = checkpoint.model_and_phases(meta)
+    mine = (model_config.g_widths, model_config.latent_channels, model_config.n_phases)
+    if (other.g_widths, other.latent_channels, other.n_phases) != mine:
+        raise PorejaxError(f"cannot start from the generator in {source}: its widths {other.g_widths}, latent "
+                           f"channels {other.latent_channels} and {other.n_phases} phases differ from this "
+                           f"model's {mine[0]}, {mine[1]} and {mine[2]}: choose a preset with the same generator")
+    if list(other_phases.labels) != list(phase_map.labels):
+        raise PorejaxError(f"cannot start from the generator in {source}: its phase labels "
+                           f"{list(other_phases.labels)} differ from the data's {list(phase_map.labels)}")
+    step = checkpoint.latest_step(source)
+    if step is None:
+        raise PorejaxError(f"{source} has no saved step to start from")
+    return {"checkpoint": str(source), "step": step}
+
+
 def _start_state(model_config: ModelConfig, config: TrainConfig, workdir: Path, start_step: int | None,
                  mesh: Mesh) -> TrainState:
     """A fresh state, or the checkpointed one of `start_step`, replicated over the mesh."""
@@ -554,7 +579,7 @@ def _progress_line(record: dict, config: TrainConfig) -> str:
 def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.PathLike,
           model_config: ModelConfig, config: TrainConfig, *, resume: bool = False, preset: str | None = None,
           sources: Sequence[str] | None = None, devices: Sequence[jax.Device] | None = None,
-          progress: bool = True) -> dict:
+          generator_from: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train on label `volumes` (original label values, mapped by `phase_map`) into `workdir`.
 
     Holds out the last `config.holdout` x-slices of every volume. Writes WORKDIR/porejax.json (model,
@@ -563,13 +588,17 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     WORKDIR/log.jsonl (every `log_every` steps; with "eval" every `eval_every`; "time" is wall seconds
     since the run started, continued by a resumed run from its checkpoint's last record) and
     WORKDIR/samples/step_*.png. `resume`: continue from the newest checkpoint, whose model, PhaseMap, data
-    and recipe must match. `devices`: the mesh (default all). Returns a summary dict.
+    and recipe must match. `devices`: the mesh (default all). `generator_from`: a checkpoint directory
+    whose newest generator (same generator network and phases) a new run starts from, with a fresh
+    discriminator and optimiser (e.g. a deeper discriminator on larger crops); recorded in porejax.json
+    under "warm_start". Returns a summary dict.
     """
     initialize_distributed()
     workdir = Path(workdir)
     config = config.resolved()
     if config.loss == "wgan-gp" and model_config.d_norm == "batch":
         model_config = dataclasses.replace(model_config, d_norm="layer")  # the penalty needs a per-sample critic
+    training_latent(model_config, config.latent)  # refuses latents that cannot make crop-size volumes
     mesh = make_mesh(devices)
     if config.batch_size % mesh.size:
         raise PorejaxError(f"batch size {config.batch_size} is not divisible by the {mesh.size} devices: "
@@ -588,18 +617,29 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         if not resume:
             raise PorejaxError(f"{workdir} already holds a training run (step {start_step}): pass --resume to "
                                "continue it, or choose another --workdir")
-        _check_resumable(workdir, checkpoint.read_metadata(workdir), model_config, phase_map, config, data)
+        old_meta = checkpoint.read_metadata(workdir)
+        _check_resumable(workdir, old_meta, model_config, phase_map, config, data)
+        warm_start = old_meta.get("warm_start")
+    elif generator_from is not None:
+        warm_start = _warm_start_source(generator_from, model_config, phase_map)
+    else:
+        warm_start = None
     is_main = jax.process_index() == 0
     log_path = workdir / LOG_FILE
     records = _read_log(log_path, start_step or 0)
     if is_main:
+        extra = {"warm_start": warm_start} if warm_start else {}
         checkpoint.write_metadata(workdir, model_config, phase_map, train=config.to_dict(), data=data,
-                                  preset=preset, devices=mesh.size)
+                                  preset=preset, devices=mesh.size, **extra)
         (workdir / SAMPLES_DIR).mkdir(exist_ok=True)
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()
 
     state = _start_state(model_config, config, workdir, start_step, mesh)
+    if start_step is None and warm_start is not None:
+        _, variables, _ = checkpoint.restore_generator(warm_start["checkpoint"], warm_start["step"])
+        variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+        state = dataclasses.replace(state, g_params=variables["params"], g_stats=variables["batch_stats"])
     arrays = _replicate(dataset.device_arrays(stack, spec), mesh)
     compile_start = time.perf_counter()
     step_fn = compile_step(model_config, config, spec, mesh, state, arrays)

@@ -37,6 +37,17 @@ def test_shapes_and_init_statistics():
     assert abs(scale.mean() - 1.0) < 0.01 and 0.005 < scale.std() < 0.04
 
 
+def test_a_deeper_discriminator_judges_larger_crops_than_a_point_latent_gives():
+    config = ModelConfig(n_phases=3, latent_channels=4, g_widths=(8, 4), d_widths=(4, 4, 8))
+    assert (config.period_unit, config.crop_size, config.point_latent_crop) == (4, 32, False)
+    assert preset("paper", 3).point_latent_crop
+    g_vars, d_vars = init_variables(config, jax.random.PRNGKey(0))
+    z = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 8, 4))  # latent side crop / period_unit
+    volume = Generator(config).apply(g_vars, z, periodic=(True, True, True))
+    assert volume.shape == (2, 32, 32, 32, 3)
+    assert Discriminator(config).apply(d_vars, volume).shape == (2,)
+
+
 def test_batch_norm_uses_batch_statistics_only_in_training():
     config = preset("tiny", 3)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
@@ -50,7 +61,7 @@ def test_batch_norm_uses_batch_statistics_only_in_training():
 
 
 def test_config_validation():
-    with pytest.raises(PorejaxError, match="same"):
+    with pytest.raises(PorejaxError, match="at least as many"):
         ModelConfig(g_widths=(8, 8), d_widths=(8,))
     with pytest.raises(PorejaxError, match="unknown preset"):
         preset("huge", 3)

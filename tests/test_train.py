@@ -135,3 +135,32 @@ def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, 
 def test_a_crop_other_than_the_model_s_is_refused():
     with pytest.raises(PorejaxError, match="--crop 64 does not match the tiny preset"):
         train.model_for("tiny", 3, crop=64)
+
+
+def test_a_deeper_discriminator_trains_on_periodic_latents_and_refuses_point_latents(tmp_path):
+    model = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4, 4))  # G period unit 2, D 16^3 crops
+    assert train.training_latent(model, "periodic") == (8, (True, True, True))
+    with pytest.raises(PorejaxError, match="point .* latents make 8\\^3 volumes but this discriminator judges 16"):
+        train.training_latent(model, "point")
+    summary = train.train([synthetic.cathode(20, seed=1)], PHASES, tmp_path, model,
+                          train.TrainConfig(steps=2, **QUIET), progress=False)
+    assert summary["step"] == 2 and np.isfinite(summary["metrics"]["loss_g"])
+
+
+
+def test_a_new_run_can_start_from_another_run_s_generator(tmp_path, volume):
+    train.train([volume], PHASES, tmp_path / "a", MICRO, train.TrainConfig(steps=2, **QUIET), progress=False)
+    _, source, _ = checkpoint.restore_generator(tmp_path / "a")
+    deeper = dataclasses.replace(MICRO, d_widths=(4, 4))
+    config = train.TrainConfig(steps=1, lr=1e-9, **QUIET)  # a step that barely moves the weights
+    train.train([synthetic.cathode(20, seed=1)], PHASES, tmp_path / "b", deeper, config,
+                generator_from=tmp_path / "a", progress=False)
+    assert checkpoint.read_metadata(tmp_path / "b")["warm_start"] == {"checkpoint": str(tmp_path / "a"), "step": 2}
+    started = _state(tmp_path / "b", config, deeper)["g_params"]
+    fresh = init_variables(deeper, jax.random.PRNGKey(0))[0]["params"]
+    for got, want, other in zip(*(jax.tree_util.tree_leaves(t) for t in (started, source["params"], fresh))):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        assert not np.allclose(want, other, atol=1e-6)
+    with pytest.raises(PorejaxError, match="cannot start from the generator .* widths \\(4,\\)"):
+        train.train([volume], PHASES, tmp_path / "c", dataclasses.replace(MICRO, g_widths=(8,)), config,
+                    generator_from=tmp_path / "a", progress=False)
