@@ -193,9 +193,11 @@ def _run_import_torch(args) -> int:
 # --- compare ---------------------------------------------------------------------------------------
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="compare real and generated microstructures: report.md/.html, figures, JSON")
-    p.add_argument("--real", required=True, type=Path, help="real label volume (TIFF/.npy) with the checkpoint's labels")
+    p.add_argument("--real", required=True, type=Path, nargs="+",
+                   help="real label volume(s) (TIFF/.npy) with the checkpoint's labels; crops are spread over them")
     p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--n", type=int, default=100, help="volumes per set (default 100)")
+    p.add_argument("--n", type=int, default=100,
+                   help="generated volumes, and real crops unless the real volumes hold fewer distinct ones (default 100)")
     p.add_argument("--size", type=int, default=64, help="side of every volume in voxels (default 64)")
     p.add_argument("--voxel-size", type=float, help="micrometres per voxel (default: the checkpoint's)")
     p.add_argument("--periodic", action="store_true", help="generate periodic volumes (x, y, z)")

@@ -9,12 +9,14 @@ The comparison core works on arrays (label volumes with the PhaseMap's original 
   sets, the difference of means in units of the real std, the std ratio (generated / real; well below 1
   means lost diversity, i.e. mode collapse), a two-sample Kolmogorov-Smirnov test and a verdict
   (`VERDICT_RULE`);
-- `memorisation_check(generated, reference, training_volume, phase_map)`: the nearest training
+- `memorisation_check(generated, reference, training_volumes, phase_map)`: the nearest training
   sub-volume of every generated volume by voxel agreement (fraction of equal voxels), searched
-  exhaustively over every crop position of the training volume by FFT cross-correlation, against the
+  exhaustively over every crop position of the training volume(s) by FFT cross-correlation, against the
   same for real crops the generator never saw (the baseline);
-- `compare(real, checkpoint, ...)` samples both sets from a real volume and a checkpoint and writes
-  report.md, report.html (figures embedded), metrics.json and the figures (`porejax.report_figures`).
+- `random_crops(volumes, n, size, ...)`: the real set, distinct random crops spread over one or more
+  real volumes (crop i from volume i mod V);
+- `compare(real, checkpoint, ...)` samples both sets from one or more real volumes and a checkpoint and
+  writes report.md, report.html (figures embedded), metrics.json and the figures (`porejax.report_figures`).
 
 JSON conventions (metrics.json): plain numbers; +-infinity as the strings "inf" / "-inf"; undefined
 values (e.g. a std ratio when both stds are 0) as null. Never NaN.
@@ -45,10 +47,10 @@ from porejax import metrics
 from porejax import report_figures as figs
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator, interpolate_latents, load_generator
-from porejax.volume import PhaseMap, atomic_path, read_volume, to_indices
+from porejax.volume import PhaseMap, atomic_path, read_volume, to_indices, validate_volume
 
 FORMAT = "porejax-compare"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: settings describe several real volumes (settings.real is a list)
 AXES = "xyz"
 ALPHA = 0.05
 EXACT_COPY_AGREEMENT = 0.99
@@ -450,25 +452,37 @@ def region_box(region: Sequence[tuple[int, int]], size: int) -> np.ndarray:
     return np.stack([r[:, 0] - size + 1, r[:, 1]])
 
 
-def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_volume: np.ndarray,
+def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_volumes: Sequence[np.ndarray],
                        phase_map: PhaseMap, reference_positions: np.ndarray | None = None,
-                       holdout: Sequence[tuple[int, int]] | None = None, max_blocks: int = 8, seed: int = 0,
+                       reference_volumes: Sequence[int] | None = None,
+                       holdouts: Sequence[Region | None] | None = None, max_blocks: int = 8, seed: int = 0,
                        progress: Progress = None) -> dict:
     """Nearest training crop (voxel agreement) of each generated volume vs. the same for real crops.
 
-    generated (G, S, S, S), reference (R, S, S, S): label volumes; training_volume (X, Y, Z): the data
-    the generator was trained on. holdout: region [(start, stop)] * 3 of the training volume that was
-    never trained on (its crops are excluded from the search). reference_positions (R, 3): where the
-    reference crops lie in training_volume (crops overlapping them are excluded, so the baseline is the
-    nearest *other* training crop). Returns a JSON-able dict (agreements, exact-copy rates, verdict).
+    generated (G, S, S, S), reference (R, S, S, S): label volumes; training_volumes: the T volumes (X, Y, Z)
+    the generator was trained on (the nearest crop is the best over all of them). holdouts: per training
+    volume, the region [(start, stop)] * 3 never trained on, or None (its crops are excluded from the
+    search). reference_positions (R, 3) and reference_volumes (R,): where the reference crops lie, as an
+    index into training_volumes (-1: in none of them; default 0 for all); crops overlapping a reference crop
+    in its own volume are excluded, so the baseline is the nearest *other* training crop. max_blocks: the
+    search budget (`nearest_crop_agreement`), shared among the training volumes (at least one block each).
+    Returns a JSON-able dict (agreements, the volume index and offset of each nearest crop, exact-copy
+    rates, verdict).
     """
     size = np.shape(generated)[1]
     if np.shape(reference)[1:] != np.shape(generated)[1:]:
         raise PorejaxError(f"generated {np.shape(generated)} and reference {np.shape(reference)} crops differ in size")
-    common = [] if holdout is None else [region_box(holdout, size)]
+    if not training_volumes:
+        raise PorejaxError("the memorisation check needs at least one training volume to search")
+    holdouts = [None] * len(training_volumes) if holdouts is None else list(holdouts)
+    if reference_volumes is None:
+        reference_volumes = np.zeros(len(reference), np.int64)
+    budget = max(1, max_blocks // len(training_volumes))
 
-    def boxes(count: int, positions: np.ndarray | None) -> np.ndarray:
-        per_query = [common + ([] if positions is None else [_overlap_box(positions[i], size)]) for i in range(count)]
+    def boxes(volume: int, count: int, positions: np.ndarray | None, volumes: Sequence[int]) -> np.ndarray:
+        common = [] if holdouts[volume] is None else [region_box(holdouts[volume], size)]
+        per_query = [common + ([_overlap_box(positions[i], size)] if positions is not None and volumes[i] == volume
+                               else []) for i in range(count)]
         width = max(len(b) for b in per_query) if per_query else 0
         out = np.zeros((count, width, 2, 3), np.int32)  # unused boxes stay empty ([0, 0))
         for i, b in enumerate(per_query):
@@ -476,25 +490,38 @@ def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_vo
                 out[i, :len(b)] = np.stack(b)
         return out
 
-    gen_agree, gen_where, searched = nearest_crop_agreement(
-        generated, training_volume, phase_map, boxes(len(generated), None), max_blocks=max_blocks, seed=seed,
-        progress=progress, what="generated")
-    ref_agree, ref_where, _ = nearest_crop_agreement(
-        reference, training_volume, phase_map, boxes(len(reference), reference_positions), max_blocks=max_blocks,
-        seed=seed, progress=progress, what="real baseline")
+    def nearest(queries: np.ndarray, positions: np.ndarray | None, volumes: Sequence[int], what: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        best = np.full(len(queries), -np.inf)
+        where = np.full((len(queries), 3), -1, np.int64)
+        which = np.full(len(queries), -1, np.int64)
+        searched = total = 0.0
+        for t, volume in enumerate(training_volumes):
+            agree, offset, fraction = nearest_crop_agreement(
+                queries, volume, phase_map, boxes(t, len(queries), positions, volumes), max_blocks=budget, seed=seed,
+                progress=progress, what=what if len(training_volumes) == 1 else f"{what}, volume {t + 1}")
+            better = agree > best  # NaN (no allowed offset in this volume) never wins
+            best[better], where[better], which[better] = agree[better], offset[better], t
+            offsets = float(np.prod([n - size + 1 for n in np.shape(volume)]))
+            searched, total = searched + fraction * offsets, total + offsets
+        return np.where(np.isfinite(best), best, np.nan), where, which, searched / total
+
+    gen_agree, gen_where, gen_which, searched = nearest(generated, None, [-1] * len(generated), "generated")
+    ref_agree, ref_where, ref_which, _ = nearest(reference, reference_positions, reference_volumes, "real baseline")
     if np.isnan(gen_agree).any():
-        raise PorejaxError(f"the training volume {np.shape(training_volume)} holds no crop of side {size} outside "
-                           "the held-out region: use a smaller --size")
+        raise PorejaxError(f"the training volumes {[np.shape(v) for v in training_volumes]} hold no crop of side "
+                           f"{size} outside the held-out regions: use a smaller --size")
     usable = ref_agree[~np.isnan(ref_agree)]  # a real crop may have no non-overlapping training crop
     copies = gen_agree >= EXACT_COPY_AGREEMENT
     baseline_q95 = float(np.quantile(usable, 0.95)) if usable.size else None
     suspected = bool(copies.any() or (baseline_q95 is not None and np.median(gen_agree) > baseline_q95))
-    baseline = {"nearest_agreement": ref_agree, "nearest_offset": ref_where, "crops_with_a_training_crop": usable.size,
+    baseline = {"nearest_agreement": ref_agree, "nearest_volume": ref_which, "nearest_offset": ref_where,
+                "crops_with_a_training_crop": usable.size,
                 "median": float(np.median(usable)) if usable.size else None, "q95": baseline_q95,
                 "max": float(usable.max()) if usable.size else None,
                 "exact_copy_rate": float((usable >= EXACT_COPY_AGREEMENT).mean()) if usable.size else None}
     return {"rule": MEMORISATION_RULE, "searched_fraction_of_training_positions": searched,
-            "generated": {"nearest_agreement": gen_agree, "nearest_offset": gen_where,
+            "generated": {"nearest_agreement": gen_agree, "nearest_volume": gen_which, "nearest_offset": gen_where,
                           "median": float(np.median(gen_agree)), "q95": float(np.quantile(gen_agree, 0.95)),
                           "max": float(gen_agree.max()), "exact_copy_rate": float(copies.mean())},
             "baseline": baseline,
@@ -548,20 +575,107 @@ def fmt_mean_std(mean: float, std: float) -> str:
 Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 
-def random_crops(volume: np.ndarray, n: int, size: int, seed: int = 0, region: Region | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """`n` crops of side `size` at uniformly random positions inside `region` ([start, stop) per axis,
-    default the whole volume); crops may overlap. Returns (crops (n, S, S, S), positions (n, 3))."""
-    volume = np.asarray(volume)
-    region = tuple((0, s) for s in volume.shape) if region is None else region
-    extent = [stop - start for start, stop in region]
-    if min(extent) < size:
-        raise PorejaxError(f"the real region {extent} is smaller than the crop size {size} along some axis: "
-                           "use a smaller --size or a larger volume")
+class RealCrops(NamedTuple):
+    """The real set: crops and where they lie."""
+
+    crops: np.ndarray      # (K, S, S, S) label volumes
+    volumes: np.ndarray    # (K,) index of each crop's source volume
+    positions: np.ndarray  # (K, 3) each crop's first voxel in its source volume
+
+
+def crop_positions(region: Region, size: int) -> int:
+    """The number of distinct positions of a crop of side `size` inside `region` ([start, stop) per axis)."""
+    return int(np.prod([max(0, stop - start - size + 1) for start, stop in region]))
+
+
+def _distinct_positions(rng: np.random.Generator, region: Region, size: int, count: int) -> np.ndarray:
+    """`count` distinct uniformly random crop positions (count, 3) inside `region`: independent draws
+    per axis, redrawn without replacement if they repeat a position (count <= crop_positions)."""
+    positions = np.stack([rng.integers(start, stop - size + 1, count) for start, stop in region], axis=1)
+    if len(np.unique(positions, axis=0)) < count:
+        span = [stop - start - size + 1 for start, stop in region]
+        flat = rng.choice(int(np.prod(span)), count, replace=False)
+        positions = np.stack(np.unravel_index(flat, span), axis=1) + np.array([start for start, _ in region])
+    return positions
+
+
+def random_crops(volumes: Sequence[np.ndarray], n: int, size: int, seed: int = 0,
+                 regions: Sequence[Region | None] | None = None, names: Sequence[str] | None = None) -> RealCrops:
+    """Up to `n` crops of side `size` at random, distinct positions inside the `regions` ([start, stop) per
+    axis; None: the whole volume) of V volumes; crops may overlap.
+
+    Crop i comes from volume i mod V, skipping volumes whose distinct positions are used up, so the set
+    holds min(n, distinct positions summed over the volumes) crops. Positions: one generator seeded with
+    `seed` draws each volume's in turn (`_distinct_positions`). names: for messages (default "volume i").
+    """
+    volumes = [np.asarray(v) for v in volumes]
+    names = list(names) if names is not None else [f"volume {i}" for i in range(len(volumes))]
+    regions = [tuple((0, s) for s in v.shape) if r is None else r
+               for v, r in zip(volumes, regions if regions is not None else [None] * len(volumes))]
+    for volume, region, name in zip(volumes, regions, names):
+        if min(stop - start for start, stop in region) < size:
+            whole = [tuple(r) for r in region] == [(0, s) for s in volume.shape]
+            where = "" if whole else f" (sampled region {_region_text(region)})"
+            raise PorejaxError(f"{name} of shape {volume.shape}{where} is smaller than the crop size {size} along "
+                               "some axis: use a smaller --size or a larger volume")
+    capacity = [crop_positions(r, size) for r in regions]
+    order, load, v = [], [0] * len(volumes), 0
+    while len(order) < min(n, sum(capacity)):
+        if load[v] < capacity[v]:
+            order.append(v)
+            load[v] += 1
+        v = (v + 1) % len(volumes)
+    order = np.asarray(order, np.int64)
     rng = np.random.default_rng(seed)
-    positions = np.stack([rng.integers(start, stop - size + 1, n) for start, stop in region], axis=1)
-    crops = np.stack([volume[x:x + size, y:y + size, z:z + size] for x, y, z in positions])
-    return crops, positions
+    positions = np.zeros((len(order), 3), np.int64)
+    for v, region in enumerate(regions):
+        positions[order == v] = _distinct_positions(rng, region, size, load[v])
+    crops = np.stack([volumes[v][x:x + size, y:y + size, z:z + size] for v, (x, y, z) in zip(order, positions)])
+    return RealCrops(crops, order, positions)
+
+
+def load_real_volumes(real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
+                      phase_map: PhaseMap) -> tuple[list[str], list[np.ndarray]]:
+    """(names, label volumes) of a real volume file (TIFF / .npy) or array, or a sequence of them. Every
+    volume's labels must be the PhaseMap's, and every phase must occur in the set."""
+    items = [real] if isinstance(real, (str, os.PathLike, np.ndarray)) else list(real)
+    if not items:
+        raise PorejaxError("no real volume given: pass one or more real label volumes (--real a.tif b.tif ...)")
+    names, volumes, present = [], [], set()
+    for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            name = "array" if len(items) == 1 else f"array {i}"
+            volume = validate_volume(item, what=f"real volume {name}")
+        else:
+            name, volume = str(item), read_volume(item)
+        labels = {int(v) for v in np.unique(volume)}
+        if not labels <= set(phase_map.labels):
+            raise PorejaxError(_labels_mismatch(f"real volume {name} has", labels, phase_map))
+        names.append(name)
+        volumes.append(volume)
+        present |= labels
+    if tuple(sorted(present)) != phase_map.labels:
+        raise PorejaxError(_labels_mismatch(f"real volume {names[0]} has" if len(names) == 1 else
+                                            "the real volumes together have", present, phase_map))
+    return names, volumes
+
+
+def _labels_mismatch(subject: str, labels: set[int], phase_map: PhaseMap) -> str:
+    return (f"{subject} labels {sorted(labels)} but the checkpoint's phases are {list(phase_map.labels)}: "
+            "use real volumes segmented like the training data")
+
+
+def real_set_text(names: Sequence[str], real_set: RealCrops, n: int, regions: Sequence[Region], size: int) -> str:
+    """'K crops from V volumes (k_1 from name_1, ...)', and why K < n when it is."""
+    counts = np.bincount(real_set.volumes, minlength=len(names))
+    used = int(np.count_nonzero(counts))
+    volumes = f"{used} volume{'s' if used > 1 else ''}" + (f" of {len(names)}" if used < len(names) else "")
+    text = (f"{len(real_set.crops)} crops from {volumes} "
+            f"({', '.join(f'{c} from {name}' for c, name in zip(counts, names))})")
+    if len(real_set.crops) < n:
+        text += (f"; {n} were asked for, but the sampled regions hold only "
+                 f"{sum(crop_positions(r, size) for r in regions)} distinct crop positions of side {size}")
+    return text
 
 
 def generate_set(generator: FrozenGenerator, n: int, size: int, periodic: bool = False, seed: int = 0,
@@ -606,24 +720,45 @@ def real_source(meta: dict, volume: np.ndarray) -> RealSource:
     fingerprints = data.get("volumes") or []
     if not fingerprints:
         return RealSource(whole, None, None, "the checkpoint records no training data (e.g. made by `porejax init`): "
-                          "real crops come from the whole volume; the memorisation check searches this volume")
+                          "crops come from the whole volume")
     digest = volume_sha256(volume)
     index = next((i for i, f in enumerate(fingerprints) if f.get("sha256") == digest), None)
     if index is None:
-        return RealSource(whole, None, False, "the real volume is not the checkpoint's training data: real crops "
-                          "come from the whole volume; the memorisation check measures similarity to this volume, "
-                          "not to the training data")
+        return RealSource(whole, None, False, "not the checkpoint's training data: crops come from the whole volume")
     holdout = data.get("holdout") or {}
     regions, slices = holdout.get("regions") or [], int(holdout.get("slices") or 0)
     if slices <= 0 or index >= len(regions):
-        return RealSource(whole, None, True, "the checkpoint was trained on this whole volume (no holdout): real "
-                          "crops come from the training data itself")
+        return RealSource(whole, None, True, "the checkpoint was trained on this whole volume (no holdout): crops "
+                          "come from the training data itself")
     axis = AXES.index(holdout.get("axis", "x"))
     box = [list(r) for r in whole]
     box[axis] = [int(regions[index][0]), int(regions[index][1])]
     region: Region = tuple(tuple(r) for r in box)  # type: ignore[assignment]
-    return RealSource(region, region, True, f"real crops come from the held-out region {_region_text(region)} "
-                      f"({slices} slices along {AXES[axis]} never trained on); the memorisation check searches the rest")
+    return RealSource(region, region, True, f"training data: crops come from its held-out region "
+                      f"{_region_text(region)} ({slices} slices along {AXES[axis]} never trained on)")
+
+
+def memorisation_targets(names: Sequence[str], sources: Sequence[RealSource]) -> tuple[list[int], str]:
+    """The real volumes the memorisation check searches, and what that search means (a phrase for the
+    report): the checkpoint's training data among them (outside held-out regions), else all of them."""
+    training = [i for i, s in enumerate(sources) if s.is_training_data]
+    if training:
+        quoted = ", ".join(f"`{names[i]}`" for i in training)
+        text = (f"the real volume{'s' if len(training) > 1 else ''} that {'are' if len(training) > 1 else 'is'} the "
+                f"checkpoint's training data ({quoted}"
+                f"{', outside the held-out regions' if any(sources[i].holdout for i in training) else ''})")
+        others = len(sources) - len(training)
+        if others:
+            text += (f"; the other {others} real volume{'s are' if others > 1 else ' is'} not training data and "
+                     "not searched")
+        return training, text
+    several = len(sources) > 1
+    why = ("the checkpoint records no training data" if sources[0].is_training_data is None else
+           f"{'none of them is' if several else 'not'} the checkpoint's training data")
+    quoted = ", ".join(f"`{name}`" for name in names)
+    return list(range(len(sources))), (f"the real volume{'s' if several else ''} {quoted} ({why}: this measures "
+                                       f"similarity to {'them' if several else 'it'}, not memorisation of the "
+                                       "training data)")
 
 
 def _region_text(region: Region) -> str:
@@ -765,12 +900,16 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
     doc = _Document()
     s = results["settings"]
     doc.heading("porejax compare: real vs generated microstructures", 1)
-    doc.text(f"Real volume: `{s['real']}` (shape {' x '.join(map(str, s['real_shape']))}); checkpoint: "
-             f"`{s['checkpoint']}` (step {s['step']}). {s['n']} real and {s['n']} generated volumes of side {s['size']} "
-             f"voxels ({s['size'] * s['voxel_size_um']:.4g} µm, voxel {s['voxel_size_um']:.6g} µm); generated volumes "
+    doc.text(f"Checkpoint: `{s['checkpoint']}` (step {s['step']}). {s['real_crops']} real crops and {s['n']} "
+             f"generated volumes of side {s['size']} voxels ({s['size'] * s['voxel_size_um']:.4g} µm, voxel "
+             f"{s['voxel_size_um']:.6g} µm); generated volumes "
              f"{'periodic in x, y, z' if s['periodic'] else 'non-periodic (centre crops)'}; seed {s['seed']}.")
-    doc.text(f"Real crops: {s['real_source']}. The sampled region holds {s['non_overlapping_real_crops']} "
-             f"non-overlapping crops of side {s['size']}; the {s['n']} random crops may overlap.")
+    doc.text(f"**Real set: {s['real_set']}.**")
+    doc.table(["real volume", "shape", "crops", "distinct crop positions", "non-overlapping crops", "source"],
+              [[f"`{v['file']}`", " x ".join(map(str, v["shape"])), str(v["crops"]), str(v["distinct_crop_positions"]),
+                str(v["non_overlapping_crops"]), v["source"]] for v in s["real"]])
+    doc.text("Real crops lie at random, distinct positions inside each volume's sampled region and may overlap; "
+             "crop i comes from volume i mod V (skipping volumes whose positions are used up).")
     doc.text("Metrics of every volume are those of a non-periodic volume (outer faces and wrap-around paths never "
              "count); D_rel is the mean over x, y and z of the diffusion solve with mirror side boundaries; std is "
              "the sample standard deviation (ddof = 1).")
@@ -789,10 +928,10 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
                 "n/a" if part["exact_copy_rate"] is None else f"{part['exact_copy_rate']:.1%}"]
                for name, part, count in (("generated", mem["generated"], len(mem["generated"]["nearest_agreement"])),
                                          ("real baseline", mem["baseline"], mem["baseline"]["crops_with_a_training_crop"]))])
-    doc.text(f"**Verdict: {mem['verdict']}.** Nearest training sub-volume by voxel agreement (fraction of equal "
-             f"voxels), searched over {mem['searched_fraction_of_training_positions']:.1%} of all crop positions of "
-             "the training volume by FFT cross-correlation; the baseline of a real crop is its nearest training crop "
-             "that does not overlap it (real crops without one are left out). " + mem["rule"])
+    doc.text(f"**Verdict: {mem['verdict']}.** Nearest sub-volume by voxel agreement (fraction of equal voxels), "
+             f"searched by FFT cross-correlation over {mem['searched_fraction_of_training_positions']:.1%} of all crop "
+             f"positions of {mem['searched']}. The baseline of a real crop is its nearest searched crop that does not "
+             "overlap it (real crops without one are left out). " + mem["rule"])
     band = results["two_point_correlation"]["band"]
     doc.heading("Two-point correlation inside the real band")
     doc.table(["phase", "axis", "lags inside real mean ± std", "max |Δ| (real std)"],
@@ -835,25 +974,21 @@ def compare_arrays(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap,
     return real_metrics, gen_metrics, compare_metrics(real_metrics, gen_metrics, phase_map)
 
 
-def _check_labels(volume: np.ndarray, phase_map: PhaseMap, name: str) -> None:
-    present = tuple(int(v) for v in np.unique(volume))
-    if present != phase_map.labels:
-        raise PorejaxError(f"{name} has labels {list(present)} but the checkpoint's phases are "
-                           f"{list(phase_map.labels)}: use the real volume segmented like the training data")
-
-
-def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike, n: int = 100, size: int = 64,
+def compare(real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
+            checkpoint: str | os.PathLike, n: int = 100, size: int = 64,
             voxel_size: float | None = None, periodic: bool = False, seed: int = 0,
             out: str | os.PathLike = "compare_report", max_blocks: int = 8,
             timing_latent_sides: Sequence[int] = (1, 2, 3, 4, 5), progress: Progress = print) -> dict:
-    """Compare `n` random real crops of side `size` with `n` generated volumes and write a report to `out`.
+    """Compare up to `n` random real crops of side `size` with `n` generated volumes; write a report to `out`.
 
-    real: a label volume file (TIFF / .npy) or array; checkpoint: a checkpoint directory. voxel_size (um):
-    default the checkpoint PhaseMap's. periodic: generate periodic volumes (size: a multiple of the period
-    unit). seed: real crop positions and latents (volume i uses seed + i). max_blocks: memorisation search
-    budget (`nearest_crop_agreement`). timing_latent_sides: latent sides timed for the generation-time fit.
-    Writes OUT/report.md, OUT/report.html (figures embedded), OUT/metrics.json and OUT/*.png.
-    Returns the metrics.json content.
+    real: a label volume file (TIFF / .npy) or array, or a sequence of them (`random_crops` spreads the crops
+    over the volumes; with fewer distinct crop positions than `n`, the real set is smaller); each volume is
+    matched to the checkpoint's training data (`real_source`). checkpoint: a checkpoint directory.
+    voxel_size (um): default the checkpoint PhaseMap's. periodic: generate periodic volumes (size: a multiple
+    of the period unit). seed: real crop positions and latents (volume i uses seed + i). max_blocks:
+    memorisation search budget (`memorisation_check`). timing_latent_sides: latent sides timed for the
+    generation-time fit. Writes OUT/report.md, OUT/report.html (figures embedded), OUT/metrics.json and
+    OUT/*.png. Returns the metrics.json content.
     """
     started = time.perf_counter()
     if int(n) != n or n < 2:
@@ -868,21 +1003,27 @@ def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike,
         raise PorejaxError("no voxel size: the checkpoint's PhaseMap has none; pass --voxel-size in micrometres")
     if not (isinstance(voxel_size, (int, float)) and math.isfinite(voxel_size) and voxel_size > 0):
         raise PorejaxError(f"voxel size must be a positive number of micrometres, got {voxel_size!r}")
-    is_array = isinstance(real, np.ndarray)
-    real_name = "array" if is_array else str(real)
-    volume = np.asarray(real) if is_array else read_volume(real)
-    _check_labels(volume, phase_map, f"real volume {real_name}")
+    names, volumes = load_real_volumes(real, phase_map)
     generator.latent_size_for(size, AXES if periodic else "")  # a bad periodic size fails before any work
-    source = real_source(meta, volume)
-    real_crops, positions = random_crops(volume, n, size, seed, source.sample_region)
+    sources = [real_source(meta, volume) for volume in volumes]
+    regions = [source.sample_region for source in sources]
+    real_set = random_crops(volumes, n, size, seed, regions, [f"real volume {name}" for name in names])
+    if len(real_set.crops) < 2:
+        raise PorejaxError(f"the real volumes hold only {len(real_set.crops)} distinct crop position of side {size} "
+                           "but a std needs two real crops: pass more real volumes (--real a.tif b.tif ...) or a "
+                           "smaller --size")
+    searched, searched_text = memorisation_targets(names, sources)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
     generated, confidence = generate_set(generator, n, size, periodic, seed, progress=progress)
-    real_m, gen_m, rows = compare_arrays(real_crops, generated, phase_map, voxel_size, progress)
+    real_m, gen_m, rows = compare_arrays(real_set.crops, generated, phase_map, voxel_size, progress)
     s2 = s2_summary(real_m, gen_m, voxel_size)
-    memorisation = memorisation_check(generated, real_crops, volume, phase_map, positions, source.holdout,
-                                      max_blocks=max_blocks, seed=seed, progress=progress)
+    memorisation = memorisation_check(
+        generated, real_set.crops, [volumes[i] for i in searched], phase_map, real_set.positions,
+        [searched.index(v) if v in searched else -1 for v in real_set.volumes], [sources[i].holdout for i in searched],
+        max_blocks=max_blocks, seed=seed, progress=progress)
+    memorisation.update(searched=searched_text, searched_volumes=[names[i] for i in searched])
     _say(progress, "figures: periodic volume, diffusion with mirror / periodic sides, interpolation, timing")
     flux = periodic_flux_study(generator, size, seed + n)
     latent_shape = generator.window_latent_size_for(size)
@@ -896,7 +1037,7 @@ def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike,
                    for m, p in table_entries(phase_map, real_m.tpb_density is not None)]
     figure_specs = {
         "slices.png": ("Real (top) and generated (bottom) volumes: y-z slices at mid x (paper Fig. 3).",
-                       lambda: figs.slices(real_crops, generated, phase_map, voxel_size)),
+                       lambda: figs.slices(real_set.crops, generated, phase_map, voxel_size)),
         "boxplots.png": ("Distribution of each metric over the real and generated volumes (paper Figs. 4/6).",
                          lambda: figs.box_plots(box_entries)),
         "two_point_correlation.png": ("S2(r)/S2(0) per phase along x, y, z: means, real ±1 std band (paper Figs. 5/7).",
@@ -926,13 +1067,16 @@ def compare(real: str | os.PathLike | np.ndarray, checkpoint: str | os.PathLike,
 
     results = jsonable({
         "format": FORMAT, "version": FORMAT_VERSION, "json_conventions": "inf as \"inf\"/\"-inf\", undefined as null",
-        "settings": {"real": real_name, "real_shape": list(volume.shape), "checkpoint": str(checkpoint),
-                     "step": generator.step, "n": n, "size": size, "voxel_size_um": voxel_size, "periodic": periodic,
-                     "seed": seed, "real_source": source.description,
-                     "real_region": source.sample_region, "holdout_region": source.holdout,
-                     "real_is_training_data": source.is_training_data,
-                     "non_overlapping_real_crops": non_overlapping_crops(source.sample_region, size),
-                     "real_crop_positions": positions},
+        "settings": {"real": [{"file": name, "shape": list(volume.shape), "source": source.description,
+                               "region": source.sample_region, "holdout": source.holdout,
+                               "is_training_data": source.is_training_data, "crops": int(np.sum(real_set.volumes == i)),
+                               "distinct_crop_positions": crop_positions(source.sample_region, size),
+                               "non_overlapping_crops": non_overlapping_crops(source.sample_region, size)}
+                              for i, (name, volume, source) in enumerate(zip(names, volumes, sources))],
+                     "real_set": real_set_text(names, real_set, n, regions, size), "real_crops": len(real_set.crops),
+                     "real_crop_volumes": real_set.volumes, "real_crop_positions": real_set.positions,
+                     "checkpoint": str(checkpoint), "step": generator.step, "n": n, "size": size,
+                     "voxel_size_um": voxel_size, "periodic": periodic, "seed": seed},
         "phases": [{"label": lab, "name": phase_map.name(i)} for i, lab in enumerate(phase_map.labels)],
         "verdict_rule": VERDICT_RULE, "table": rows,
         "samples": {"real": real_m.to_json(), "generated": gen_m.to_json()},

@@ -113,13 +113,13 @@ def test_seam_continuity_of_periodic_and_open_volumes():
 # --- memorisation ------------------------------------------------------------------------------------------
 def test_memorisation_flags_copies_of_training_crops_only():
     training = synthetic.cathode(96, seed=1, mean_radius=RADIUS)
-    reference, positions = report.random_crops(training, 8, SIDE, seed=0)
-    copies, _ = report.random_crops(training, 8, SIDE, seed=1)
-    copied = report.memorisation_check(copies, reference, training, PHASES, positions)
+    reference, _, positions = report.random_crops([training], 8, SIDE, seed=0)
+    copies = report.random_crops([training], 8, SIDE, seed=1).crops
+    copied = report.memorisation_check(copies, reference, [training], PHASES, positions)
     assert copied["generated"]["exact_copy_rate"] == 1.0
     assert copied["verdict"] == "memorisation suspected"
     assert copied["baseline"]["exact_copy_rate"] == 0.0 and copied["baseline"]["max"] < 0.9
-    novel = report.memorisation_check(_cathodes(range(300, 308)), reference, training, PHASES, positions)
+    novel = report.memorisation_check(_cathodes(range(300, 308)), reference, [training], PHASES, positions)
     assert novel["generated"]["exact_copy_rate"] == 0.0
     assert novel["verdict"] == "no sign of memorisation"
 
@@ -136,6 +136,73 @@ def test_nearest_crop_search_is_exhaustive_and_respects_exclusions():
     assert agreement[0] == pytest.approx(brute[0], abs=1e-6) and tuple(offset[0]) == brute[1]
 
 
+def test_memorisation_searches_every_training_volume_and_excludes_own_crops_only():
+    volumes = [synthetic.cathode(40, seed=s, mean_radius=RADIUS) for s in (3, 4)]
+    size = 16
+    generated = np.stack([volumes[1][2:18, 5:21, 7:23], volumes[0][20:36, 1:17, 0:16]])
+    reference = np.stack([volumes[0][3:19, 3:19, 3:19], volumes[1][10:26, 0:16, 20:36]])
+    positions = np.array([[3, 3, 3], [10, 0, 20]])
+    result = report.memorisation_check(generated, reference, volumes, PHASES, positions, [0, 1], max_blocks=99)
+    gen = result["generated"]
+    assert gen["nearest_agreement"] == pytest.approx([1.0, 1.0]) and gen["exact_copy_rate"] == 1.0
+    assert gen["nearest_volume"].tolist() == [1, 0] and gen["nearest_offset"].tolist() == [[2, 5, 7], [20, 1, 0]]
+    assert result["searched_fraction_of_training_positions"] == 1.0
+    base = result["baseline"]
+    assert np.all(base["nearest_agreement"] < 0.9)  # a crop's own overlapping crops are excluded in its volume
+    for i, (volume, offset) in enumerate(zip(base["nearest_volume"], base["nearest_offset"])):
+        assert volume != i or np.any(np.abs(offset - positions[i]) >= size)  # reference i lies in volume i
+    foreign = report.memorisation_check(generated, reference, volumes, PHASES, positions, [-1, -1], max_blocks=99)
+    assert foreign["baseline"]["nearest_agreement"] == pytest.approx([1.0, 1.0])  # -1: in no searched volume
+
+
+# --- the real set ----------------------------------------------------------------------------------------
+def test_random_crops_of_one_volume_are_the_previous_sampler():
+    volume = synthetic.cathode(48, seed=6, mean_radius=RADIUS)
+    for seed, region in ((0, None), (3, ((0, 48), (4, 40), (10, 48)))):
+        bounds = region or ((0, 48),) * 3
+        rng = np.random.default_rng(seed)  # the sampler before several volumes were supported
+        expected = np.stack([rng.integers(start, stop - 16 + 1, 20) for start, stop in bounds], axis=1)
+        crops, sources, positions = report.random_crops([volume], 20, 16, seed, [region])
+        assert positions.tolist() == expected.tolist() and sources.tolist() == [0] * 20
+        np.testing.assert_array_equal(crops, [volume[x:x + 16, y:y + 16, z:z + 16] for x, y, z in expected])
+
+
+def test_random_crops_spread_over_volumes_without_repeats():
+    base = synthetic.cathode(48, seed=7, mean_radius=RADIUS)
+    volumes = [base[:16, :16, :16], base[16:32, :16, :16], base[:17, 20:37, 30:47]]  # 1, 1 and 8 positions
+    crops, sources, positions = report.random_crops(volumes, 6, 16, seed=2)
+    assert sources.tolist() == [0, 1, 2, 2, 2, 2]  # crop i from volume i mod 3 until 0 and 1 are used up
+    for crop, v, (x, y, z) in zip(crops, sources, positions):
+        np.testing.assert_array_equal(crop, volumes[v][x:x + 16, y:y + 16, z:z + 16])
+    every = report.random_crops(volumes, 50, 16, seed=2)
+    assert len(every.crops) == 10 == sum(report.crop_positions(((0, s),) * 3, 16) for s in (16, 16, 17))
+    assert sorted(map(tuple, every.positions[every.volumes == 2])) == [
+        (x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    held_out = ((0, 20), (0, 20), (2, 20))  # 5 x 5 x 3 = 75 positions; 60 draws repeat some: redrawn distinct
+    crops, _, positions = report.random_crops([base], 60, 16, seed=0, regions=[held_out])
+    assert len(np.unique(positions, axis=0)) == 60 and positions.min(axis=0).tolist() >= [0, 0, 2]
+    assert positions.max(axis=0).tolist() <= [4, 4, 4]
+    text = report.real_set_text(["a", "b", "c"], every, 50, [((0, s),) * 3 for s in (16, 16, 17)], 16)
+    assert text == ("10 crops from 3 volumes (1 from a, 1 from b, 8 from c); 50 were asked for, but the sampled "
+                    "regions hold only 10 distinct crop positions of side 16")
+
+
+def test_real_sources_and_memorisation_targets_follow_the_training_fingerprints():
+    a, b = (synthetic.cathode(32, seed=s, mean_radius=RADIUS) for s in (8, 9))
+    trained = {"data": {"volumes": [{"sha256": report.volume_sha256(a)}],
+                        "holdout": {"axis": "x", "slices": 12, "regions": [[20, 32]]}}}
+    sources = [report.real_source(trained, v) for v in (a, b)]
+    assert sources[0].sample_region == sources[0].holdout == ((20, 32), (0, 32), (0, 32))
+    assert sources[0].is_training_data and sources[1].is_training_data is False and sources[1].holdout is None
+    searched, text = report.memorisation_targets(["a.tif", "b.tif"], sources)
+    assert searched == [0] and "(`a.tif`, outside the held-out regions)" in text
+    assert "the other 1 real volume is not training data and not searched" in text
+    searched, text = report.memorisation_targets(["b.tif", "c.tif"], [sources[1]] * 2)
+    assert searched == [0, 1] and "none of them is the checkpoint's training data" in text
+    searched, text = report.memorisation_targets(["b.tif"], [report.real_source({}, b)])
+    assert searched == [0] and "the checkpoint records no training data" in text and "similarity to it," in text
+
+
 # --- the report ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
@@ -148,6 +215,10 @@ def files(tmp_path_factory):
                  "--names", "pore,solid", "--voxel-size", "0.390625"]) == 0
     assert main(["init", "--workdir", str(root / "no_voxel"), "--preset", "tiny", "--data", str(real)]) == 0
     write_volume(root / "other_labels.tif", synthetic.cathode(SIDE, seed=0, labels=(0, 128, 255)))
+    other = (synthetic.cathode(64, seed=6, mean_radius=RADIUS) != 0).astype(np.uint8)
+    for name, part in (("a", other[:32, :32, :32]), ("b", other[30:63, 30:63, 30:63]), ("c", other[32:, :32, 32:]),
+                       ("small", other[:16, :16, :16])):  # 1, 8, 1 and 0 crop positions of side 32
+        write_volume(root / f"{name}.tif", part)
     return root
 
 
@@ -187,20 +258,54 @@ def test_compare_writes_report_whose_table_is_metrics_json(files, capsys):
             assert row[name]["std"] == pytest.approx(values.std(ddof=1))
     mem = results["memorisation"]
     assert len(mem["generated"]["nearest_agreement"]) == 6 and mem["searched_fraction_of_training_positions"] == 1.0
-    assert results["settings"]["non_overlapping_real_crops"] == 27
+    assert results["settings"]["real"][0]["non_overlapping_crops"] == 27
+    assert results["settings"]["real_set"] == f"6 crops from 1 volume (6 from {files / 'real.tif'})"
     assert len(results["two_point_correlation"]["band"]) == 6 and "seams" not in results
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "file not found"),
-    ("labels", "labels [0, 128, 255] but the checkpoint's phases are [0, 1]"),
-    ("voxel", "no voxel size"),
+def test_compare_cli_several_real_volumes_with_fewer_crops_than_generated(files, capsys):
+    out = files / "several"
+    real = [str(files / f"{name}.tif") for name in "abc"]
+    assert main(["compare", "--real", *real, "--checkpoint", str(files / "ckpt"), "--n", "12", "--size", "32",
+                 "--out", str(out)]) == 0
+    assert "characterise real: 10/10" in capsys.readouterr().out
+    results = json.loads((out / "metrics.json").read_text())
+    s = results["settings"]
+    assert [v["file"] for v in s["real"]] == real and [v["crops"] for v in s["real"]] == [1, 8, 1]
+    assert [v["distinct_crop_positions"] for v in s["real"]] == [1, 8, 1] and s["real_crops"] == 10
+    assert s["real_crop_volumes"] == [0, 1, 2, 1, 1, 1, 1, 1, 1, 1]
+    assert len({tuple(p) for p, v in zip(s["real_crop_positions"], s["real_crop_volumes"]) if v == 1}) == 8
+    assert all(v["is_training_data"] is None for v in s["real"])
+    assert all(r["real"]["n"] == 10 and r["generated"]["n"] == 12 for r in results["table"])
+    assert len(results["samples"]["real"]["volume_fraction"]) == 10
+    assert len(results["samples"]["generated"]["volume_fraction"]) == 12
+    mem = results["memorisation"]
+    assert mem["searched_volumes"] == real and mem["searched_fraction_of_training_positions"] == 1.0
+    assert len(mem["generated"]["nearest_agreement"]) == 12 and len(mem["baseline"]["nearest_agreement"]) == 10
+    markdown = (out / "report.md").read_text()
+    assert (f"**Real set: 10 crops from 3 volumes (1 from {real[0]}, 8 from {real[1]}, 1 from {real[2]}); 12 were "
+            "asked for, but the sampled regions hold only 10 distinct crop positions of side 32.**") in markdown
+    assert [row[:3] for row in _table(markdown, "real volume")] == [[f"`{r}`", f"{side} x {side} x {side}", count]
+                                                                     for r, side, count in zip(real, (32, 33, 32),
+                                                                                               "181")]
+    assert "none of them is the checkpoint's training data" not in markdown  # init records no training data
+    assert "the checkpoint records no training data: this measures similarity to them" in markdown
+    assert "Real set: 10 crops from 3 volumes" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("case, real, message", [
+    ("missing", ["real", "nope"], "file not found: {nope}"),
+    ("labels", ["real", "other_labels", "a"], "real volume {other_labels} has labels [0, 128, 255] but the "
+                                              "checkpoint's phases are [0, 1]"),
+    ("small", ["a", "small", "b"], "real volume {small} of shape (16, 16, 16) is smaller than the crop size 32"),
+    ("one crop", ["a"], "hold only 1 distinct crop position of side 32 but a std needs two real crops"),
+    ("voxel", ["real"], "no voxel size"),
 ])
-def test_compare_cli_errors(files, capsys, case, message):
-    real = {"missing": files / "nope.tif", "labels": files / "other_labels.tif"}.get(case, files / "real.tif")
+def test_compare_cli_errors(files, capsys, case, real, message):
+    paths = {name: str(files / f"{name}.tif") for name in real}
     ckpt = files / ("no_voxel" if case == "voxel" else "ckpt")
-    assert main(["compare", "--real", str(real), "--checkpoint", str(ckpt), "--n", "4", "--size", "32",
+    assert main(["compare", "--real", *paths.values(), "--checkpoint", str(ckpt), "--n", "4", "--size", "32",
                  "--out", str(files / f"err_{case}")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("porejax compare: error:") and message in err
-    assert not (files / f"err_{case}" / "report.md").exists()
+    assert err.startswith("porejax compare: error:") and message.format(**paths) in err, err
+    assert not (files / f"err_{case}").exists()
