@@ -9,7 +9,8 @@ uses the statistics stored in the checkpoint, so a volume does not depend on bat
   equals the central crop of the zero-padded generator applied to the latent tiled 3x3x3.
 - Chunked: the generator is local, so a volume is generated tile by tile from latent windows with a halo
   (the backward receptive field of the tile), stitched exactly, and streamed to TIFF slab by slab along
-  x; peak memory is set by the tile side and the volume's cross-section, not by its volume.
+  x; every layer keeps only the part of its output the tile needs (`layer_crops`), so the halo costs
+  little; peak memory is set by the tile side and the volume's cross-section, not by its volume.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def _probabilities(variables: dict, z: jnp.ndarray, config: ModelConfig, periodi
     return Generator(config).apply(variables, z, train=False, periodic=periodic)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _indices_and_confidence(variables: dict, z: jnp.ndarray, config: ModelConfig):
-    p = Generator(config).apply(variables, z, train=False)[0]
+@functools.partial(jax.jit, static_argnames=("config", "lengths"))
+def _indices_and_confidence(variables: dict, z: jnp.ndarray, config: ModelConfig, lengths: tuple,
+                            starts: jnp.ndarray):
+    p = Generator(config).apply(variables, z, train=False, keep=(lengths, starts))[0]
     return jnp.argmax(p, axis=-1).astype(jnp.uint8), jnp.max(p, axis=-1)
 
 
@@ -85,6 +87,41 @@ def latent_window(config: ModelConfig, lo: int, hi: int) -> tuple[int, int]:
     for _ in config.g_widths:  # the stride-2 layers, from the last backwards
         lo, hi = _input_interval(lo, hi, 4, 2, 1)
     return _input_interval(lo, hi, 4, 1, 0)
+
+
+def _needed_ranges(config: ModelConfig, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Per layer, the outputs [a, b) (unclipped, zero-padding frame) that final outputs [lo, hi) depend on."""
+    needed = [(lo, hi)]
+    for _ in config.g_widths:
+        needed.insert(0, _input_interval(*needed[0], 4, 2, 1))
+    return needed
+
+
+def layer_crops(config: ModelConfig, latent_side: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Per generator layer, (start, length) of its computed output to keep so that the zero-padded
+    generator on a latent window of `latent_side` yields exactly its outputs [lo, hi).
+
+    Each kept range holds what [lo, hi) needs (traced back through the layers) inside what the layer
+    computed from the kept range before it; its length depends only on hi - lo and the window (the longest
+    need over all alignments), so equal tiles share one compiled program with the starts as arguments. A
+    layer whose input was cut to start at s computes output j at uncut index stride * s + j.
+    """
+    span = hi - lo
+    longest = [max(b - a for a, b in col) for col in zip(*(_needed_ranges(config, r, r + span)
+                                                          for r in range(config.period_unit)))]
+    longest[-1] = span
+    kept, input_start, computed = [], 0, latent_side + 3  # computed: outputs the layer makes from its input
+    for layer, ((a, b), length) in enumerate(zip(_needed_ranges(config, lo, hi), longest)):
+        stride = 1 if layer == 0 else 2
+        first = stride * input_start                         # uncut index of the first computed output
+        a, b = max(a, first), min(b, first + computed)       # outputs beyond the computed ones do not exist
+        length = min(length, computed)
+        start = max(first, min(a, first + computed - length))
+        if start > a or start + length < b:
+            raise AssertionError(f"layer {layer}: kept [{start}, {start + length}) misses needed [{a}, {b})")
+        kept.append((start - first, length))
+        input_start, computed = start, 2 * length
+    return kept
 
 
 def periodic_halo(config: ModelConfig) -> int:
@@ -122,13 +159,11 @@ def _plan(config: ModelConfig, latent_shape: Sequence[int], periodic: Sequence[b
     return plans
 
 
-def default_chunk(config: ModelConfig, plans: Sequence[_AxisPlan]) -> int:
-    """Tile side when none is given: one piece if it computes no more per axis than an interior tile of
-    DEFAULT_CHUNK does (peak memory is then at most that of such a tile), else DEFAULT_CHUNK."""
-    l0, l1 = latent_window(config, 0, DEFAULT_CHUNK)  # what the generator computes: its zero-padded output
-    if max(config.output_side(p.latent_size, False) for p in plans) <= config.output_side(l1 - l0, False):
-        return max(p.size for p in plans)
-    return DEFAULT_CHUNK
+def default_chunk(plans: Sequence[_AxisPlan]) -> int:
+    """Tile side when none is given: one piece up to DEFAULT_CHUNK voxels per axis, else DEFAULT_CHUNK.
+    Every layer computes only what the tile needs (`layer_crops`), so tiles cost about what one piece
+    does per voxel, and peak memory is that of a DEFAULT_CHUNK^3 tile."""
+    return min(max(p.size for p in plans), DEFAULT_CHUNK)
 
 
 def _tiles(plan: _AxisPlan, chunk: int, config: ModelConfig) -> list[tuple[int, int, int, int]]:
@@ -243,8 +278,8 @@ class FrozenGenerator:
         """Yield (labels, confidence) slabs (d, H, W) along x, tile by tile, identical to one-shot output.
 
         `size`: output voxels per axis (default: the latent's full output; zero-padded axes centre-crop).
-        `chunk`: tile side in output voxels (default: `default_chunk`, one piece up to about 350^3 voxels for
-        the paper's generator with zero padding, else tiles of 256; peak memory about 4.5 GB either way).
+        `chunk`: tile side in output voxels (default: `default_chunk`, one piece up to 256^3, else tiles of
+        256; peak memory about that of a 256^3 volume either way).
         """
         zb, batched = self._check_latent(z)
         if batched:
@@ -253,7 +288,7 @@ class FrozenGenerator:
         plans = _plan(self.config, zb.shape[1:4], flags, None if size is None else _as_triple(size, "size"))
         shape = tuple(p.size for p in plans)
         if chunk is None:
-            chunk = default_chunk(self.config, plans)
+            chunk = default_chunk(plans)
         if int(chunk) != chunk or chunk < 1:
             raise PorejaxError(f"chunk must be a positive number of voxels, got {chunk}")
         pad = [(0, 0)] + [(p.latent_pad, p.latent_pad) for p in plans] + [(0, 0)]
@@ -266,12 +301,15 @@ class FrozenGenerator:
             conf = np.empty(labels.shape, np.float32)
             for ty, tz in itertools.product(tiles[1], tiles[2]):
                 window = padded[:, tx[2]:tx[3], ty[2]:ty[3], tz[2]:tz[3]]
-                idx, c = _indices_and_confidence(self.variables, jnp.asarray(window), self.config)
-                crop = tuple(slice(t[0] + p.offset - u * t[2], t[1] + p.offset - u * t[2])
-                             for t, p in zip((tx, ty, tz), plans))
+                per_axis = [layer_crops(self.config, t[3] - t[2], t[0] + p.offset - u * t[2],
+                                        t[1] + p.offset - u * t[2]) for t, p in zip((tx, ty, tz), plans)]
+                lengths = tuple(tuple(axis[layer][1] for axis in per_axis) for layer in range(len(per_axis[0])))
+                starts = np.array([[axis[layer][0] for axis in per_axis] for layer in range(len(per_axis[0]))])
+                idx, c = _indices_and_confidence(self.variables, jnp.asarray(window), self.config, lengths,
+                                                 jnp.asarray(starts, jnp.int32))
                 target = (slice(None), slice(ty[0], ty[1]), slice(tz[0], tz[1]))
-                labels[target] = lut[np.asarray(idx)[crop]]
-                conf[target] = np.asarray(c)[crop]
+                labels[target] = lut[np.asarray(idx)]
+                conf[target] = np.asarray(c)
             yield labels, conf
 
     def generate(self, z, periodic: str | Sequence[bool] = "", size=None, chunk: int | None = None

@@ -122,15 +122,30 @@ class Generator(nn.Module):
 
     @nn.compact
     def __call__(self, z: jnp.ndarray, train: bool = False,
-                 periodic: Sequence[bool] = (False, False, False)) -> jnp.ndarray:
+                 periodic: Sequence[bool] = (False, False, False),
+                 keep: tuple[Sequence[Sequence[int]], jnp.ndarray] | None = None) -> jnp.ndarray:
+        """keep: (lengths, starts), per layer the extent (static ints) and start (int array (layers, 3)) per
+        spatial axis of its output to keep (zero padding only): later layers then compute only what the
+        kept outputs need (`porejax.generate.layer_crops`)."""
         modes = modes_for(periodic)
+        if keep is not None and any(periodic):
+            raise PorejaxError("layer crops apply to zero-padded generation only")
+
+        def crop(x, i):
+            if keep is None:
+                return x
+            lengths, starts = keep
+            return jax.lax.dynamic_slice(x, (0, *(starts[i, a] for a in range(3)), 0),
+                                         (x.shape[0], *lengths[i], x.shape[-1]))
+
         x = z
         for i, width in enumerate(self.config.g_widths):
             stride, pad = (1, 0) if i == 0 else (2, 1)
             x = ConvTranspose3d(width, 4, stride, pad, dtype=self.config.conv_dtype, name=f"deconv{i}")(x, modes)
-            x = nn.relu(_batch_norm(train)(x))
+            x = crop(nn.relu(_batch_norm(train)(x)), i)
         x = ConvTranspose3d(self.config.n_phases, 4, 2, 1, dtype=self.config.conv_dtype,
                             name=f"deconv{len(self.config.g_widths)}")(x, modes)
+        x = crop(x, len(self.config.g_widths))
         # Align periodic axes with the zero-padded generator on an infinitely tiled latent (whose output
         # index F is natural index F mod period): the periodic volume is then exactly the central crop
         # of the zero-padded generator applied to the latent tiled 3x3x3.

@@ -206,17 +206,19 @@ def test_stationary_statistics_describe_the_interior(gen):
     assert np.median(var_s / boundary_var) > 4  # interior activations sum over the whole kernel
 
 
-def test_default_chunk_is_one_piece_while_it_costs_no_more_than_an_interior_tile():
-    from porejax.generate import DEFAULT_CHUNK, _plan, default_chunk, latent_window
+def test_default_chunk_is_one_piece_up_to_256_and_tiles_compute_only_what_they_need():
+    from porejax.generate import DEFAULT_CHUNK, _plan, default_chunk, latent_window, layer_crops
 
     config = preset("paper", 3)
-    l0, l1 = latent_window(config, 0, DEFAULT_CHUNK)
-    tile_side = config.output_side(l1 - l0, periodic=False)  # what an interior 256-tile computes per axis
-    assert tile_side == 384
-    for side, expected in ((64, 64), (384, 384), (400, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
+    for side, expected in ((64, 64), (256, 256), (257, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
         a = max(1, -(-side // 16) - 3)
-        assert default_chunk(config, _plan(config, (a,) * 3, (False,) * 3, (side,) * 3)) == expected
-    assert default_chunk(config, _plan(config, (16,) * 3, (True,) * 3, None)) == 256  # 256^3 periodic: one piece
+        assert default_chunk(_plan(config, (a,) * 3, (False,) * 3, (side,) * 3)) == expected
+    assert default_chunk(_plan(config, (16,) * 3, (True,) * 3, None)) == 256  # 256^3 periodic: one piece
+    l0, l1 = latent_window(config, 1000, 1256)  # an interior tile of 256 (window frame: 1000 - 16 * l0)
+    kept = layer_crops(config, l1 - l0, 1000 - 16 * l0, 1256 - 16 * l0)
+    assert kept[-1][1] == 256 and [length for _, length in kept] == [19, 35, 67, 130, 256]  # uncropped: 25, 50, 100, 200, 400
+    for lo in range(16):  # every alignment of equal tiles keeps equal lengths: one compiled program
+        assert [n for _, n in layer_crops(config, l1 - l0 + 1, lo + 8, lo + 8 + 256)] == [19, 35, 67, 130, 256]
 
 
 def test_window_latents_keep_periodically_trained_samples_away_from_zero_padded_faces():
