@@ -2,7 +2,7 @@
 
 The paper's generator (widths 512..64, 3 phases, freshly initialised: speed does not depend on the
 weights) on latents of side a = 1, 5, ..., 29 (volumes of side 16 (a + 3) = 64 ... 512). porejax uses
-`FrozenGenerator.slabs`: labels and confidence map, default tiling (one piece up to 256^3, tiles of 256
+`FrozenGenerator.slabs`: labels and confidence map, default tiling (one piece up to 384^3, tiles of 256
 above; every layer computes only what its tile needs); PyTorch runs the reference generator one-shot in eval mode (probabilities, argmax, max)
 while it fits in memory. Every point is its own process (clean peak RSS); the first call (with
 compilation) and the steady time of a second call are reported, porejax and PyTorch alternating per

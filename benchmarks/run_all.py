@@ -143,7 +143,7 @@ def generation_section(gen: dict | None) -> str:
     out += [f"Paper generator, one volume per latent side a (side 16 (a + 3)), steady time of the second call "
             f"(first call with compilation in parentheses), each point its own process (`python -m "
             f"benchmarks.generation`, {gen['date']}, {_load_note(gen)}). porejax: `FrozenGenerator.slabs` "
-            "(labels + confidence; default tiling: one piece up to 256^3, tiles of 256 above, layer crops); PyTorch: one-shot, eval mode, "
+            "(labels + confidence; default tiling: one piece up to 384^3, tiles of 256 above, layer crops); PyTorch: one-shot, eval mode, "
             "probabilities + argmax + max.", ""]
     torch_by_side = {p["side"]: p for p in gen["points"]["torch"]}
     rows = []

@@ -206,11 +206,11 @@ def test_stationary_statistics_describe_the_interior(gen):
     assert np.median(var_s / boundary_var) > 4  # interior activations sum over the whole kernel
 
 
-def test_default_chunk_is_one_piece_up_to_256_and_tiles_compute_only_what_they_need():
+def test_default_chunk_is_one_piece_up_to_384_and_tiles_compute_only_what_they_need():
     from porejax.generate import DEFAULT_CHUNK, _plan, default_chunk, latent_window, layer_crops
 
     config = preset("paper", 3)
-    for side, expected in ((64, 64), (256, 256), (257, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
+    for side, expected in ((64, 64), (384, 384), (385, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
         a = max(1, -(-side // 16) - 3)
         assert default_chunk(_plan(config, (a,) * 3, (False,) * 3, (side,) * 3)) == expected
     assert default_chunk(_plan(config, (16,) * 3, (True,) * 3, None)) == 256  # 256^3 periodic: one piece
