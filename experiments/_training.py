@@ -21,7 +21,7 @@ def parser(description: str, default_workdir: str) -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(default_workdir))
     p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
     p.add_argument("--loss", choices=("bce", "wgan-gp"))
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's; may differ on --resume)")
     p.add_argument("--batch-size", type=int, help="default: the preset's")
     p.add_argument("--latent", choices=("periodic", "point"), help="training latents (default periodic)")
     p.add_argument("--precision", choices=("float32", "bfloat16"), help="convolution products (default float32)")

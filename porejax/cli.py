@@ -226,7 +226,8 @@ def _add_train(sub) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, cpu64 64, tiny 32)")
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
-    p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's)")
+    p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's); may differ on "
+                   "--resume, e.g. lower to refine a run that has plateaued")
     p.add_argument("--precision", choices=("float32", "bfloat16"),
                    help="convolution products: float32 (default) or bfloat16 (mixed precision, float32 weights)")
     p.add_argument("--latent", choices=("periodic", "point"),

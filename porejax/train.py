@@ -444,10 +444,17 @@ def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase
         problems.append("the training data differ (volume bytes or holdout)")
     old, new = _recipe(TrainConfig(**meta["train"])), _recipe(config)
     problems += [f"{f.name} {getattr(old, f.name)} vs now {getattr(new, f.name)}" for f in dataclasses.fields(old)
-                 if getattr(old, f.name) != getattr(new, f.name)]
+                 if f.name != "lr" and getattr(old, f.name) != getattr(new, f.name)]
     if problems:
         raise PorejaxError(f"cannot resume {workdir}: its checkpoint was trained differently: "
                            f"{'; '.join(problems)}: use the original settings or another --workdir")
+
+
+def _lr_history(meta: dict, start_step: int, lr: float) -> list[list]:
+    """[[first step, learning rate], ...] of a resumed run: a resume may lower (or raise) the learning rate,
+    e.g. to refine a run that has plateaued; the optimiser's moments carry over unchanged."""
+    history = [list(entry) for entry in meta.get("lr_history", [[0, meta["train"]["lr"]]]) if entry[0] < start_step]
+    return history if history and history[-1][1] == lr else history + [[start_step, lr]]
 
 
 # --- quick evaluation and images --------------------------------------------------------------------
@@ -588,7 +595,8 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     WORKDIR/log.jsonl (every `log_every` steps; with "eval" every `eval_every`; "time" is wall seconds
     since the run started, continued by a resumed run from its checkpoint's last record) and
     WORKDIR/samples/step_*.png. `resume`: continue from the newest checkpoint, whose model, PhaseMap, data
-    and recipe must match. `devices`: the mesh (default all). `generator_from`: a checkpoint directory
+    and recipe must match, except the learning rate, which may change (recorded in porejax.json under
+    "lr_history"). `devices`: the mesh (default all). `generator_from`: a checkpoint directory
     whose newest generator (same generator network and phases) a new run starts from, with a fresh
     discriminator and optimiser (e.g. a deeper discriminator on larger crops); recorded in porejax.json
     under "warm_start". Returns a summary dict.
@@ -620,17 +628,19 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         old_meta = checkpoint.read_metadata(workdir)
         _check_resumable(workdir, old_meta, model_config, phase_map, config, data)
         warm_start = old_meta.get("warm_start")
+        lr_history = _lr_history(old_meta, start_step, config.lr)
     elif generator_from is not None:
         warm_start = _warm_start_source(generator_from, model_config, phase_map)
+        lr_history = [[0, config.lr]]
     else:
-        warm_start = None
+        warm_start, lr_history = None, [[0, config.lr]]
     is_main = jax.process_index() == 0
     log_path = workdir / LOG_FILE
     records = _read_log(log_path, start_step or 0)
     if is_main:
         extra = {"warm_start": warm_start} if warm_start else {}
         checkpoint.write_metadata(workdir, model_config, phase_map, train=config.to_dict(), data=data,
-                                  preset=preset, devices=mesh.size, **extra)
+                                  preset=preset, devices=mesh.size, lr_history=lr_history, **extra)
         (workdir / SAMPLES_DIR).mkdir(exist_ok=True)
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()

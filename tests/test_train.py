@@ -85,6 +85,21 @@ def test_resume_refuses_a_different_recipe_or_data(tmp_path, volume):
         train.train([volume[::-1].copy()], PHASES, tmp_path, MICRO, config, resume=True)
 
 
+def test_resume_may_change_the_learning_rate_and_records_it(tmp_path, volume):
+    config = train.TrainConfig(steps=2, **QUIET)
+    train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
+    before = _state(tmp_path, config)
+    slow = dataclasses.replace(config, steps=4, lr=1e-12)  # Adam moves each weight by about lr per step
+    train.train([volume], PHASES, tmp_path, MICRO, slow, resume=True, progress=False)
+    after = _state(tmp_path, slow)
+    assert int(after["step"]) == 4 and int(after["g_opt"][0].count) == 8
+    for key in ("g_params", "d_params"):
+        moved = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                                       before[key], after[key])
+        assert max(jax.tree_util.tree_leaves(moved)) < 1e-9
+    assert checkpoint.read_metadata(tmp_path)["lr_history"] == [[0, 2e-5], [2, 1e-12]]
+
+
 def test_two_devices_give_the_losses_of_one_for_the_same_global_batch(tmp_path, volume):
     assert len(jax.devices()) == 2, "tests/conftest.py fakes two CPU devices"
     config = train.TrainConfig(steps=2, **QUIET)
