@@ -303,9 +303,13 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
 
 
 # --- mixed precision: training statistics -------------------------------------------------------------
-def precision_run(precision: str, steps: int) -> list[dict]:
-    """Train the cpu preset on the synthetic cathode for `steps` steps (float32 or bfloat16 products);
-    returns the log records (losses, D outputs, and the quick evaluations with volume fractions)."""
+PRECISION_RUNS = (("float32", 0), ("bfloat16", 0), ("float32", 1))  # the seed-1 run measures GAN run-to-run noise
+PRECISION_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
+
+
+def precision_run(precision: str, steps: int, seed: int) -> list[dict]:
+    """Train the cpu preset on the synthetic cathode for `steps` steps (float32 or bfloat16 products) from
+    `seed`; returns the log records (losses, D outputs, quick evaluations every steps / 10 steps)."""
     import tempfile
     from pathlib import Path
 
@@ -314,38 +318,49 @@ def precision_run(precision: str, steps: int) -> list[dict]:
 
     volume = synthetic.cathode(96, seed=0)
     phase_map = PhaseMap.from_volume(volume)
-    config = train.train_preset("cpu", steps=steps, log_every=10, eval_every=max(10, steps // 4),
-                                checkpoint_every=steps, seed=0)
+    config = train.train_preset("cpu", steps=steps, log_every=10, eval_every=max(10, steps // 10),
+                                checkpoint_every=steps, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         train.train([volume], phase_map, Path(tmp) / "run", train.model_for("cpu", phase_map.n_phases, precision=precision), config,
                     progress=False)
         return [json.loads(line) for line in (Path(tmp) / "run" / train.LOG_FILE).read_text().splitlines()]
 
 
-def precision_check(steps: int) -> dict:
-    """float32 vs bfloat16 products from the same seed: loss and D-output trajectories, evaluations."""
+def _run_statistics(records: list[dict], steps: int) -> dict:
+    """Means over the second half of a run: losses, D outputs, and the quick evaluations' generated volume
+    fractions and surface areas per phase (with the real crops' values)."""
     import numpy as np
 
+    last = [r for r in records if r["step"] > steps // 2]
+    evals = [r["eval"] for r in last if "eval" in r]
+    out = {f"{k}_mean_second_half": round(float(np.mean([r[k] for r in last])), 4) for k in PRECISION_KEYS}
+    for key in ("vf", "vf_real", "ssa", "ssa_real"):
+        out[key] = [round(float(v), 4) for v in np.mean([e[key] for e in evals], axis=0)]
+    out["evaluations"] = len(evals)
+    return out
+
+
+def precision_check(steps: int) -> dict:
+    """float32 vs bfloat16 products from the same seed, against float32 from another seed (the noise of
+    GAN training): second-half means of losses, D outputs, generated volume fractions and surface areas."""
     runs = {}
-    for precision in ("float32", "bfloat16"):
+    for precision, seed in PRECISION_RUNS:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--precision-worker", precision,
-                               "--precision-check", str(steps)], capture_output=True, text=True,
+                               "--precision-check", str(steps), "--seed", str(seed)], capture_output=True, text=True,
                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         if proc.returncode:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1])
-        runs[precision] = json.loads(proc.stdout)
-    keys = ("loss_d", "loss_g", "d_real", "d_fake")
-    summary = {}
-    for precision, records in runs.items():
-        last = [r for r in records if r["step"] > steps // 2]
-        evals = [r for r in records if "eval" in r]
-        summary[precision] = {**{f"{k}_mean_second_half": round(float(np.mean([r[k] for r in last])), 4) for k in keys},
-                              "steps_per_s": records[-1].get("steps_per_s"),
-                              "evals": [{"step": r["step"], "vf": r["eval"].get("vf"), "vf_real": r["eval"].get("vf_real")}
-                                        for r in evals]}
-    pairs = [(a, b) for a in runs["float32"] for b in runs["bfloat16"] if a["step"] == b["step"]]
-    summary["max_abs_difference"] = {k: round(max(abs(a[k] - b[k]) for a, b in pairs), 4) for k in keys}
-    summary["trajectories"] = {p: {k: [round(r[k], 4) for r in runs[p]] for k in ("step",) + keys} for p in runs}
+        runs[f"{precision} seed {seed}"] = json.loads(proc.stdout)
+    summary = {name: _run_statistics(records, steps) for name, records in runs.items()}
+    reference = summary["float32 seed 0"]
+
+    def gaps(other: dict) -> dict:
+        return {k: max(abs(a - b) for a, b in zip(reference[k], other[k])) if isinstance(reference[k], list)
+                else abs(reference[k] - other[k]) for k in reference if k not in ("evaluations", "vf_real", "ssa_real")}
+
+    summary["difference_bfloat16"] = {k: round(v, 4) for k, v in gaps(summary["bfloat16 seed 0"]).items()}
+    summary["difference_seed"] = {k: round(v, 4) for k, v in gaps(summary["float32 seed 1"]).items()}
+    summary["steps_per_s"] = {name: records[-1].get("steps_per_s") for name, records in runs.items()}
     return summary
 
 
@@ -364,12 +379,13 @@ def main(argv=None) -> None:
                         help="instead: per-op profile of one iteration at the first --batch")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--precision-worker", choices=("float32", "bfloat16"), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker, args.batch[0])
         return
     if args.precision_worker:
-        print(json.dumps(precision_run(args.precision_worker, args.precision_check)))
+        print(json.dumps(precision_run(args.precision_worker, args.precision_check, args.seed)))
         return
     if args.profile:
         print(json.dumps({"benchmark": "profile", **profile(args.batch[0], args.profile)}, indent=1))
