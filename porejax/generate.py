@@ -86,14 +86,14 @@ def _input_interval(lo: int, hi: int, kernel: int, stride: int, padding: int) ->
 def _needed_ranges(config: ModelConfig, lo: int, hi: int) -> list[tuple[int, int]]:
     """Per layer, the outputs [a, b) (unclipped, zero-padding frame) that final outputs [lo, hi) depend on."""
     needed = [(lo, hi)]
-    for _ in config.g_widths:  # the stride-2 layers, from the last backwards
-        needed.insert(0, _input_interval(*needed[0], 4, 2, 1))
+    for _, kernel, stride, padding in config.generator_layers[:0:-1]:  # all but the first, from the last backwards
+        needed.insert(0, _input_interval(*needed[0], kernel, stride, padding))
     return needed
 
 
 def latent_window(config: ModelConfig, lo: int, hi: int) -> tuple[int, int]:
     """Latent indices [l0, l1) that output voxels [lo, hi) of the zero-padded generator depend on."""
-    return _input_interval(*_needed_ranges(config, lo, hi)[0], 4, 1, 0)
+    return _input_interval(*_needed_ranges(config, lo, hi)[0], *config.generator_layers[0][1:])
 
 
 def layer_crops(config: ModelConfig, latent_side: int, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -109,9 +109,10 @@ def layer_crops(config: ModelConfig, latent_side: int, lo: int, hi: int) -> list
     longest = [max(b - a for a, b in col) for col in zip(*(_needed_ranges(config, r, r + span)
                                                           for r in range(config.period_unit)))]
     longest[-1] = span
-    kept, input_start, computed = [], 0, latent_side + 3  # computed: outputs the layer makes from its input
-    for layer, ((a, b), length) in enumerate(zip(_needed_ranges(config, lo, hi), longest)):
-        stride = 1 if layer == 0 else 2
+    kept, input_start, input_length = [], 0, latent_side
+    for layer, ((a, b), length, (_, kernel, stride, padding)) in enumerate(zip(_needed_ranges(config, lo, hi),
+                                                                              longest, config.generator_layers)):
+        computed = (input_length - 1) * stride - 2 * padding + kernel  # outputs the layer makes from its input
         first = stride * input_start                         # uncut index of the first computed output
         a, b = max(a, first), min(b, first + computed)       # outputs beyond the computed ones do not exist
         length = min(length, computed)
@@ -119,7 +120,7 @@ def layer_crops(config: ModelConfig, latent_side: int, lo: int, hi: int) -> list
         if start > a or start + length < b:
             raise AssertionError(f"layer {layer}: kept [{start}, {start + length}) misses needed [{a}, {b})")
         kept.append((start - first, length))
-        input_start, computed = start, 2 * length
+        input_start, input_length = start, length
     return kept
 
 

@@ -80,6 +80,12 @@ class ModelConfig:
         """Whether a 1^3 latent (zero padding, the paper's training latent) gives a crop_size^3 volume."""
         return self.output_side(1, periodic=False) == self.crop_size
 
+    @property
+    def generator_layers(self) -> tuple[tuple[int, int, int, int], ...]:
+        """Per transposed convolution of the generator: (output channels, kernel, stride, padding)."""
+        widths = self.g_widths + (self.n_phases,)
+        return tuple((w, 4, 1, 0) if i == 0 else (w, 4, 2, 1) for i, w in enumerate(widths))
+
     def output_side(self, latent_side: int, periodic: bool) -> int:
         return self.period_unit * (latent_side if periodic else latent_side + 3)
 
@@ -138,14 +144,10 @@ class Generator(nn.Module):
             return jax.lax.dynamic_slice(x, (0, *(starts[i, a] for a in range(3)), 0),
                                          (x.shape[0], *lengths[i], x.shape[-1]))
 
-        x = z
-        for i, width in enumerate(self.config.g_widths):
-            stride, pad = (1, 0) if i == 0 else (2, 1)
-            x = ConvTranspose3d(width, 4, stride, pad, dtype=self.config.conv_dtype, name=f"deconv{i}")(x, modes)
-            x = crop(nn.relu(_batch_norm(train)(x)), i)
-        x = ConvTranspose3d(self.config.n_phases, 4, 2, 1, dtype=self.config.conv_dtype,
-                            name=f"deconv{len(self.config.g_widths)}")(x, modes)
-        x = crop(x, len(self.config.g_widths))
+        x, last = z, len(self.config.g_widths)
+        for i, (width, kernel, stride, pad) in enumerate(self.config.generator_layers):
+            x = ConvTranspose3d(width, kernel, stride, pad, dtype=self.config.conv_dtype, name=f"deconv{i}")(x, modes)
+            x = crop(x if i == last else nn.relu(_batch_norm(train)(x)), i)
         # Align periodic axes with the zero-padded generator on an infinitely tiled latent (whose output
         # index F is natural index F mod period): the periodic volume is then exactly the central crop
         # of the zero-padded generator applied to the latent tiled 3x3x3.
