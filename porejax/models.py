@@ -1,7 +1,10 @@
 """The paper's volumetric DC-GAN (Gayon-Lombardo et al. 2020, Table 2), channels last, from a config.
 
 Generator: a stride-1 transposed conv (k=4, p=0) from the latent, then stride-2 transposed convs (k=4,
-p=1) that double the size, BatchNorm + ReLU between, softmax over phases at the end. With depth
+p=1) that double the size, BatchNorm + ReLU between, softmax over phases at the end. With `head_width`
+the last stride-2 layer makes that many channels and a stride-1 3^3 convolution (k=3, p=1) maps them to
+the phases: every output voxel then mixes its neighbours from all sub-pixel positions of the stride-2
+layer, which damps the position-dependent "checkerboard" of the paper's network. With depth
 L = len(g_widths) stride-2 layers, a latent of spatial size a gives a volume of side 2^L (a + 3) with zero
 padding (paper: 64 + 16 (a - 1)) and exactly 2^L a with circular padding (periodic in that axis).
 Discriminator: stride-2 convs (k=4, p=1) with LeakyReLU 0.2 (normalised after the first), then a k=4
@@ -38,6 +41,7 @@ class ModelConfig:
     g_widths: tuple[int, ...] = (512, 256, 128, 64)
     d_widths: tuple[int, ...] = (16, 32, 64, 128)
     d_norm: str = "batch"  # "batch" (paper), "layer" (for WGAN-GP) or "none"
+    head_width: int = 0    # 0: the last stride-2 layer makes the phases (paper); > 0: see the module docstring
     # convolution products: "float32", or "bfloat16" (mixed precision: bfloat16 inputs, float32 weights,
     # float32 accumulation, results and normalisation)
     compute_dtype: str = "float32"
@@ -51,8 +55,8 @@ class ModelConfig:
             raise PorejaxError(f"g_widths {self.g_widths} and d_widths {self.d_widths}: the generator needs at "
                                "least one layer and the discriminator at least as many (its depth sets the crop "
                                "size 4 * 2^len(d_widths))")
-        if min(self.g_widths + self.d_widths + (self.latent_channels,)) < 1:
-            raise PorejaxError("network widths and latent channels must be positive")
+        if min(self.g_widths + self.d_widths + (self.latent_channels,)) < 1 or self.head_width < 0:
+            raise PorejaxError("network widths and latent channels must be positive (head_width: 0 for none)")
         if self.d_norm not in NORMS:
             raise PorejaxError(f"d_norm must be one of {NORMS}, got {self.d_norm!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
@@ -83,8 +87,9 @@ class ModelConfig:
     @property
     def generator_layers(self) -> tuple[tuple[int, int, int, int], ...]:
         """Per transposed convolution of the generator: (output channels, kernel, stride, padding)."""
-        widths = self.g_widths + (self.n_phases,)
-        return tuple((w, 4, 1, 0) if i == 0 else (w, 4, 2, 1) for i, w in enumerate(widths))
+        widths = self.g_widths + ((self.head_width,) if self.head_width else (self.n_phases,))
+        layers = tuple((w, 4, 1, 0) if i == 0 else (w, 4, 2, 1) for i, w in enumerate(widths))
+        return layers + (((self.n_phases, 3, 1, 1),) if self.head_width else ())
 
     def output_side(self, latent_side: int, periodic: bool) -> int:
         return self.period_unit * (latent_side if periodic else latent_side + 3)
@@ -102,6 +107,8 @@ PRESETS: dict[str, ModelConfig] = {
     # training on two CPU cores: one stride-2 layer less (32^3 crops, period unit 8) and reduced widths;
     # measurements in experiments/results/cathode/README.md
     "cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64)),
+    # the cpu networks with a 3^3 output layer after the last stride-2 layer (8 channels)
+    "cpu-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64), head_width=8),
     # the cpu generator, judged on 64^3 crops by a discriminator one layer deeper
     "cpu64": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64)),
     # seconds per step: tests and the demo (32^3 crops)
@@ -144,7 +151,7 @@ class Generator(nn.Module):
             return jax.lax.dynamic_slice(x, (0, *(starts[i, a] for a in range(3)), 0),
                                          (x.shape[0], *lengths[i], x.shape[-1]))
 
-        x, last = z, len(self.config.g_widths)
+        x, last = z, len(self.config.generator_layers) - 1
         for i, (width, kernel, stride, pad) in enumerate(self.config.generator_layers):
             x = ConvTranspose3d(width, kernel, stride, pad, dtype=self.config.conv_dtype, name=f"deconv{i}")(x, modes)
             x = crop(x if i == last else nn.relu(_batch_norm(train)(x)), i)

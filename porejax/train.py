@@ -136,6 +136,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "cpu": TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
                        standing_batches=16),
     # the cpu generator against a discriminator on 64^3 crops (the cathode's particles do not fit in 32^3)
+    "cpu-smooth": TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
+                              standing_batches=16),
     "cpu64": TrainConfig(batch_size=4, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
                          standing_batches=16),
     # seconds: tests and the demo
@@ -524,11 +526,11 @@ def _warm_start_source(source: str | os.PathLike, model_config: ModelConfig, pha
     """{"checkpoint", "step"} of the generator a new run starts from, after checking it fits."""
     meta = checkpoint.read_metadata(source)
     other, other_phases = checkpoint.model_and_phases(meta)
-    mine = (model_config.g_widths, model_config.latent_channels, model_config.n_phases)
-    if (other.g_widths, other.latent_channels, other.n_phases) != mine:
-        raise PorejaxError(f"cannot start from the generator in {source}: its widths {other.g_widths}, latent "
-                           f"channels {other.latent_channels} and {other.n_phases} phases differ from this "
-                           f"model's {mine[0]}, {mine[1]} and {mine[2]}: choose a preset with the same generator")
+    mine = (model_config.generator_layers, model_config.latent_channels)
+    if (other.generator_layers, other.latent_channels) != mine:
+        raise PorejaxError(f"cannot start from the generator in {source}: its layers (channels, kernel, stride, "
+                           f"padding) {other.generator_layers} and latent channels {other.latent_channels} differ "
+                           f"from this model's {mine[0]} and {mine[1]}: choose a preset with the same generator")
     if list(other_phases.labels) != list(phase_map.labels):
         raise PorejaxError(f"cannot start from the generator in {source}: its phase labels "
                            f"{list(other_phases.labels)} differ from the data's {list(phase_map.labels)}")

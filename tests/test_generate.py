@@ -1,5 +1,7 @@
 """Generation: output sizes, the exact periodic identity, seams, chunked == one-shot, determinism."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,10 +18,13 @@ from porejax.volume import PhaseMap
 LABELS = (0, 128, 255)
 
 
-def _smooth_generator(name: str = "tiny") -> FrozenGenerator:
+TINY_WITH_HEAD = dataclasses.replace(preset("tiny", 3), head_width=4)  # a 3^3 output layer after the last stride 2
+PROFILES = {4: jnp.array([1.0, 3.0, 3.0, 1.0]), 3: jnp.array([1.0, 2.0, 1.0])}
+
+
+def _smooth_generator(config=preset("tiny", 3)) -> FrozenGenerator:
     """A generator with structure: smooth (linear-interpolation) kernels with random channel mixing and
     randomised frozen BatchNorm statistics, so that labels have a correlation length of several voxels."""
-    config = preset(name, 3)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
     params = {}
@@ -28,7 +33,7 @@ def _smooth_generator(name: str = "tiny") -> FrozenGenerator:
             params[layer] = value
             continue
         k, _, _, c_in, c_out = value["kernel"].shape
-        profile = jnp.array([1.0, 3.0, 3.0, 1.0]) / (8.0 if layer == "deconv0" else 4.0)
+        profile = PROFILES[k] / (8.0 if layer == "deconv0" else 4.0)
         key, sub = jax.random.split(key)
         mix = jax.random.normal(sub, (c_in, c_out)) * (3.0 / np.sqrt(c_in))
         mix = mix - mix.mean(axis=1, keepdims=True)  # no phase is favoured by the positive ReLU inputs
@@ -45,6 +50,11 @@ def _smooth_generator(name: str = "tiny") -> FrozenGenerator:
 @pytest.fixture(scope="module")
 def gen() -> FrozenGenerator:
     return _smooth_generator()
+
+
+@pytest.fixture(scope="module")
+def head_gen() -> FrozenGenerator:
+    return _smooth_generator(TINY_WITH_HEAD)
 
 
 def test_output_sizes_follow_the_paper():
@@ -123,6 +133,22 @@ def test_chunked_equals_one_shot(gen, periodic, chunk):
     np.testing.assert_allclose(confidence, p.max(-1), atol=1e-6)
 
 
+@pytest.mark.parametrize("periodic", ["", "xyz", "y"])
+def test_output_head_keeps_sizes_periodic_identity_and_chunking(head_gen, periodic):
+    z = head_gen.latent(seed=3, size=(3, 2, 2))
+    p = head_gen.probabilities(z, periodic)
+    flags = parse_periodic(periodic)
+    assert p.shape[:3] == tuple(8 * (a if f else a + 3) for a, f in zip((3, 2, 2), flags))
+    tiled = np.tile(z, [5 if f else 1 for f in flags] + [1])  # 2 latent voxels per side: 5 tiles cover the halo
+    full = head_gen.probabilities(tiled, periodic="")
+    crop = tuple(slice((f - n) // 2, (f - n) // 2 + n) for f, n in zip(full.shape[:3], p.shape[:3]))
+    np.testing.assert_allclose(p, full[crop], atol=1e-5)
+    for chunk in (8, 13):
+        labels, confidence = head_gen.generate(z, periodic, chunk=chunk)
+        assert np.array_equal(labels, head_gen.labels(z, periodic))
+        np.testing.assert_allclose(confidence, p.max(-1), atol=1e-6)
+
+
 def test_chunked_size_is_the_central_crop(gen):
     z = gen.latent(seed=7, size=3)
     full = gen.labels(z)
@@ -135,6 +161,7 @@ def test_chunked_size_is_the_central_crop(gen):
 def test_halo_is_the_receptive_field():
     assert periodic_halo(preset("paper", 3)) == 3
     assert periodic_halo(preset("tiny", 3)) == 3
+    assert periodic_halo(TINY_WITH_HEAD) == 3  # one more voxel of reach at the output: within the same latent
 
 
 def test_deterministic_and_streamed(gen, tmp_path):

@@ -176,6 +176,6 @@ def test_a_new_run_can_start_from_another_run_s_generator(tmp_path, volume):
     for got, want, other in zip(*(jax.tree_util.tree_leaves(t) for t in (started, source["params"], fresh))):
         np.testing.assert_allclose(got, want, atol=1e-6)
         assert not np.allclose(want, other, atol=1e-6)
-    with pytest.raises(PorejaxError, match="cannot start from the generator .* widths \\(4,\\)"):
-        train.train([volume], PHASES, tmp_path / "c", dataclasses.replace(MICRO, g_widths=(8,)), config,
-                    generator_from=tmp_path / "a", progress=False)
+    for other in (dataclasses.replace(MICRO, g_widths=(8,)), dataclasses.replace(MICRO, head_width=4)):
+        with pytest.raises(PorejaxError, match="cannot start from the generator .* layers .*\\(4, 4, 1, 0\\)"):
+            train.train([volume], PHASES, tmp_path / "c", other, config, generator_from=tmp_path / "a", progress=False)
