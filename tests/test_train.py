@@ -10,6 +10,7 @@ import optax
 import pytest
 import tifffile
 
+import porejax
 from porejax import checkpoint, cli, losses, synthetic, train
 from porejax.errors import PorejaxError
 from porejax.models import ModelConfig, init_variables
@@ -98,6 +99,17 @@ def test_resume_may_change_the_learning_rate_and_records_it(tmp_path, volume):
                                        before[key], after[key])
         assert max(jax.tree_util.tree_leaves(moved)) < 1e-9
     assert checkpoint.read_metadata(tmp_path)["lr_history"] == [[0, 2e-5], [2, 1e-12]]
+
+
+def test_a_generator_with_an_output_head_trains_and_generates(tmp_path, volume):
+    model = dataclasses.replace(MICRO, head_width=2)
+    train.train([volume], PHASES, tmp_path, model, train.TrainConfig(steps=2, **QUIET), progress=False)
+    meta, variables, _ = checkpoint.restore_generator(tmp_path)
+    assert meta["model"]["head_width"] == 2 and variables["params"]["deconv2"]["kernel"].shape == (3, 3, 3, 2, 3)
+    fresh = init_variables(model, jax.random.PRNGKey(0))[0]["params"]["deconv2"]["kernel"]
+    assert not np.allclose(variables["params"]["deconv2"]["kernel"], fresh)  # the head is trained
+    labels = porejax.load_generator(tmp_path).labels(np.zeros((3, 3, 3, 4), np.float32) + 0.5, "xyz")
+    assert labels.shape == (6, 6, 6) and set(np.unique(labels)) <= set(PHASES.labels)
 
 
 def test_two_devices_give_the_losses_of_one_for_the_same_global_batch(tmp_path, volume):
