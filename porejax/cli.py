@@ -221,8 +221,8 @@ def _add_train(sub) -> None:
                    help="training label volume (TIFF/.npy); repeat for several volumes")
     p.add_argument("--workdir", type=Path, required=True, help="checkpoint directory (logs, samples, checkpoints)")
     p.add_argument("--preset", default="cpu",
-                   help="paper (GPU); cpu, cpu-smooth (cpu with a 3^3 output layer against the checkerboard) or "
-                   "cpu64 (two CPU cores; 32^3, 32^3 or 64^3 crops); tiny (seconds); default cpu")
+                   help="paper (GPU); for two CPU cores cpu (32^3 crops), cpu-smooth (cpu with a 3^3 output layer "
+                   "against the checkerboard) or cpu64 (64^3 crops); tiny (seconds); default cpu")
     p.add_argument("--steps", type=int, help="total steps (a resumed run continues up to it)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, cpu-smooth 32, cpu64 64, tiny 32)")
