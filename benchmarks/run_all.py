@@ -136,6 +136,12 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                          precision["difference_seed"][key]])
         out += [_table(["quantity", *names, "bfloat16 - float32 (same seed), max abs",
                         "seed 1 - seed 0 (float32), max abs"], rows), ""]
+        bf16, seed = precision["difference_bfloat16"], precision["difference_seed"]
+        beyond = [k.replace("_mean_second_half", "") for k in bf16 if bf16[k] > seed[k]]
+        out += [f"bfloat16 changed more than the seed did: {', '.join(beyond) or 'nothing'}; largest ratio "
+                f"{max(bf16[k] / seed[k] for k in bf16 if seed[k] > 0):.1f}x (one run per arm: a difference "
+                "within the seed-to-seed one is evidence of no change, one beyond it is a warning, not proof). "
+                "float32 stays the default; bfloat16 is opt-in (`--precision bfloat16`).", ""]
     return "\n".join(out)
 
 
