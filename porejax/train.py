@@ -129,17 +129,16 @@ class TrainConfig:
 
 CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "eval_samples", "standing_batches")
 
+# about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
+_CPU = TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, standing_batches=16)
+
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # the paper: batch 32, strided (stride 8) epochs of 64^3 crops; for a GPU
     "paper": TrainConfig(batch_size=32, sampling="strided", steps=100_000, eval_every=1000, checkpoint_every=1000),
-    # about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
-    "cpu": TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
-                       standing_batches=16),
+    "cpu": _CPU,
+    "cpu-smooth": _CPU,  # the cpu recipe for the cpu networks with an output head
     # the cpu generator against a discriminator on 64^3 crops (the cathode's particles do not fit in 32^3)
-    "cpu-smooth": TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
-                              standing_batches=16),
-    "cpu64": TrainConfig(batch_size=4, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50,
-                         standing_batches=16),
+    "cpu64": dataclasses.replace(_CPU, batch_size=4),
     # seconds: tests and the demo
     "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
                         eval_samples=4, standing_batches=4),
@@ -631,11 +630,9 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         _check_resumable(workdir, old_meta, model_config, phase_map, config, data)
         warm_start = old_meta.get("warm_start")
         lr_history = _lr_history(old_meta, start_step, config.lr)
-    elif generator_from is not None:
-        warm_start = _warm_start_source(generator_from, model_config, phase_map)
-        lr_history = [[0, config.lr]]
     else:
-        warm_start, lr_history = None, [[0, config.lr]]
+        warm_start = None if generator_from is None else _warm_start_source(generator_from, model_config, phase_map)
+        lr_history = [[0, config.lr]]
     is_main = jax.process_index() == 0
     log_path = workdir / LOG_FILE
     records = _read_log(log_path, start_step or 0)

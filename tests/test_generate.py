@@ -80,15 +80,25 @@ def test_generated_shape_and_labels(gen):
     assert len(np.unique(gen.labels(gen.latent(seed=0, size=4)))) == 3
 
 
+def _tiled_central_crop(g: FrozenGenerator, z: np.ndarray, periodic: str, tiles: int):
+    """(z tiled `tiles` times along its periodic axes, the central crop of the zero-padded output on that
+    tiled latent which should equal the periodic output of z)."""
+    tiled = np.tile(z, [tiles if f else 1 for f in parse_periodic(periodic)] + [1])
+    full, per = g.output_shape(tiled.shape[:3], ""), g.output_shape(z.shape[:3], periodic)
+    return tiled, tuple(slice((f - n) // 2, (f - n) // 2 + n) for f, n in zip(full, per))
+
+
+def _assert_chunked_equals_one_shot(g: FrozenGenerator, z: np.ndarray, periodic: str, chunk, p: np.ndarray):
+    labels, confidence = g.generate(z, periodic, chunk=chunk)
+    assert np.array_equal(labels, g.labels(z, periodic))
+    np.testing.assert_allclose(confidence, p.max(-1), atol=1e-6)
+
+
 @pytest.mark.parametrize("periodic", ["xyz", "y", "xz"])
 def test_periodic_equals_central_crop_of_tiled_latent(gen, periodic):
     z = gen.latent(seed=3, size=3)
-    flags = parse_periodic(periodic)
-    tiled = np.tile(z, [3 if f else 1 for f in flags] + [1])
-    full = gen.probabilities(tiled, periodic="")
-    per = gen.probabilities(z, periodic=periodic)
-    crop = tuple(slice((f - n) // 2, (f - n) // 2 + n) for f, n in zip(full.shape[:3], per.shape[:3]))
-    np.testing.assert_allclose(per, full[crop], atol=1e-5)
+    tiled, crop = _tiled_central_crop(gen, z, periodic, 3)
+    np.testing.assert_allclose(gen.probabilities(z, periodic), gen.probabilities(tiled, periodic="")[crop], atol=1e-5)
     assert np.array_equal(gen.labels(z, periodic), gen.labels(tiled, "")[crop])
 
 
@@ -127,26 +137,18 @@ def test_periodic_tiles_seamlessly_in_chosen_axes_only(gen):
 @pytest.mark.parametrize("chunk", [None, 8, 13, 40])
 def test_chunked_equals_one_shot(gen, periodic, chunk):
     z = gen.latent(seed=6, size=(3, 2, 4))
-    p = gen.probabilities(z, periodic)
-    labels, confidence = gen.generate(z, periodic, chunk=chunk)
-    assert np.array_equal(labels, gen.labels(z, periodic))
-    np.testing.assert_allclose(confidence, p.max(-1), atol=1e-6)
+    _assert_chunked_equals_one_shot(gen, z, periodic, chunk, gen.probabilities(z, periodic))
 
 
 @pytest.mark.parametrize("periodic", ["", "xyz", "y"])
 def test_output_head_keeps_sizes_periodic_identity_and_chunking(head_gen, periodic):
     z = head_gen.latent(seed=3, size=(3, 2, 2))
     p = head_gen.probabilities(z, periodic)
-    flags = parse_periodic(periodic)
-    assert p.shape[:3] == tuple(8 * (a if f else a + 3) for a, f in zip((3, 2, 2), flags))
-    tiled = np.tile(z, [5 if f else 1 for f in flags] + [1])  # 2 latent voxels per side: 5 tiles cover the halo
-    full = head_gen.probabilities(tiled, periodic="")
-    crop = tuple(slice((f - n) // 2, (f - n) // 2 + n) for f, n in zip(full.shape[:3], p.shape[:3]))
-    np.testing.assert_allclose(p, full[crop], atol=1e-5)
+    tiled, crop = _tiled_central_crop(head_gen, z, periodic, 5)  # 2 latent voxels per side: 5 tiles cover the halo
+    assert p.shape[:3] == tuple(8 * (a if f else a + 3) for a, f in zip((3, 2, 2), parse_periodic(periodic)))
+    np.testing.assert_allclose(p, head_gen.probabilities(tiled, periodic="")[crop], atol=1e-5)
     for chunk in (8, 13):
-        labels, confidence = head_gen.generate(z, periodic, chunk=chunk)
-        assert np.array_equal(labels, head_gen.labels(z, periodic))
-        np.testing.assert_allclose(confidence, p.max(-1), atol=1e-6)
+        _assert_chunked_equals_one_shot(head_gen, z, periodic, chunk, p)
 
 
 def test_chunked_size_is_the_central_crop(gen):
