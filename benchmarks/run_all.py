@@ -29,7 +29,7 @@ OWN_SECTIONS = ("## Training throughput", "## Generation", "## Profile")
 
 RUNS = {
     "train_step": ["-m", "benchmarks.train_step", "--batch", "1", "4", "8", "--rounds", "5",
-                   "--variants", "porejax", "porejax-bf16", "torch"],
+                   "--variants", "porejax", "porejax-bf16", "porejax-periodic", "torch"],
     "layers": ["-m", "benchmarks.train_step", "--batch", "8", "--rounds", "3", "--layers"],
     "profile": ["-m", "benchmarks.train_step", "--batch", "8", "--profile", "float32"],
     "profile_bf16": ["-m", "benchmarks.train_step", "--batch", "8", "--profile", "bfloat16"],
@@ -98,6 +98,7 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
             torch_s = res.get("torch", {}).get("median_s")
             for v, r in res.items():
                 name = {"porejax": "porejax float32", "porejax-bf16": "porejax bfloat16 products",
+                        "porejax-periodic": "porejax float32, periodic latents",
                         "torch": "PyTorch reference float32"}.get(v, v)
                 rows.append([batch, name, r["median_s"], f"{min(r['times_s'])}-{max(r['times_s'])}",
                              r.get("speedup_vs_torch", "1" if v == "torch" else ""),

@@ -7,8 +7,10 @@ that other load on the machine hits every variant alike; the median of the timed
 warm-up is reported, compile time separately. Crops are sampled from a random label volume inside the
 timed iteration in both frameworks (porejax: inside its jitted step, as in training).
 
-Variants: `porejax` (porejax.train's step, float32), `porejax-bf16` (bfloat16 matrix products with
-float32 weights), `torch` (benchmarks/torch_reference.py, float32).
+Variants: `porejax` (porejax.train's step, float32, the paper's 1^3 training latents: the same computation
+as the reference), `porejax-bf16` (the same with bfloat16 matrix products, float32 weights),
+`porejax-periodic` (float32 with porejax's default periodic 4^3 training latents and circular padding in
+every generator layer: more work than the paper's step), `torch` (benchmarks/torch_reference.py, float32).
 
     python -m benchmarks.train_step [--batch 1 4 8] [--rounds 5] [--variants porejax torch]
 
@@ -27,7 +29,7 @@ import time
 
 N_PHASES = 3
 VOLUME_SIDE = 96
-VARIANTS = ("porejax", "porejax-bf16", "torch")
+VARIANTS = ("porejax", "porejax-bf16", "porejax-periodic", "torch")
 
 
 def flops_per_sample(g_widths=(512, 256, 128, 64), d_widths=(16, 32, 64, 128), latent=100, n_phases=N_PHASES,
@@ -55,9 +57,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def paper_training(batch: int, precision: str = "float32"):
+def paper_training(batch: int, precision: str = "float32", latent: str = "point"):
     """The paper's networks and recipe at `batch` on a random label volume, one CPU device:
-    (model_config, train_config, crop spec, mesh, fresh state, device data arrays)."""
+    (model_config, train_config, crop spec, mesh, fresh state, device data arrays). `latent`: "point"
+    (the paper's 1^3 training latents) or "periodic" (porejax's default)."""
     import dataclasses
 
     import jax
@@ -68,7 +71,7 @@ def paper_training(batch: int, precision: str = "float32"):
     from porejax.volume import PhaseMap
 
     model_config = dataclasses.replace(preset("paper", N_PHASES), compute_dtype=precision)
-    config = train.TrainConfig(batch_size=batch).resolved()
+    config = train.TrainConfig(batch_size=batch, latent=latent).resolved()
     volume = np.random.default_rng(0).integers(0, N_PHASES, (VOLUME_SIDE,) * 3).astype(np.uint8)
     stack, shapes = dataset.prepare([volume], PhaseMap((0, 1, 2)), model_config.crop_size)
     spec = dataset.CropSpec(model_config.crop_size, batch, N_PHASES, shapes)
@@ -84,7 +87,8 @@ def _porejax_worker(batch: int, variant: str):
     from porejax import train
 
     precision = "bfloat16" if variant == "porejax-bf16" else "float32"
-    model_config, config, spec, mesh, state, arrays = paper_training(batch, precision)
+    latent = "periodic" if variant == "porejax-periodic" else "point"
+    model_config, config, spec, mesh, state, arrays = paper_training(batch, precision, latent)
     start = time.perf_counter()
     step = train.make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
     compile_s = time.perf_counter() - start

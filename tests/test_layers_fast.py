@@ -86,6 +86,17 @@ def test_paper_shaped_layers_take_the_matrix_product_path():
     _check(layers.conv3d, layers.conv3d_reference, xd, wd, 2, 1, ("zeros",) * 3)
 
 
+@pytest.mark.parametrize("channels", [(5, 4), (4, 1)])
+def test_point_layers(channels):
+    """The paper's end layers, where the kernel overhangs the input on every side (taps reading only padding):
+    a 1^3 latent to 4^3 (transposed, k 4, p 0) and 4^3 to 1^3 (conv, k 4, p 0); both matrix-product forms."""
+    c_in, c_out = channels
+    x, w = _arrays((3, 1, 1, 1, c_in), (4, 4, 4, c_in, c_out), 11)
+    _check(layers.conv_transpose3d, layers.conv_transpose3d_reference, x, w, 1, 0, ("zeros",) * 3)
+    x, w = _arrays((3, 4, 4, 4, c_in), (4, 4, 4, c_in, c_out), 12)
+    _check(layers.conv3d, layers.conv3d_reference, x, w, 1, 0, ("zeros",) * 3)
+
+
 def test_second_order_gradients_match():
     """A gradient penalty differentiates through the discriminator's gradient (WGAN-GP)."""
     x, w = _arrays((2, 8, 8, 8, 3), (4, 4, 4, 3, 4), 3)

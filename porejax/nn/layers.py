@@ -66,12 +66,13 @@ def _windows(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
 
 
 def _shifted_sum(z: jnp.ndarray, out: Sequence[int], sign: int, origin: Sequence[int]) -> jnp.ndarray:
-    """sum_t z[:, origin + sign * t : ... + out, t, :] over the q^3 taps t of z (B, D, H, W, q^3, C)."""
+    """y[o] = sum_t z[:, o + origin + sign * t, t, :] over the q^3 taps t of z (B, D, H, W, q^3, C), y of
+    spatial size `out`, reading zeros outside z (each tap's slice is placed into y, z is never padded)."""
     q = round(z.shape[4] ** (1 / 3))
     total = None
     for i, t in enumerate(_taps(q)):
         lo = [o + sign * ti for o, ti in zip(origin, t)]
-        part = z[:, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1], lo[2]:lo[2] + out[2], i, :]
+        part = _pad_or_crop(z[..., i, :], [(-l, m + l - n) for l, m, n in zip(lo, out, z.shape[1:4])])
         total = part if total is None else total + part
     return total
 
@@ -122,9 +123,7 @@ def _conv_im2col_bwd(pads, residuals, dy):
     dy = dy.astype(x.dtype)
     dpatches = jnp.dot(dy, _matrix(kernel, x.dtype).T, preferred_element_type=jnp.float32)
     # x[i] (padded index i + before) was read by output o = i + before - t through tap t
-    extra = [(max(0, q - 1 - before), max(0, q - 1 - after)) for before, after in pads]
-    dpatches = _pad_or_crop(dpatches.reshape(*dpatches.shape[:4], q**3, c_in), extra)
-    dx = _shifted_sum(dpatches, x.shape[1:4], -1, [b + e for (b, _), (e, _) in zip(pads, extra)])
+    dx = _shifted_sum(dpatches.reshape(*dpatches.shape[:4], q**3, c_in), x.shape[1:4], -1, [b for b, _ in pads])
     dkernel = _contract(_windows(_pad_or_crop(x, pads), q, dy.shape[1:4]), dy)
     return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
@@ -137,8 +136,8 @@ def _conv_col2im(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int
     q, c_out = kernel.shape[0], kernel.shape[4]
     z = jnp.dot(x, kernel.transpose(3, 0, 1, 2, 4).reshape(kernel.shape[3], q**3 * c_out).astype(x.dtype),
                 preferred_element_type=kernel.dtype)
-    z = _pad_or_crop(z.reshape(*x.shape[:4], q**3, c_out), pads)
-    return _shifted_sum(z, [n - q + 1 for n in z.shape[1:4]], 1, (0, 0, 0))
+    out = [n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]
+    return _shifted_sum(z.reshape(*x.shape[:4], q**3, c_out), out, 1, [-b for b, _ in pads])
 
 
 def _conv_col2im_bwd(pads, residuals, dy):
