@@ -34,6 +34,7 @@ RUNS = {
     "profile": ["-m", "benchmarks.train_step", "--batch", "8", "--profile", "float32"],
     "profile_bf16": ["-m", "benchmarks.train_step", "--batch", "8", "--profile", "bfloat16"],
     "precision": ["-m", "benchmarks.train_step", "--precision-check", "1500"],
+    "update_noise": ["-m", "benchmarks.train_step", "--update-noise", "300"],
     "generation": ["-m", "benchmarks.generation"],
 }
 
@@ -84,7 +85,8 @@ def _load_note(result: dict) -> str:
     return f"load average {a:.1f} at the start, {b:.1f} at the end"
 
 
-def training_section(train: dict | None, layers: dict | None, precision: dict | None) -> str:
+def training_section(train: dict | None, layers: dict | None, precision: dict | None,
+                     update_noise: dict | None) -> str:
     out = ["## Training throughput", ""]
     if train:
         out += [f"Seconds per paper training iteration (one D update + k = 2 G updates, 64^3 crops, widths "
@@ -119,13 +121,13 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                   *[round(sum(r[f] for r in layers["layers"].values()), 1) for f in forms]]
         out += [_table(["layer", "GFLOP", *[names[f] for f in forms]], rows + [totals]), ""]
     if precision:
-        names = ("float32 seed 0", "bfloat16 seed 0", "float32 seed 1")
+        names = ("float32 seed 0", "float32 seed 1", "bfloat16 seed 0", "bfloat16 seed 1")
         out += [f"Mixed precision (bfloat16 products, float32 weights / normalisation / optimiser) against float32: "
-                f"{precision['steps']} steps of the {precision['model']} on the {precision['data']}, float32 and "
-                "bfloat16 from the same seed, and float32 from another seed to measure the run-to-run noise of GAN "
-                f"training (`python -m benchmarks.train_step --precision-check {precision['steps']}`, "
-                f"{precision['date']}). Means over the second half of each run (losses and D outputs every 10 "
-                "steps; generated volume fractions and surface areas of the quick evaluations, 8 volumes each):", ""]
+                f"{precision['steps']} steps of the {precision['model']} on the {precision['data']}, each precision "
+                "from two seeds, so that the run-to-run noise of GAN training is measured within each precision "
+                f"(`python -m benchmarks.train_step --precision-check {precision['steps']}`, {precision['date']}). "
+                "Means over the second half of each run (losses and D outputs every 10 steps; generated volume "
+                "fractions and surface areas of the quick evaluations, 8 volumes each):", ""]
         rows = []
         for key in ("loss_d", "loss_g", "d_real", "d_fake"):
             k = f"{key}_mean_second_half"
@@ -135,14 +137,27 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
             rows.append([f"{key} per phase (real {precision[names[0]][key + '_real']})",
                          *[precision[n][key] for n in names], precision["difference_bfloat16"][key],
                          precision["difference_seed"][key]])
-        out += [_table(["quantity", *names, "bfloat16 - float32 (same seed), max abs",
-                        "seed 1 - seed 0 (float32), max abs"], rows), ""]
+        out += [_table(["quantity", *names, "|mean bfloat16 - mean float32| (max over phases)",
+                        "|seed 1 - seed 0| within a precision (mean of both)"], rows), ""]
         bf16, seed = precision["difference_bfloat16"], precision["difference_seed"]
-        beyond = [k.replace("_mean_second_half", "") for k in bf16 if bf16[k] > seed[k]]
-        out += [f"bfloat16 changed more than the seed did: {', '.join(beyond) or 'nothing'}; largest ratio "
-                f"{max(bf16[k] / seed[k] for k in bf16 if seed[k] > 0):.1f}x (one run per arm: a difference "
-                "within the seed-to-seed one is evidence of no change, one beyond it is a warning, not proof). "
-                "float32 stays the default; bfloat16 is opt-in (`--precision bfloat16`).", ""]
+        ratios = {k.replace("_mean_second_half", ""): bf16[k] / seed[k] for k in bf16 if seed[k] > 0}
+        beyond = [k for k, r in ratios.items() if r > 1]
+        out += [f"Precision difference / seed difference: {', '.join(f'{k} {r:.2f}' for k, r in ratios.items())} "
+                "(about 0.7 expected without an effect of the precision, two runs per arm); beyond the seed "
+                f"difference: {', '.join(beyond) or 'nothing'}.", ""]
+    if update_noise:
+        u = update_noise
+        out += [f"One update, bfloat16 against float32 (`python -m benchmarks.train_step --update-noise "
+                f"{u['steps_trained']}`, {u['date']}): the {u['model']} trained {u['steps_trained']} float32 steps on "
+                f"the {u['data']}, then one step from that state with {u['draws']} different keys (real crops and "
+                "latents), each in both precisions. Precision error: distance between the bfloat16 and float32 "
+                "updates of the same key; sampling noise: distance between the float32 updates of two keys (the "
+                "noise every SGD step already has); bias: the bfloat16 change of the mean update over the keys, "
+                "relative to that mean update (a systematic change would accumulate).", ""]
+        rows = [[net, u[net]["update_norm"], u[net]["precision_error"], u[net]["sampling_noise"],
+                 u[net]["error_over_noise"], u[net]["bias"]] for net in ("g", "d")]
+        out += [_table(["network", "update norm", "precision error", "sampling noise", "error / noise", "bias"],
+                       rows), ""]
     return "\n".join(out)
 
 
@@ -199,16 +214,29 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
 - kept: stride-2 transposed convolution as a sub-pixel convolution and stride-2 convolution as
   space-to-depth (exact stride-1 rewrites, from before); now with the exact input windows (the union of
   the phases' windows, or one convolution per phase when that union would compute over 30% more);
-- kept: every stride-1 convolution with at most 8 taps as patches x matrix (im2col) or matrix x
-  overlap-add (col2im, when C_out < C_in), with custom VJPs whose backward passes are also one patch
-  matrix and two matrix products (no XLA convolution, no scatter); bounded by 1 GiB of patches, above
-  which XLA's convolution is used (large generation tiles);
+- kept: every stride-1 convolution as patches x matrix (im2col) or matrix x overlap-add (col2im, when
+  C_out < C_in), with custom VJPs whose backward passes are also one patch matrix and two matrix products
+  (no XLA convolution, no scatter); bounded by 1 GiB of patches, above which XLA's convolution is used
+  (large generation tiles);
+- kept (new): the overlap-add places each tap's slice into the output instead of zero-padding the whole
+  intermediate first. Same values (bit for bit); the paper's end layers, whose 4^3 kernel overhangs a 1^3
+  or 4^3 input on every side, no longer pad a 343x / 5x larger copy: G1 (1^3 -> 4^3) forward + backward
+  263-320 -> 72-90 ms, D5 (4^3 -> 1^3) 54-64 -> 2.5-3 ms at batch 8 (`--layers`, interleaved, shared CPU);
+  the full training step did not change measurably (XLA had already simplified most of it there);
 - kept (opt-in): bfloat16 products with float32 accumulation and float32 weights (`dtype` of the conv
   modules);
 - tried, not kept: `--xla_cpu_use_onednn` with oneDNN dot fusion: +20% on float32 matrix products alone,
   but the full training step crashes (SIGILL after "partition compile failed"); autodiff of the
   im2col/col2im forms instead of the custom VJPs (XLA materialises one padded copy per tap: 1.3-5x slower
-  backward); a batched (phase-as-batch) dot_general: slower than per-phase products.
+  backward); a batched (phase-as-batch) dot_general: slower than per-phase products; XLA's library
+  choices for the CPU products (`--xla_cpu_experimental_ynn_fusion_type`, batch 4, interleaved, shared CPU):
+  without YNNPACK (Eigen products) 14.95 vs 6.28 s per iteration, YNNPACK also fusing elementwise ops and
+  reductions (`individual_dot,dot,eltwise,reduce`) 6.97 vs 6.10 s, YNNPACK convolutions
+  (`individual_dot,individual_convolution`) 14.91 vs 6.10 s: the default is the fastest;
+- the benchmark's `porejax` variants now train on the paper's 1^3 latents, as the PyTorch reference does
+  (the same computation); porejax's default periodic latents (4^3, circular padding in every generator
+  layer) do more work and are timed as their own variant (`porejax-periodic`, 14-19% slower). Before this,
+  the table compared periodic-latent porejax against the point-latent reference.
 """
 
 
@@ -240,7 +268,8 @@ def main(argv=None) -> None:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             run(name)
     sections = {
-        "## Training throughput": training_section(_load("train_step"), _load("layers"), _load("precision")) + "\n" + NOTES,
+        "## Training throughput": training_section(_load("train_step"), _load("layers"), _load("precision"),
+                                                  _load("update_noise")) + "\n" + NOTES,
         "## Generation": generation_section(_load("generation")),
         "## Profile": profile_section([_load("profile"), _load("profile_bf16")]),
     }

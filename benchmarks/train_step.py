@@ -307,7 +307,7 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
 
 
 # --- mixed precision: training statistics -------------------------------------------------------------
-PRECISION_RUNS = (("float32", 0), ("bfloat16", 0), ("float32", 1))  # the seed-1 run measures GAN run-to-run noise
+PRECISION_RUNS = (("float32", 0), ("bfloat16", 0), ("float32", 1), ("bfloat16", 1))  # 2 seeds: the run-to-run noise
 PRECISION_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
@@ -344,9 +344,29 @@ def _run_statistics(records: list[dict], steps: int) -> dict:
     return out
 
 
+def precision_differences(summary: dict) -> dict:
+    """From the per-run summaries of PRECISION_RUNS: `difference_bfloat16`, |mean of the bfloat16 runs - mean
+    of the float32 runs|, against `difference_seed`, the mean over both precisions of |seed 1 - seed 0| (the
+    run-to-run noise of GAN training); per-phase quantities give their largest phase. Without an effect of
+    the precision the first is expected at about 0.7x the second (two runs per arm)."""
+    import numpy as np
+
+    keys = [k for k in summary["float32 seed 0"] if k not in ("evaluations", "vf_real", "ssa_real")]
+
+    def arm(precision: str, key: str) -> np.ndarray:
+        return np.array([summary[f"{precision} seed {seed}"][key] for seed in (0, 1)], dtype=float)
+
+    out = {"difference_bfloat16": {}, "difference_seed": {}}
+    for k in keys:
+        f32, bf16 = arm("float32", k), arm("bfloat16", k)
+        out["difference_bfloat16"][k] = round(float(np.max(np.abs(bf16.mean(0) - f32.mean(0)))), 4)
+        out["difference_seed"][k] = round(float(np.mean([np.max(np.abs(a[1] - a[0])) for a in (f32, bf16)])), 4)
+    return out
+
+
 def precision_check(steps: int) -> dict:
-    """float32 vs bfloat16 products from the same seed, against float32 from another seed (the noise of
-    GAN training): second-half means of losses, D outputs, generated volume fractions and surface areas."""
+    """float32 vs bfloat16 products, two seeds each (PRECISION_RUNS): second-half means of losses, D outputs,
+    generated volume fractions and surface areas per run, and `precision_differences`."""
     runs = {}
     for precision, seed in PRECISION_RUNS:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--precision-worker", precision,
@@ -356,16 +376,76 @@ def precision_check(steps: int) -> dict:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1])
         runs[f"{precision} seed {seed}"] = json.loads(proc.stdout)
     summary = {name: _run_statistics(records, steps) for name, records in runs.items()}
-    reference = summary["float32 seed 0"]
-
-    def gaps(other: dict) -> dict:
-        return {k: max(abs(a - b) for a, b in zip(reference[k], other[k])) if isinstance(reference[k], list)
-                else abs(reference[k] - other[k]) for k in reference if k not in ("evaluations", "vf_real", "ssa_real")}
-
-    summary["difference_bfloat16"] = {k: round(v, 4) for k, v in gaps(summary["bfloat16 seed 0"]).items()}
-    summary["difference_seed"] = {k: round(v, 4) for k, v in gaps(summary["float32 seed 1"]).items()}
+    summary.update(precision_differences(summary))
     summary["steps_per_s"] = {name: records[-1].get("steps_per_s") for name, records in runs.items()}
     return summary
+
+
+def update_noise(steps: int, draws: int = 6) -> dict:
+    """How far bfloat16 products move one training update, against how far the sampling already moves it.
+
+    Trains the cpu preset `steps` steps in float32 on the synthetic cathode, then from that state takes one
+    step with `draws` different keys (real crops and latents), each in float32 and in bfloat16. Per network:
+    precision error = ||update_bf16 - update_f32|| for the same key; sampling noise = ||update_f32(key i) -
+    update_f32(key j)||, i != j (the minibatch and latent noise that SGD training already has); bias =
+    ||mean over keys of (update_bf16 - update_f32)|| / ||mean over keys of update_f32|| (a systematic change of
+    the expected update would accumulate over steps where noise averages out). Updates are the parameter
+    changes of the step (Adam-scaled, with the trained moments).
+    """
+    import dataclasses
+    import itertools
+    import tempfile
+    from pathlib import Path
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from porejax import checkpoint, dataset, synthetic, train
+    from porejax.volume import PhaseMap
+
+    volume = synthetic.cathode(96, seed=0)
+    phase_map = PhaseMap.from_volume(volume)
+    config = train.train_preset("cpu", steps=steps, log_every=steps, eval_every=steps, checkpoint_every=steps)
+    model_config = train.model_for("cpu", phase_map.n_phases)
+    mesh = train.make_mesh(jax.devices()[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        train.train([volume], phase_map, Path(tmp) / "run", model_config, config, progress=False)
+        target = jax.eval_shape(lambda: train.init_state(model_config, config)).to_dict()
+        state = train.TrainState(**checkpoint.restore_state(Path(tmp) / "run", target, steps)[0])
+    stack, shapes = dataset.prepare([volume], phase_map, model_config.crop_size)
+    spec = dataset.CropSpec(model_config.crop_size, config.batch_size, phase_map.n_phases, shapes)
+    arrays = jax.device_put(dataset.device_arrays(stack, spec))
+    updates = {}
+    for precision in ("float32", "bfloat16"):
+        step = train.make_step(dataclasses.replace(model_config, compute_dtype=precision), config, spec, mesh)
+        for i in range(draws):
+            start = jax.tree.map(jnp.copy, state.replace(key=jax.random.PRNGKey(1000 + i)))
+            new, _ = step(start, arrays)
+            updates[precision, i] = {net: jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), getattr(new, net),
+                                                       getattr(state, net)) for net in ("g_params", "d_params")}
+
+    def flat(u, net):
+        return np.concatenate([x.ravel() for x in jax.tree.leaves(u[net])])
+
+    def distance(a, b, net):
+        return float(np.linalg.norm(flat(a, net) - flat(b, net)))
+
+    out = {"steps_trained": steps, "draws": draws, "model": "cpu preset", "data": "synthetic cathode 96^3"}
+    for net in ("g_params", "d_params"):
+        error = [distance(updates["bfloat16", i], updates["float32", i], net) for i in range(draws)]
+        noise = [distance(updates["float32", i], updates["float32", j], net)
+                 for i, j in itertools.combinations(range(draws), 2)]
+        size = [float(np.linalg.norm(flat(updates["float32", i], net))) for i in range(draws)]
+        mean_error = np.mean([flat(updates["bfloat16", i], net) - flat(updates["float32", i], net)
+                              for i in range(draws)], axis=0)
+        mean_update = np.mean([flat(updates["float32", i], net) for i in range(draws)], axis=0)
+        out[net.split("_")[0]] = {"update_norm": round(float(np.median(size)), 6),
+                                  "precision_error": round(float(np.median(error)), 6),
+                                  "sampling_noise": round(float(np.median(noise)), 6),
+                                  "error_over_noise": round(float(np.median(error) / np.median(noise)), 4),
+                                  "bias": round(float(np.linalg.norm(mean_error) / np.linalg.norm(mean_update)), 4)}
+    return out
 
 
 def main(argv=None) -> None:
@@ -378,7 +458,9 @@ def main(argv=None) -> None:
                         help="instead: layer-by-layer forward + backward ms at the first --batch for these forms "
                              f"(no value: {' '.join(LAYER_FORMS[1:])})")
     parser.add_argument("--precision-check", type=int, metavar="STEPS",
-                        help="instead: train the cpu preset STEPS steps with float32 and bfloat16 products, compare")
+                        help="instead: train the cpu preset STEPS steps with float32 and bfloat16 products, 2 seeds each")
+    parser.add_argument("--update-noise", type=int, metavar="STEPS",
+                        help="instead: after STEPS float32 steps, the bfloat16 change of one update vs its sampling noise")
     parser.add_argument("--profile", choices=("float32", "bfloat16"),
                         help="instead: per-op profile of one iteration at the first --batch")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -398,6 +480,10 @@ def main(argv=None) -> None:
         print(json.dumps({"benchmark": "mixed_precision", "steps": args.precision_check,
                           "model": "cpu preset", "data": "synthetic cathode 96^3",
                           **precision_check(args.precision_check)}, indent=1))
+        return
+    if args.update_noise:
+        print(json.dumps({"benchmark": "update_noise", "date": time.strftime("%Y-%m-%d"),
+                          **update_noise(args.update_noise)}, indent=1))
         return
     if args.layers is not None:
         forms = args.layers or list(LAYER_FORMS[1:])

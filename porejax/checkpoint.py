@@ -32,8 +32,9 @@ METADATA_FILE = "porejax.json"
 STEPS_DIR = "checkpoints"
 
 
-def _manager(workdir: Path, keep: int | None = 3) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+def _manager(workdir: Path, keep: int | None = 3, keep_period: int = 0) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_period or None, create=True,
+                                           enable_async_checkpointing=False)
     return ocp.CheckpointManager(workdir.resolve() / STEPS_DIR, options=options, item_names=("generator", "state"))
 
 
@@ -75,12 +76,14 @@ def model_and_phases(meta: dict) -> tuple[ModelConfig, PhaseMap]:
     return ModelConfig.from_dict(meta["model"]), PhaseMap.from_dict(meta["phase_map"])
 
 
-def save(workdir: str | os.PathLike, step: int, generator: dict, state: Any = None, keep: int | None = 3) -> None:
-    """Save step `step`: frozen generator variables and (optionally) the full train state."""
+def save(workdir: str | os.PathLike, step: int, generator: dict, state: Any = None, keep: int | None = 3,
+         keep_period: int = 0) -> None:
+    """Save step `step`: frozen generator variables and (optionally) the full train state. Older steps are
+    deleted beyond the `keep` newest, except multiples of `keep_period` (> 0)."""
     items = {"generator": ocp.args.StandardSave(generator)}
     if state is not None:
         items["state"] = ocp.args.StandardSave(state)
-    with _manager(Path(workdir), keep) as manager:
+    with _manager(Path(workdir), keep, keep_period) as manager:
         manager.save(int(step), args=ocp.args.Composite(**items), force=True)
         manager.wait_until_finished()
 

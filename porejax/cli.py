@@ -245,6 +245,8 @@ def _add_train(sub) -> None:
     p.add_argument("--log-every", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--keep-every", type=int, help="also keep the checkpoints of steps that are multiples of this "
+                   "(default: the preset's; 0: only the 3 newest)")
     p.set_defaults(run=_run_train)
 
 
@@ -259,7 +261,7 @@ def _run_train(args) -> int:
     config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
                                 lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment,
                                 holdout=args.holdout, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
-                                checkpoint_every=args.checkpoint_every)
+                                checkpoint_every=args.checkpoint_every, keep_every=args.keep_every)
     summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
                           preset=args.preset, sources=[p.name for p in args.data], generator_from=args.generator_from)
     print(f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "

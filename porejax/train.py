@@ -100,6 +100,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 500
+    keep_every: int = 0              # also keep the checkpoints of steps that are multiples of this (0: the 3 newest only)
     eval_samples: int = 8            # generated volumes per quick evaluation
     standing_batches: int = 32       # batches of latents for the generator's standing statistics
 
@@ -110,6 +111,8 @@ class TrainConfig:
                      "checkpoint_every", "eval_samples", "standing_batches"):
             if int(getattr(self, name)) < 1:
                 raise PorejaxError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.keep_every < 0:
+            raise PorejaxError(f"keep-every must be 0 (keep only the newest checkpoints) or positive, got {self.keep_every}")
         if self.lr is not None and not self.lr > 0:
             raise PorejaxError(f"learning rate must be positive, got {self.lr}")
         if self.latent not in LATENTS:
@@ -127,10 +130,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "eval_samples", "standing_batches")
+CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_every", "eval_samples", "standing_batches")
 
 # about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
-_CPU = TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, standing_batches=16)
+_CPU = TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, keep_every=500,
+                   standing_batches=16)
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # the paper: batch 32, strided (stride 8) epochs of 64^3 crops; for a GPU
@@ -688,7 +692,7 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
                 if progress:
                     print(_progress_line(record, config), file=sys.stderr, flush=True)
         if save_due:
-            checkpoint.save(workdir, step, generator=frozen, state=state.to_dict())
+            checkpoint.save(workdir, step, generator=frozen, state=state.to_dict(), keep_period=config.keep_every)
             last_saved = step
     return {"workdir": str(workdir), "step": step, "metrics": metrics, "compile_s": compile_s,
             "steps_per_s": rate, "last_checkpoint": last_saved}

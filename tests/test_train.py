@@ -77,6 +77,18 @@ def test_resume_follows_the_uninterrupted_trajectory(tmp_path, volume):
     assert int(a["g_opt"][0].count) == 8 and int(a["d_opt"][0].count) == 4 and int(a["step"]) == 4
 
 
+def test_checkpoints_beyond_the_newest_three_are_kept_at_multiples_of_keep_every(tmp_path, volume):
+    config = train.TrainConfig(steps=6, **QUIET)  # a checkpoint every 2 steps
+    train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
+    assert checkpoint.steps(tmp_path) == [2, 4, 6]
+    # keep_every is cadence: a resumed run may set it
+    train.train([volume], PHASES, tmp_path, MICRO, dataclasses.replace(config, steps=12, keep_every=4),
+                resume=True, progress=False)
+    assert checkpoint.steps(tmp_path) == [4, 8, 10, 12]
+    with pytest.raises(PorejaxError, match="keep-every"):
+        train.TrainConfig(keep_every=-1)
+
+
 def test_resume_refuses_a_different_recipe_or_data(tmp_path, volume):
     config = train.TrainConfig(steps=2, **QUIET)
     train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
