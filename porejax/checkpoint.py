@@ -102,9 +102,12 @@ def latest_step(workdir: str | os.PathLike) -> int | None:
 
 
 def _restore_item(workdir: Path, name: str, target: Any, step: int | None) -> tuple[Any, int]:
-    step = latest_step(workdir) if step is None else step
-    if step is None:
+    saved = steps(workdir)
+    if not saved:
         raise PorejaxError(f"{workdir} has no saved step yet (no {STEPS_DIR}/<step>/): train it or re-run init")
+    step = saved[-1] if step is None else step
+    if step not in saved:
+        raise PorejaxError(f"{workdir} has no saved step {step}; its saved steps are {saved}")
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
     try:
         with _manager(workdir) as manager:

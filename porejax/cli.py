@@ -96,6 +96,8 @@ def _run_synth(args) -> int:
 def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate volumes from a checkpoint (any size, periodic, chunked)")
     p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--step", type=int, help="saved step of the checkpoint to use (default the newest; "
+                   "`porejax info` lists them)")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--size", type=int, help="output side in voxels (exact)")
     size.add_argument("--latent-size", type=int, help="latent side A (output 16(A+3), or 16A periodic, for the paper)")
@@ -120,7 +122,7 @@ def _run_generate(args) -> int:
         raise PorejaxError(f"--count must be at least 1, got {args.count}")
     if args.out.suffix.lower() not in (".tif", ".tiff"):
         raise PorejaxError(f"--out must be a .tif or .tiff file, got {args.out}")
-    gen = load_generator(args.checkpoint)
+    gen = load_generator(args.checkpoint, args.step)
     periodic = parse_periodic(args.periodic)
     if args.size is not None:
         latent, size = gen.latent_size_for(args.size, periodic), (args.size,) * 3
@@ -196,6 +198,8 @@ def _add_compare(sub) -> None:
     p.add_argument("--real", required=True, type=Path, nargs="+",
                    help="real label volume(s) (TIFF/.npy) with the checkpoint's labels; crops are spread over them")
     p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--step", type=int, help="saved step of the checkpoint to use (default the newest; "
+                   "`porejax info` lists them)")
     p.add_argument("--n", type=int, default=100,
                    help="generated volumes, and real crops unless the real volumes hold fewer distinct ones (default 100)")
     p.add_argument("--size", type=int, default=64, help="side of every volume in voxels (default 64)")
@@ -210,7 +214,8 @@ def _run_compare(args) -> int:
     from porejax.report import compare
 
     compare(args.real, args.checkpoint, n=args.n, size=args.size, voxel_size=args.voxel_size,
-            periodic=args.periodic, seed=args.seed, out=args.out, progress=lambda line: print(line, flush=True))
+            periodic=args.periodic, seed=args.seed, out=args.out, progress=lambda line: print(line, flush=True),
+            step=args.step)
     return 0
 
 

@@ -978,12 +978,14 @@ def compare(real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | 
             checkpoint: str | os.PathLike, n: int = 100, size: int = 64,
             voxel_size: float | None = None, periodic: bool = False, seed: int = 0,
             out: str | os.PathLike = "compare_report", max_blocks: int = 8,
-            timing_latent_sides: Sequence[int] = (1, 2, 3, 4, 5), progress: Progress = print) -> dict:
+            timing_latent_sides: Sequence[int] = (1, 2, 3, 4, 5), progress: Progress = print,
+            step: int | None = None) -> dict:
     """Compare up to `n` random real crops of side `size` with `n` generated volumes; write a report to `out`.
 
     real: a label volume file (TIFF / .npy) or array, or a sequence of them (`random_crops` spreads the crops
     over the volumes; with fewer distinct crop positions than `n`, the real set is smaller); each volume is
-    matched to the checkpoint's training data (`real_source`). checkpoint: a checkpoint directory.
+    matched to the checkpoint's training data (`real_source`). checkpoint: a checkpoint directory; step:
+    its saved step to use (default the newest).
     voxel_size (um): default the checkpoint PhaseMap's. periodic: generate periodic volumes (size: a multiple
     of the period unit). seed: real crop positions and latents (volume i uses seed + i). max_blocks:
     memorisation search budget (`memorisation_check`). timing_latent_sides: latent sides timed for the
@@ -996,7 +998,7 @@ def compare(real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | 
     if int(size) != size or size < 4:
         raise PorejaxError(f"--size must be a side of at least 4 voxels, got {size}")
     meta = ckpt.read_metadata(checkpoint)
-    generator = load_generator(checkpoint)
+    generator = load_generator(checkpoint, step)
     phase_map = generator.phase_map
     voxel_size = phase_map.voxel_size if voxel_size is None else voxel_size
     if voxel_size is None:
