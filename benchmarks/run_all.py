@@ -158,6 +158,12 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                  u[net]["error_over_noise"], u[net]["bias"]] for net in ("g", "d")]
         out += [_table(["network", "update norm", "precision error", "sampling noise", "error / noise", "bias"],
                        rows), ""]
+        out += [f"bfloat16 moves one update by {100 * u['g']['error_over_noise']:.1f}% (G) and "
+                f"{100 * u['d']['error_over_noise']:.1f}% (D) of the distance that drawing other crops and latents "
+                "moves it, and the mean update by "
+                f"{100 * u['g']['bias']:.1f}% / {100 * u['d']['bias']:.1f}%. float32 stays the default (a float32 "
+                "checkpoint generates what a float32 reference does to 1e-5, e.g. an imported PyTorch generator); "
+                "bfloat16 is opt-in (`--precision bfloat16`; the checkpoint then generates in bfloat16 too).", ""]
     return "\n".join(out)
 
 

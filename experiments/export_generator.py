@@ -1,6 +1,6 @@
 """Export a generation-only checkpoint (frozen generator + metadata, no optimiser state) from a run.
 
-    python -m experiments.export_generator --checkpoint RUN_DIR --out DIR [--stationary-latent 4]
+    python -m experiments.export_generator --checkpoint RUN_DIR --out DIR [--step N] [--stationary-latent 4]
 
 With `--stationary-latent A` the BatchNorm statistics are re-estimated on periodic latents of side A
 (`FrozenGenerator.with_stationary_statistics`): needed only for generators trained on the paper's 1^3
@@ -20,11 +20,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--step", type=int, help="saved step to export (default the newest)")
     parser.add_argument("--stationary-latent", type=int, default=0,
                         help="re-estimate BatchNorm statistics on periodic latents of this side (0: keep)")
     args = parser.parse_args(argv)
     meta = checkpoint.read_metadata(args.checkpoint)
-    gen = load_generator(args.checkpoint)
+    gen = load_generator(args.checkpoint, args.step)
     statistics = "as trained (standing statistics of the training latents)"
     if args.stationary_latent:
         gen = gen.with_stationary_statistics(latent_size=args.stationary_latent)
