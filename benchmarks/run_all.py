@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,12 @@ def generation_section(gen: dict | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def _output_shape(hlo: str) -> str:
+    """The result type of an HLO instruction line, e.g. f32[39304,1024] (matrix products: [M, N])."""
+    found = re.search(r" = (\w+\[[0-9,]*\])", hlo)
+    return found.group(1) if found else ""
+
+
 def profile_section(profiles: list[dict]) -> str:
     out = ["## Profile", ""]
     for prof in profiles:
@@ -210,8 +217,9 @@ def profile_section(profiles: list[dict]) -> str:
                 f"`python -m benchmarks.train_step --profile {prof['precision']}`, {prof['date']}, "
                 f"load {prof['load_average'][0]:.1f}). By kind: "
                 + ", ".join(f"{k} {100 * v:.0f}%" for k, v in prof["by_kind"].items()) + ".", ""]
-        rows = [[o["op"], o["kind"], o["ms"], f"{100 * o['share']:.1f}%"] for o in prof["top_ops"][:10]]
-        out += [_table(["XLA op", "kind", "ms", "share"], rows), ""]
+        rows = [[o["op"], _output_shape(o["hlo"]), o["kind"], o["ms"], f"{100 * o['share']:.1f}%"]
+                for o in prof["top_ops"][:10]]
+        out += [_table(["XLA op", "output", "kind", "ms", "share"], rows), ""]
     return "\n".join(out)
 
 
@@ -239,6 +247,12 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   without YNNPACK (Eigen products) 14.95 vs 6.28 s per iteration, YNNPACK also fusing elementwise ops and
   reductions (`individual_dot,dot,eltwise,reduce`) 6.97 vs 6.10 s, YNNPACK convolutions
   (`individual_dot,individual_convolution`) 14.91 vs 6.10 s: the default is the fastest;
+- where float32 still loses (profile above, all ops summed by output shape): the generator's 16^3 -> 32^3
+  layer (M = 8 x 17^3 = 39304 union-window positions, K = 1024 patch entries, N = 512 = 8 phases x 64
+  channels, 41 GFLOP per product) runs its forward products at ~160 GFLOP/s but its input-gradient
+  ([39304, 1024]) and kernel-gradient ([1024, 512], a reduction over 39304 rows after a 160 MB transposed
+  copy of the patches) products at ~100-130 GFLOP/s, of ~186 for float32 products here; elementwise work
+  and copies are the other 28%;
 - the benchmark's `porejax` variants now train on the paper's 1^3 latents, as the PyTorch reference does
   (the same computation); porejax's default periodic latents (4^3, circular padding in every generator
   layer) do more work and are timed as their own variant (`porejax-periodic`, 14-19% slower). Before this,
