@@ -311,23 +311,31 @@ PRECISION_RUNS = (("float32", 0), ("bfloat16", 0), ("float32", 1), ("bfloat16", 
 PRECISION_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
+def _synthetic_cpu_run(workdir, precision: str, steps: int, seed: int = 0, **cadence):
+    """Train the cpu preset on the synthetic cathode 96^3 into `workdir` for `steps` steps (float32 or
+    bfloat16 products); returns (volume, phase_map, model_config, train_config)."""
+    from porejax import synthetic, train
+    from porejax.volume import PhaseMap
+
+    volume = synthetic.cathode(96, seed=0)
+    phase_map = PhaseMap.from_volume(volume)
+    config = train.train_preset("cpu", steps=steps, checkpoint_every=steps, seed=seed, **cadence)
+    model_config = train.model_for("cpu", phase_map.n_phases, precision=precision)
+    train.train([volume], phase_map, workdir, model_config, config, progress=False)
+    return volume, phase_map, model_config, config
+
+
 def precision_run(precision: str, steps: int, seed: int) -> list[dict]:
     """Train the cpu preset on the synthetic cathode for `steps` steps (float32 or bfloat16 products) from
     `seed`; returns the log records (losses, D outputs, quick evaluations every steps / 10 steps)."""
     import tempfile
     from pathlib import Path
 
-    from porejax import synthetic, train
-    from porejax.volume import PhaseMap
+    from porejax import train
 
-    volume = synthetic.cathode(96, seed=0)
-    phase_map = PhaseMap.from_volume(volume)
-    config = train.train_preset("cpu", steps=steps, log_every=10, eval_every=max(10, steps // 10),
-                                checkpoint_every=steps, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
-        train.train([volume], phase_map, Path(tmp) / "run", train.model_for("cpu", phase_map.n_phases, precision=precision), config,
-                    progress=False)
-        return [json.loads(line) for line in (Path(tmp) / "run" / train.LOG_FILE).read_text().splitlines()]
+        _synthetic_cpu_run(Path(tmp), precision, steps, seed, log_every=10, eval_every=max(10, steps // 10))
+        return [json.loads(line) for line in (Path(tmp) / train.LOG_FILE).read_text().splitlines()]
 
 
 def _run_statistics(records: list[dict], steps: int) -> dict:
@@ -401,50 +409,40 @@ def update_noise(steps: int, draws: int = 6) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from porejax import checkpoint, dataset, synthetic, train
-    from porejax.volume import PhaseMap
+    from porejax import checkpoint, dataset, train
 
-    volume = synthetic.cathode(96, seed=0)
-    phase_map = PhaseMap.from_volume(volume)
-    config = train.train_preset("cpu", steps=steps, log_every=steps, eval_every=steps, checkpoint_every=steps)
-    model_config = train.model_for("cpu", phase_map.n_phases)
     mesh = train.make_mesh(jax.devices()[:1])
     with tempfile.TemporaryDirectory() as tmp:
-        train.train([volume], phase_map, Path(tmp) / "run", model_config, config, progress=False)
+        volume, phase_map, model_config, config = _synthetic_cpu_run(Path(tmp), "float32", steps, log_every=steps,
+                                                                     eval_every=steps)
         target = jax.eval_shape(lambda: train.init_state(model_config, config)).to_dict()
-        state = train.TrainState(**checkpoint.restore_state(Path(tmp) / "run", target, steps)[0])
+        state = train.TrainState(**checkpoint.restore_state(Path(tmp), target, steps)[0])
     stack, shapes = dataset.prepare([volume], phase_map, model_config.crop_size)
     spec = dataset.CropSpec(model_config.crop_size, config.batch_size, phase_map.n_phases, shapes)
     arrays = jax.device_put(dataset.device_arrays(stack, spec))
-    updates = {}
+
+    def flat(tree) -> np.ndarray:
+        return np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(tree)])
+
+    updates = {}  # (precision, draw) -> {net: flat parameter change}
     for precision in ("float32", "bfloat16"):
         step = train.make_step(dataclasses.replace(model_config, compute_dtype=precision), config, spec, mesh)
         for i in range(draws):
-            start = jax.tree.map(jnp.copy, state.replace(key=jax.random.PRNGKey(1000 + i)))
-            new, _ = step(start, arrays)
-            updates[precision, i] = {net: jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), getattr(new, net),
-                                                       getattr(state, net)) for net in ("g_params", "d_params")}
-
-    def flat(u, net):
-        return np.concatenate([x.ravel() for x in jax.tree.leaves(u[net])])
-
-    def distance(a, b, net):
-        return float(np.linalg.norm(flat(a, net) - flat(b, net)))
+            new, _ = step(jax.tree.map(jnp.copy, state.replace(key=jax.random.PRNGKey(1000 + i))), arrays)
+            updates[precision, i] = {net: flat(getattr(new, net)) - flat(getattr(state, net))
+                                     for net in ("g_params", "d_params")}
 
     out = {"steps_trained": steps, "draws": draws, "model": "cpu preset", "data": "synthetic cathode 96^3"}
     for net in ("g_params", "d_params"):
-        error = [distance(updates["bfloat16", i], updates["float32", i], net) for i in range(draws)]
-        noise = [distance(updates["float32", i], updates["float32", j], net)
-                 for i, j in itertools.combinations(range(draws), 2)]
-        size = [float(np.linalg.norm(flat(updates["float32", i], net))) for i in range(draws)]
-        mean_error = np.mean([flat(updates["bfloat16", i], net) - flat(updates["float32", i], net)
-                              for i in range(draws)], axis=0)
-        mean_update = np.mean([flat(updates["float32", i], net) for i in range(draws)], axis=0)
-        out[net.split("_")[0]] = {"update_norm": round(float(np.median(size)), 6),
-                                  "precision_error": round(float(np.median(error)), 6),
-                                  "sampling_noise": round(float(np.median(noise)), 6),
-                                  "error_over_noise": round(float(np.median(error) / np.median(noise)), 4),
-                                  "bias": round(float(np.linalg.norm(mean_error) / np.linalg.norm(mean_update)), 4)}
+        f32 = [updates["float32", i][net] for i in range(draws)]
+        errors = [updates["bfloat16", i][net] - f32[i] for i in range(draws)]
+        error = np.median([np.linalg.norm(e) for e in errors])
+        noise = np.median([np.linalg.norm(f32[i] - f32[j]) for i, j in itertools.combinations(range(draws), 2)])
+        out[net.split("_")[0]] = {
+            "update_norm": round(float(np.median([np.linalg.norm(u) for u in f32])), 6),
+            "precision_error": round(float(error), 6), "sampling_noise": round(float(noise), 6),
+            "error_over_noise": round(float(error / noise), 4),
+            "bias": round(float(np.linalg.norm(np.mean(errors, axis=0)) / np.linalg.norm(np.mean(f32, axis=0))), 4)}
     return out
 
 

@@ -93,11 +93,16 @@ def _run_synth(args) -> int:
 
 
 # --- generate --------------------------------------------------------------------------------------
-def _add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="generate volumes from a checkpoint (any size, periodic, chunked)")
+def _add_checkpoint_step(p) -> None:
+    """--checkpoint DIR and --step N (a saved step; default the newest)."""
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--step", type=int, help="saved step of the checkpoint to use (default the newest; "
                    "`porejax info` lists them)")
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="generate volumes from a checkpoint (any size, periodic, chunked)")
+    _add_checkpoint_step(p)
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--size", type=int, help="output side in voxels (exact)")
     size.add_argument("--latent-size", type=int, help="latent side A (output 16(A+3), or 16A periodic, for the paper)")
@@ -197,9 +202,7 @@ def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="compare real and generated microstructures: report.md/.html, figures, JSON")
     p.add_argument("--real", required=True, type=Path, nargs="+",
                    help="real label volume(s) (TIFF/.npy) with the checkpoint's labels; crops are spread over them")
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--step", type=int, help="saved step of the checkpoint to use (default the newest; "
-                   "`porejax info` lists them)")
+    _add_checkpoint_step(p)
     p.add_argument("--n", type=int, default=100,
                    help="generated volumes, and real crops unless the real volumes hold fewer distinct ones (default 100)")
     p.add_argument("--size", type=int, default=64, help="side of every volume in voxels (default 64)")
