@@ -30,9 +30,11 @@ def main(argv=None) -> None:
     if args.stationary_latent:
         gen = gen.with_stationary_statistics(latent_size=args.stationary_latent)
         statistics = f"stationary: re-estimated on periodic latents of side {args.stationary_latent}"
-    extra = {k: v for k, v in meta.items() if k not in ("format", "version", "model", "phase_map")}
-    checkpoint.write_metadata(args.out, gen.config, gen.phase_map, **extra,
-                              exported={"from_step": gen.step, "statistics": statistics})
+    extra = {k: v for k, v in meta.items() if k not in ("format", "version", "model", "phase_map", "exported")}
+    exported = {"from_step": gen.step, "statistics": statistics}
+    if "exported" in meta:  # exported again: keep how the source was made
+        exported["source"] = meta["exported"]
+    checkpoint.write_metadata(args.out, gen.config, gen.phase_map, **extra, exported=exported)
     checkpoint.save(args.out, gen.step, gen.variables)
     print(f"wrote {args.out}: step {gen.step}, statistics {statistics}")
 

@@ -35,7 +35,8 @@ STEPS_DIR = "checkpoints"
 def _manager(workdir: Path, keep: int | None = 3, keep_period: int = 0) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_period or None, create=True,
                                            enable_async_checkpointing=False)
-    return ocp.CheckpointManager(workdir.resolve() / STEPS_DIR, options=options, item_names=("generator", "state"))
+    handlers = {name: ocp.StandardCheckpointHandler() for name in ("generator", "state")}
+    return ocp.CheckpointManager(workdir.resolve() / STEPS_DIR, options=options, item_handlers=handlers)
 
 
 def write_metadata(workdir: str | os.PathLike, model_config: ModelConfig, phase_map: PhaseMap,
@@ -128,6 +129,13 @@ def restore_generator(workdir: str | os.PathLike, step: int | None = None) -> tu
     target, _ = jax.eval_shape(lambda: init_variables(config, jax.random.PRNGKey(0)))
     variables, step = _restore_item(workdir, "generator", target, step)
     return meta, variables, step
+
+
+def state_fields(workdir: str | os.PathLike, step: int) -> set[str]:
+    """Names of the top-level fields of the train state saved at `step` (empty if it saved none)."""
+    with _manager(Path(workdir)) as manager:
+        metadata = manager.item_metadata(int(step)).get("state")
+    return set() if metadata is None else set(metadata.keys())
 
 
 def restore_state(workdir: str | os.PathLike, target: Any, step: int | None = None) -> tuple[Any, int]:

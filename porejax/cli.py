@@ -237,6 +237,9 @@ def _add_train(sub) -> None:
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
     p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's); may differ on "
                    "--resume, e.g. lower to refine a run that has plateaued")
+    p.add_argument("--ema-decay", type=float,
+                   help="generate from an exponential moving average of the generator's weights with this decay "
+                   "(e.g. 0.999; default: the preset's; 0: off); may be switched on at --resume")
     p.add_argument("--precision", choices=("float32", "bfloat16"),
                    help="convolution products: float32 (default) or bfloat16 (mixed precision, float32 weights)")
     p.add_argument("--latent", choices=("periodic", "point"),
@@ -269,7 +272,8 @@ def _run_train(args) -> int:
     config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
                                 lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment,
                                 holdout=args.holdout, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
-                                checkpoint_every=args.checkpoint_every, keep_every=args.keep_every)
+                                checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
+                                ema_decay=args.ema_decay)
     summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
                           preset=args.preset, sources=[p.name for p in args.data], generator_from=args.generator_from)
     print(f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "

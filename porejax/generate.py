@@ -30,6 +30,7 @@ import numpy as np
 from porejax import checkpoint
 from porejax.errors import PorejaxError
 from porejax.models import Generator, ModelConfig, generator_batch_statistics
+from porejax.nn.layers import PREPARED, subpixel_kernel
 from porejax.volume import PhaseMap, TiffStackWriter, decode
 
 AXES = "xyz"
@@ -64,6 +65,13 @@ def _as_triple(size: int | Sequence[int], what: str) -> tuple[int, int, int]:
     if len(sizes) != 3 or any(int(s) != s or s < 1 for s in sizes):
         raise PorejaxError(f"{what} must be a positive integer or three of them, got {size!r}")
     return tuple(int(s) for s in sizes)  # type: ignore[return-value]
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _prepared_kernels(params: dict, config: ModelConfig) -> dict:
+    """{"deconv<i>": {"kernel": sub-pixel form}} of the generator's transposed convolutions."""
+    return {f"deconv{i}": {"kernel": subpixel_kernel(params[f"deconv{i}"]["kernel"], stride, pad)}
+            for i, (_, kernel, stride, pad) in enumerate(config.generator_layers) if kernel % stride == 0}
 
 
 @functools.partial(jax.jit, static_argnames=("config", "periodic"))
@@ -255,12 +263,18 @@ class FrozenGenerator:
         stats = jax.tree_util.tree_map(lambda *v: sum(v) / len(v), *per_batch)
         return dataclasses.replace(self, variables={"params": self.variables["params"], "batch_stats": stats})
 
+    @functools.cached_property
+    def _generation_variables(self) -> dict:
+        """`variables` on the device, with the kernels prepared for the layers' products once (not per call)."""
+        variables = jax.device_put(self.variables)
+        return {**variables, PREPARED: _prepared_kernels(variables["params"], self.config)}
+
     # --- one-shot generation -------------------------------------------------------------------
     def probabilities(self, z, periodic: str | Sequence[bool] = "") -> np.ndarray:
         """Phase probabilities float32 (D, H, W, n_phases) for a latent (A, A, A, C); batched in, batched out."""
         zb, batched = self._check_latent(z)
         flags = parse_periodic(periodic)
-        out = np.concatenate([np.asarray(_probabilities(self.variables, jnp.asarray(zb[i:i + _BATCH]),
+        out = np.concatenate([np.asarray(_probabilities(self._generation_variables, jnp.asarray(zb[i:i + _BATCH]),
                                                         self.config, flags))
                               for i in range(0, len(zb), _BATCH)])
         return out if batched else out[0]
@@ -305,7 +319,7 @@ class FrozenGenerator:
                 crops = np.array([layer_crops(self.config, t[3] - t[2], t[0] + p.offset - u * t[2],
                                               t[1] + p.offset - u * t[2]) for t, p in zip((tx, ty, tz), plans)])
                 lengths = tuple(map(tuple, crops[..., 1].T.tolist()))  # (layers, axes): static shapes
-                idx, c = _indices_and_confidence(self.variables, jnp.asarray(window), self.config, lengths,
+                idx, c = _indices_and_confidence(self._generation_variables, jnp.asarray(window), self.config, lengths,
                                                  jnp.asarray(crops[..., 0].T, jnp.int32))
                 target = (slice(None), slice(ty[0], ty[1]), slice(tz[0], tz[1]))
                 labels[target] = lut[np.asarray(idx)]

@@ -103,6 +103,7 @@ class TrainConfig:
     keep_every: int = 0              # also keep the checkpoints of steps that are multiples of this (0: the 3 newest only)
     eval_samples: int = 8            # generated volumes per quick evaluation
     standing_batches: int = 32       # batches of latents for the generator's standing statistics
+    ema_decay: float = 0.0           # > 0: generate from an exponential moving average of the generator's weights
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -113,6 +114,8 @@ class TrainConfig:
                 raise PorejaxError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.keep_every < 0:
             raise PorejaxError(f"keep-every must be 0 (keep only the newest checkpoints) or positive, got {self.keep_every}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise PorejaxError(f"ema-decay must be in [0, 1) (0: no average; typical 0.999), got {self.ema_decay}")
         if self.lr is not None and not self.lr > 0:
             raise PorejaxError(f"learning rate must be positive, got {self.lr}")
         if self.latent not in LATENTS:
@@ -131,6 +134,8 @@ class TrainConfig:
 
 
 CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_every", "eval_samples", "standing_batches")
+# recipe fields a resumed run may change; porejax.json records each one's values as "<name>_history"
+RESUME_MAY_CHANGE = ("lr", "ema_decay")
 
 # about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
 _CPU = TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, keep_every=500,
@@ -199,9 +204,11 @@ class TrainState:
     d_opt: Any
     key: jax.Array        # uint32 (2,): split every step
     data_key: jax.Array   # uint32 (2,): fixed; orders strided epochs
+    g_ema: Any = None     # moving average of g_params (None without --ema-decay)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """The fields as a dict, without absent (None) ones: what a checkpoint saves."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
 
 # --- devices --------------------------------------------------------------------------------------
@@ -249,7 +256,16 @@ def init_state(model_config: ModelConfig, config: TrainConfig) -> TrainState:
     tx = _optimizer(config)
     return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
                       d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
-                      g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]), key=k_step, data_key=k_data)
+                      g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]), key=k_step, data_key=k_data,
+                      g_ema=g_vars["params"] if config.ema_decay > 0 else None)
+
+
+def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
+    """The moving average after `step` (int, >= 1) updates: rate * ema + (1 - rate) * params, with
+    rate = min(decay, (1 + step) / (10 + step)), so early weights fade quickly in short runs."""
+    step = jnp.asarray(step, jnp.float32)
+    rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree_util.tree_map(lambda e, p: rate * e + (1.0 - rate) * p, ema, params)
 
 
 def _apply_g(model_config: ModelConfig, periodic: tuple[bool, ...], params: Any, stats: Any,
@@ -360,7 +376,15 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
         return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
                              d_opt=d_opt, g_opt=g_opt, key=key), metrics
 
-    return bce_step if config.loss == "bce" else wgan_step
+    step = bce_step if config.loss == "bce" else wgan_step
+    if config.ema_decay == 0:
+        return step
+
+    def averaged_step(state: TrainState, arrays: dict):
+        state, metrics = step(state, arrays)
+        return state.replace(g_ema=ema_update(state.g_ema, state.g_params, config.ema_decay, state.step)), metrics
+
+    return averaged_step
 
 
 def _recipe(config: TrainConfig) -> TrainConfig:
@@ -411,11 +435,13 @@ def standing_statistics(model_config: ModelConfig, g_params: Any, g_stats: Any, 
 
 
 def frozen_generator(model_config: ModelConfig, state: TrainState, config: TrainConfig, mesh: Mesh) -> dict:
-    """Generator variables for generation: params + standing statistics (deterministic in step and seed)."""
+    """Generator variables for generation: params (their moving average with EMA) + standing statistics
+    of those params (deterministic in step and seed)."""
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), state.step)
-    stats = standing_statistics(model_config, state.g_params, state.g_stats, key, config.standing_batches,
+    params = state.g_params if state.g_ema is None else state.g_ema
+    stats = standing_statistics(model_config, params, state.g_stats, key, config.standing_batches,
                                 config.batch_size, mesh, config.latent)
-    return {"params": state.g_params, "batch_stats": stats}
+    return {"params": params, "batch_stats": stats}
 
 
 # --- data bookkeeping -----------------------------------------------------------------------------
@@ -449,17 +475,17 @@ def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase
         problems.append("the training data differ (volume bytes or holdout)")
     old, new = _recipe(TrainConfig(**meta["train"])), _recipe(config)
     problems += [f"{f.name} {getattr(old, f.name)} vs now {getattr(new, f.name)}" for f in dataclasses.fields(old)
-                 if f.name != "lr" and getattr(old, f.name) != getattr(new, f.name)]
+                 if f.name not in RESUME_MAY_CHANGE and getattr(old, f.name) != getattr(new, f.name)]
     if problems:
         raise PorejaxError(f"cannot resume {workdir}: its checkpoint was trained differently: "
                            f"{'; '.join(problems)}: use the original settings or another --workdir")
 
 
-def _lr_history(meta: dict, start_step: int, lr: float) -> list[list]:
-    """[[first step, learning rate], ...] of a resumed run: a resume may lower (or raise) the learning rate,
-    e.g. to refine a run that has plateaued; the optimiser's moments carry over unchanged."""
-    history = [list(entry) for entry in meta.get("lr_history", [[0, meta["train"]["lr"]]]) if entry[0] < start_step]
-    return history if history and history[-1][1] == lr else history + [[start_step, lr]]
+def _history(meta: dict, name: str, start_step: int, value: float) -> list[list]:
+    """[[first step, value], ...] of recipe field `name` (one of RESUME_MAY_CHANGE) in a resumed run."""
+    first = [[0, meta["train"].get(name, getattr(TrainConfig, name))]]
+    history = [list(entry) for entry in meta.get(f"{name}_history", first) if entry[0] < start_step]
+    return history if history and history[-1][1] == value else history + [[start_step, value]]
 
 
 # --- quick evaluation and images --------------------------------------------------------------------
@@ -549,11 +575,22 @@ def _start_state(model_config: ModelConfig, config: TrainConfig, workdir: Path, 
     replicated = NamedSharding(mesh, PartitionSpec())
     if start_step is None:
         return jax.jit(lambda: init_state(model_config, config), out_shardings=replicated)()
-    abstract = jax.eval_shape(lambda: init_state(model_config, config))
-    target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-                                    abstract.to_dict())
+    abstract = jax.eval_shape(lambda: init_state(model_config, config)).to_dict()
+    abstract.pop("g_ema", None)
+    if "g_ema" in checkpoint.state_fields(workdir, start_step):
+        abstract["g_ema"] = abstract["g_params"]
+    target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
     restored, _ = checkpoint.restore_state(workdir, target, start_step)
-    return TrainState(**restored)
+    # a run may start (or stop) averaging on resume: the average then starts from the current weights
+    g_ema = restored.pop("g_ema", None)
+    if config.ema_decay > 0 and g_ema is None:
+        g_ema = _copy(restored["g_params"])
+    return TrainState(**restored, g_ema=g_ema if config.ema_decay > 0 else None)
+
+
+def _copy(tree: Any) -> Any:
+    """Arrays with buffers of their own (a donated state must not hold one buffer twice)."""
+    return jax.tree_util.tree_map(jnp.copy, tree)
 
 
 def _real_reference(arrays: dict, spec: dataset.CropSpec, seed: int) -> np.ndarray:
@@ -600,8 +637,10 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     WORKDIR/log.jsonl (every `log_every` steps; with "eval" every `eval_every`; "time" is wall seconds
     since the run started, continued by a resumed run from its checkpoint's last record) and
     WORKDIR/samples/step_*.png. `resume`: continue from the newest checkpoint, whose model, PhaseMap, data
-    and recipe must match, except the learning rate, which may change (recorded in porejax.json under
-    "lr_history"). `devices`: the mesh (default all). `generator_from`: a checkpoint directory
+    and recipe must match, except the learning rate and the EMA decay, which may change (recorded in
+    porejax.json under "lr_history" and "ema_decay_history"; an average started on resume starts from the
+    weights of that step). With `config.ema_decay` > 0 the saved generators hold the moving average of
+    the generator's weights (with its own standing statistics). `devices`: the mesh (default all). `generator_from`: a checkpoint directory
     whose newest generator (same generator network and phases) a new run starts from, with a fresh
     discriminator and optimiser (e.g. a deeper discriminator on larger crops); recorded in porejax.json
     under "warm_start". Returns a summary dict.
@@ -633,17 +672,18 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         old_meta = checkpoint.read_metadata(workdir)
         _check_resumable(workdir, old_meta, model_config, phase_map, config, data)
         warm_start = old_meta.get("warm_start")
-        lr_history = _lr_history(old_meta, start_step, config.lr)
+        histories = {f"{name}_history": _history(old_meta, name, start_step, getattr(config, name))
+                     for name in RESUME_MAY_CHANGE}
     else:
         warm_start = None if generator_from is None else _warm_start_source(generator_from, model_config, phase_map)
-        lr_history = [[0, config.lr]]
+        histories = {f"{name}_history": [[0, getattr(config, name)]] for name in RESUME_MAY_CHANGE}
     is_main = jax.process_index() == 0
     log_path = workdir / LOG_FILE
     records = _read_log(log_path, start_step or 0)
     if is_main:
         extra = {"warm_start": warm_start} if warm_start else {}
         checkpoint.write_metadata(workdir, model_config, phase_map, train=config.to_dict(), data=data,
-                                  preset=preset, devices=mesh.size, lr_history=lr_history, **extra)
+                                  preset=preset, devices=mesh.size, **histories, **extra)
         (workdir / SAMPLES_DIR).mkdir(exist_ok=True)
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()
@@ -652,7 +692,8 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     if start_step is None and warm_start is not None:
         _, variables, _ = checkpoint.restore_generator(warm_start["checkpoint"], warm_start["step"])
         variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
-        state = dataclasses.replace(state, g_params=variables["params"], g_stats=variables["batch_stats"])
+        state = dataclasses.replace(state, g_params=variables["params"], g_stats=variables["batch_stats"],
+                                    g_ema=None if state.g_ema is None else _copy(variables["params"]))
     arrays = _replicate(dataset.device_arrays(stack, spec), mesh)
     compile_start = time.perf_counter()
     step_fn = compile_step(model_config, config, spec, mesh, state, arrays)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from porejax.nn.layers import (conv3d, conv3d_output_size, conv3d_reference, conv_transpose3d,
-                               conv_transpose3d_output_size, conv_transpose3d_reference)
+                               conv_transpose3d_output_size, conv_transpose3d_reference, subpixel_kernel)
 from porejax.nn.padding import pad_spatial
 
 CASES = [(4, 2, 1), (4, 1, 0), (3, 1, 1), (4, 2, 0), (6, 2, 2), (3, 2, 1)]
@@ -58,6 +58,10 @@ def test_transposed_conv_matches_pytorch_semantics(k, s, p, modes):
     assert fast.shape == expected.shape == reference.shape == (2, *sizes, 2)
     np.testing.assert_allclose(fast, expected, atol=2e-5 * np.abs(expected).max())
     np.testing.assert_allclose(reference, expected, atol=2e-5 * np.abs(expected).max())
+    if k % s == 0:  # generation passes the kernel prepared once in its sub-pixel form: the same values
+        prepared = subpixel_kernel(jnp.asarray(w), s, p)
+        assert prepared.shape == (k // s,) * 3 + (3,) + (s,) * 3 + (2,)
+        np.testing.assert_array_equal(np.asarray(conv_transpose3d(jnp.asarray(x), prepared, s, p, modes)), fast)
 
 
 @pytest.mark.parametrize("k,s,p", [(4, 2, 1), (4, 1, 0), (3, 2, 1), (4, 2, 2)])

@@ -121,6 +121,40 @@ def test_resume_may_change_the_learning_rate_and_records_it(tmp_path, volume):
     assert checkpoint.read_metadata(tmp_path)["lr_history"] == [[0, 2e-5], [2, 1e-12]]
 
 
+def test_the_generator_s_moving_average_may_start_on_resume_and_does_not_change_training(tmp_path, volume):
+    config = train.TrainConfig(steps=5, **{**QUIET, "checkpoint_every": 1, "keep_every": 1})
+    plain, averaged = tmp_path / "plain", tmp_path / "averaged"
+    train.train([volume], PHASES, plain, MICRO, config, progress=False)
+    train.train([volume], PHASES, averaged, MICRO, dataclasses.replace(config, steps=2), progress=False)
+    ema = dataclasses.replace(config, steps=4, ema_decay=0.5)
+    train.train([volume], PHASES, averaged, MICRO, ema, resume=True, progress=False)
+    train.train([volume], PHASES, averaged, MICRO, dataclasses.replace(ema, steps=5), resume=True, progress=False)
+    assert _losses(_log(averaged)) == _losses(_log(plain))  # the average does not feed back into training
+    target = jax.eval_shape(lambda: train.init_state(MICRO, config.resolved())).to_dict()
+    weights = {s: checkpoint.restore_state(plain, target, s)[0]["g_params"] for s in (2, 3, 4, 5)}
+    expected = weights[2]  # the average starts from the weights of the step it was switched on at
+    for step in (3, 4, 5):  # rate min(0.5, (1 + step) / (10 + step)): 4/13, 5/14, 6/15
+        expected = train.ema_update(expected, weights[step], 0.5, step)
+    state = _state(averaged, ema)
+    assert "g_ema" not in _state(plain, config) and int(state["step"]) == 5
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state["g_ema"], expected)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, state["g_params"], weights[5])
+    # generation uses the average, with standing statistics of the averaged weights
+    _, frozen, _ = checkpoint.restore_generator(averaged)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, frozen["params"], state["g_ema"])
+    standing = train.standing_statistics(MICRO, state["g_ema"], state["g_stats"], jax.random.fold_in(
+        jax.random.PRNGKey(config.seed), 5), config.standing_batches, config.batch_size, train.make_mesh())
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                           frozen["batch_stats"], standing)
+    assert checkpoint.read_metadata(averaged)["ema_decay_history"] == [[0, 0.0], [2, 0.5]]
+    leaf = train.ema_update({"w": jnp.ones(())}, {"w": jnp.zeros(())}, 0.999, 1)["w"]
+    assert float(leaf) == pytest.approx(2 / 11)  # early steps fade quickly ...
+    leaf = train.ema_update({"w": jnp.ones(())}, {"w": jnp.zeros(())}, 0.999, 10**6)["w"]
+    assert float(leaf) == pytest.approx(0.999)  # ... then the decay holds
+    with pytest.raises(PorejaxError, match="ema-decay must be in"):
+        train.TrainConfig(ema_decay=1.0)
+
+
 def test_a_generator_with_an_output_head_trains_and_generates(tmp_path, volume):
     model = dataclasses.replace(MICRO, head_width=2)
     train.train([volume], PHASES, tmp_path, model, train.TrainConfig(steps=2, **QUIET), progress=False)

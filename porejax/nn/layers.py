@@ -48,6 +48,7 @@ MOVE_COST_FLOPS = 100  # matrix-product flops costing as much as writing and rea
 # a sub-pixel layer computes all s^3 phases in one convolution over the union of their windows unless
 # that computes more than this factor of extra outputs (small inputs); then one convolution per phase
 ALL_PHASE_MAX_WASTE = 1.3
+PREPARED = "prepared"  # optional variable collection: per layer, its kernel prepared for `op` ("kernel")
 
 
 def _conv_valid(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1) -> jnp.ndarray:
@@ -245,24 +246,39 @@ def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 
     return _conv_stride1(x, w.reshape(q, q, q, s**3 * c_in, c_out))
 
 
-def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
-                     modes: Modes = ZEROS) -> jnp.ndarray:
-    """Transposed convolution of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out), PyTorch semantics."""
+# Sub-pixel decomposition of a transposed convolution: output o = s*m + r reads q = k/s consecutive inputs
+# starting at m + c_r, with kernel taps t -> s*(q - f_r - 1 - t) + r + p, where f_r = (r + p) // s and
+# c_r = f_r + 1 - q.
+def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
+    """Kernel (k, k, k, C_in, C_out) of a transposed convolution with k % stride == 0 -> its sub-pixel form
+    (q, q, q, C_in, s, s, s, C_out), q = k / s: what `conv_transpose3d` multiplies with. Generation computes
+    it once (`porejax.generate.FrozenGenerator`) and passes it in place of the kernel."""
     k, s, p = kernel.shape[0], stride, padding
-    if k % s:
-        return conv_transpose3d_reference(x, kernel, s, p, modes)
-    # Sub-pixel decomposition: output o = s*m + r reads q = k/s consecutive inputs starting at m + c_r,
-    # with kernel taps t -> s*(q - f_r - 1 - t) + r + p, where f_r = (r + p) // s and c_r = f_r + 1 - q.
-    q = k // s
-    phases = np.arange(s)
-    first = (phases + p) // s + 1 - q                                   # c_r
+    q, phases = k // s, np.arange(s)
     taps = s * (q - (phases + p) // s - 1 - np.arange(q)[:, None]) + phases + p  # (q, s): t, r -> kernel index
-    c_in, c_out = kernel.shape[3], kernel.shape[4]
     w = kernel
     for axis in (0, 2, 4):  # gather (k) -> (q, s) along each spatial kernel axis
         w = jnp.take(w, taps.reshape(-1), axis=axis)
         w = w.reshape(w.shape[:axis] + (q, s) + w.shape[axis + 1:])
-    w = w.transpose(0, 2, 4, 6, 1, 3, 5, 7)                             # (q, q, q, C_in, s, s, s, C_out)
+    return w.transpose(0, 2, 4, 6, 1, 3, 5, 7)
+
+
+def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
+                     modes: Modes = ZEROS) -> jnp.ndarray:
+    """Transposed convolution of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out), PyTorch semantics.
+
+    `kernel` may also be given in its sub-pixel form (`subpixel_kernel`, 8 axes)."""
+    s, p = stride, padding
+    if kernel.ndim == 8:
+        w = kernel
+        q, c_in, c_out = w.shape[0], w.shape[3], w.shape[7]
+        k = q * s
+    else:
+        k = kernel.shape[0]
+        if k % s:
+            return conv_transpose3d_reference(x, kernel, s, p, modes)
+        w, q, c_in, c_out = subpixel_kernel(kernel, s, p), k // s, kernel.shape[3], kernel.shape[4]
+    first = (np.arange(s) + p) // s + 1 - q                               # c_r
 
     sizes = x.shape[1:4]
     circular = [m == "circular" for m in modes]
@@ -335,6 +351,8 @@ class _ConvModule(nn.Module):
     def __call__(self, x: jnp.ndarray, modes: Modes = ZEROS) -> jnp.ndarray:
         k = self.kernel_size
         kernel = self.param("kernel", normal_init(0.02), (k, k, k, x.shape[-1], self.features))
+        if self.has_variable(PREPARED, "kernel"):  # the kernel in the form `op` computes with, made once
+            kernel = self.get_variable(PREPARED, "kernel")
         return self.op(x if self.dtype is None else x.astype(self.dtype), kernel, self.stride, self.padding, modes)
 
 
