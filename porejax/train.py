@@ -73,6 +73,9 @@ SAMPLES_DIR = "samples"
 REAL_EVAL_CROPS = 32  # real crops the quick evaluation compares against (drawn once per run)
 _ADAM_DEFAULTS = {"bce": (2e-5, 0.5, 0.999), "wgan-gp": (1e-4, 0.0, 0.9)}
 LATENTS = ("periodic", "point")
+# periodic-latent runs estimate the generator's standing statistics on periodic latents this many times the
+# training side per axis (experiments/results/cathode/README.md, "BatchNorm statistics")
+STATISTICS_SCALE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,11 +189,32 @@ def training_latent(model_config: ModelConfig, latent: str) -> tuple[int, tuple[
     return 1, (False, False, False)
 
 
-def draw_training_latents(model_config: ModelConfig, latent: str, key: jax.Array, batch: int) -> jax.Array:
-    """Standard-normal training latents (batch, a, a, a, latent_channels) float32 (drawn flat: fast to compile)."""
-    side, _ = training_latent(model_config, latent)
+def statistics_latent(model_config: ModelConfig, latent: str, batch_size: int, devices: int = 1
+                      ) -> tuple[int, tuple[bool, bool, bool], int]:
+    """(latent side, periodic flags, batch) of the latents the generator's standing statistics come from.
+
+    Point latents: the training latents. Periodic latents: STATISTICS_SCALE times the training side, with
+    about the voxels of a training batch (a multiple of `devices`). Generated volumes are larger than the
+    training crops, and on the small training torus the deeper layers' activations have other statistics
+    than on larger ones (for the cathode generator, statistics from the training side made 64^3 volumes
+    with ~0.02 less NMC than statistics from twice that side, which agree with 4x that side).
+    """
+    side, periodic = training_latent(model_config, latent)
+    if latent != "periodic":
+        return side, periodic, batch_size
+    batch = devices * max(1, batch_size // (STATISTICS_SCALE ** 3 * devices))
+    return STATISTICS_SCALE * side, periodic, batch
+
+
+def draw_latents(model_config: ModelConfig, key: jax.Array, batch: int, side: int) -> jax.Array:
+    """Standard-normal latents (batch, side, side, side, latent_channels) float32 (drawn flat: fast to compile)."""
     shape = (batch, side, side, side, model_config.latent_channels)
     return jax.random.normal(key, (math.prod(shape),), jnp.float32).reshape(shape)
+
+
+def draw_training_latents(model_config: ModelConfig, latent: str, key: jax.Array, batch: int) -> jax.Array:
+    """Standard-normal training latents (batch, a, a, a, latent_channels) float32."""
+    return draw_latents(model_config, key, batch, training_latent(model_config, latent)[0])
 
 
 @flax.struct.dataclass
@@ -412,10 +436,10 @@ def compile_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.C
 @functools.lru_cache(maxsize=8)
 def _standing_fn(model_config: ModelConfig, latent: str, batches: int, batch_size: int, mesh: Mesh):
     batch = NamedSharding(mesh, PartitionSpec("data"))
-    _, periodic = training_latent(model_config, latent)
+    side, periodic, size = statistics_latent(model_config, latent, batch_size, mesh.size)
 
     def one_batch(params, stats, key):
-        z = jax.lax.with_sharding_constraint(draw_training_latents(model_config, latent, key, batch_size), batch)
+        z = jax.lax.with_sharding_constraint(draw_latents(model_config, key, size, side), batch)
         return generator_batch_statistics(model_config, params, stats, z, periodic)
 
     def standing(params, stats, key):
@@ -427,7 +451,8 @@ def _standing_fn(model_config: ModelConfig, latent: str, batches: int, batch_siz
 
 def standing_statistics(model_config: ModelConfig, g_params: Any, g_stats: Any, key: jax.Array, batches: int,
                         batch_size: int, mesh: Mesh, latent: str = "periodic") -> Any:
-    """Generator BatchNorm statistics averaged over `batches` training-mode batches of training latents.
+    """Generator BatchNorm statistics averaged over `batches` training-mode batches of the latents
+    `statistics_latent` gives for training latents `latent` and `batch_size`.
 
     Returns a tree like `g_stats` ({"mean", "var"} per BatchNorm layer).
     """
@@ -602,12 +627,13 @@ def _real_reference(arrays: dict, spec: dataset.CropSpec, seed: int) -> np.ndarr
 
 def _quick_evaluation(model_config: ModelConfig, phase_map: PhaseMap, frozen: dict, real: np.ndarray,
                       config: TrainConfig, path: Path, step: int) -> dict:
-    """Generate `eval_samples` training-size volumes (fixed latents), compare with `real`, draw them."""
+    """Generate `eval_samples` volumes (fixed latents of the statistics' size: `statistics_latent`), compare
+    their volume fractions and surface areas with those of the real crops `real`, draw them."""
     from porejax.generate import FrozenGenerator
 
     gen = FrozenGenerator(model_config, phase_map, jax.device_get(frozen))
-    z = draw_training_latents(model_config, config.latent, jax.random.PRNGKey(config.seed + 2), config.eval_samples)
-    _, periodic = training_latent(model_config, config.latent)
+    side, periodic, _ = statistics_latent(model_config, config.latent, config.batch_size)
+    z = draw_latents(model_config, jax.random.PRNGKey(config.seed + 2), config.eval_samples, side)
     generated = np.argmax(gen.probabilities(np.asarray(z), periodic=periodic), axis=-1)
     save_sample_image(path, generated, real, f"step {step}: generated (top), real (bottom), middle x slices")
     return _evaluation(generated, real, phase_map)

@@ -221,6 +221,10 @@ def test_a_crop_other_than_the_model_s_is_refused():
 def test_a_deeper_discriminator_trains_on_periodic_latents_and_refuses_point_latents(tmp_path):
     model = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4, 4))  # G period unit 2, D 16^3 crops
     assert train.training_latent(model, "periodic") == (8, (True, True, True))
+    # standing statistics: periodic latents twice the training side, about a training batch's voxels
+    assert train.statistics_latent(model, "periodic", batch_size=32, devices=2) == (16, (True, True, True), 4)
+    assert train.statistics_latent(model, "periodic", batch_size=8, devices=2) == (16, (True, True, True), 2)
+    assert train.statistics_latent(MICRO, "point", batch_size=8) == (1, (False, False, False), 8)
     with pytest.raises(PorejaxError, match="point .* latents make 8\\^3 volumes but this discriminator judges 16"):
         train.training_latent(model, "point")
     summary = train.train([synthetic.cathode(20, seed=1)], PHASES, tmp_path, model,
