@@ -48,6 +48,10 @@ MOVE_COST_FLOPS = 100  # matrix-product flops costing as much as writing and rea
 # a sub-pixel layer computes all s^3 phases in one convolution over the union of their windows unless
 # that computes more than this factor of extra outputs (small inputs); then one convolution per phase
 ALL_PHASE_MAX_WASTE = 1.3
+# kernel gradients (sums over all positions of outer products) of at least this width on both sides are
+# one product with a transposed operand; narrower ones are CONTRACT_BLOCKS row-block products summed
+WIDE_PRODUCT = 256
+CONTRACT_BLOCKS = 8
 PREPARED = "prepared"  # optional variable collection: per layer, its kernel prepared for `op` ("kernel")
 
 
@@ -64,6 +68,14 @@ def _windows(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
     """Patches (B, *out, q^3 C) of x (B, D, H, W, C): the q^3 shifted windows stacked along channels."""
     windows = [x[:, a:a + out[0], b:b + out[1], c:c + out[2], :] for a, b, c in _taps(q)]
     return jnp.stack(windows, axis=-2).reshape(x.shape[0], *out, q**3 * x.shape[-1])
+
+
+def _windows_t(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
+    """The patches of `_windows` transposed, (q^3 C, B prod(out)), built from x moved channels-first
+    (a transpose of x instead of one of the q^3 times larger patches)."""
+    xt = x.transpose(4, 0, 1, 2, 3)
+    windows = [xt[:, :, a:a + out[0], b:b + out[1], c:c + out[2]] for a, b, c in _taps(q)]
+    return jnp.stack(windows).reshape(q**3 * x.shape[-1], -1)
 
 
 def _shifted_sum(z: jnp.ndarray, out: Sequence[int], sign: int, origin: Sequence[int]) -> jnp.ndarray:
@@ -106,8 +118,19 @@ def _matrix(kernel: jnp.ndarray, dtype) -> jnp.ndarray:
 
 
 def _contract(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """sum over batch and space of a (B, D, H, W, M) and b (B, D, H, W, N) -> (M, N), float32."""
-    return jax.lax.dot_general(a, b, (((0, 1, 2, 3), (0, 1, 2, 3)), ((), ())), preferred_element_type=jnp.float32)
+    """sum over batch and space of a (B, D, H, W, M) and b (B, D, H, W, N) -> (M, N), float32.
+
+    Laid out for XLA's CPU products: a transposed into its own array when M and N are both wide (then
+    one product with the long axis contracted row-major); otherwise as row blocks whose products are
+    summed (one product over all rows put a narrow operand in a layout ~3x slower).
+    """
+    rows = int(np.prod(a.shape[:4]))
+    a, b = a.reshape(rows, a.shape[-1]), b.reshape(rows, b.shape[-1])
+    if min(a.shape[1], b.shape[1]) >= WIDE_PRODUCT:
+        return jnp.dot(jax.lax.optimization_barrier(a.T), b, preferred_element_type=jnp.float32)
+    blocks = CONTRACT_BLOCKS if rows % CONTRACT_BLOCKS == 0 and rows >= CONTRACT_BLOCKS * 4096 else 1
+    return jax.lax.dot_general(a.reshape(blocks, rows // blocks, -1), b.reshape(blocks, rows // blocks, -1),
+                               (((1,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32).sum(0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -125,7 +148,12 @@ def _conv_im2col_bwd(pads, residuals, dy):
     dpatches = jnp.dot(dy, _matrix(kernel, x.dtype).T, preferred_element_type=jnp.float32)
     # x[i] (padded index i + before) was read by output o = i + before - t through tap t
     dx = _shifted_sum(dpatches.reshape(*dpatches.shape[:4], q**3, c_in), x.shape[1:4], -1, [b for b, _ in pads])
-    dkernel = _contract(_windows(_pad_or_crop(x, pads), q, dy.shape[1:4]), dy)
+    xp = _pad_or_crop(x, pads)
+    if min(q**3 * c_in, dy.shape[-1]) >= WIDE_PRODUCT:
+        dkernel = jnp.dot(_windows_t(xp, q, dy.shape[1:4]), dy.reshape(-1, dy.shape[-1]),
+                          preferred_element_type=jnp.float32)
+    else:
+        dkernel = _contract(_windows(xp, q, dy.shape[1:4]), dy)
     return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
