@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.train_step import T_95
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 JSON_DIR = ROOT / "benchmarks" / "results"
@@ -29,7 +31,7 @@ TITLE = "# porejax benchmark results"
 OWN_SECTIONS = ("## Training throughput", "## Generation", "## Profile")
 
 RUNS = {
-    "train_step": ["-m", "benchmarks.train_step", "--batch", "1", "4", "8", "--rounds", "5",
+    "train_step": ["-m", "benchmarks.train_step", "--batch", "1", "4", "8", "--rounds", "9",
                    "--variants", "porejax", "porejax-bf16", "porejax-periodic", "torch"],
     "layers": ["-m", "benchmarks.train_step", "--batch", "8", "--rounds", "3", "--layers"],
     "profile": ["-m", "benchmarks.train_step", "--batch", "8", "--profile", "float32"],
@@ -122,30 +124,31 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                   *[round(sum(r[f] for r in layers["layers"].values()), 1) for f in forms]]
         out += [_table(["layer", "GFLOP", *[names[f] for f in forms]], rows + [totals]), ""]
     if precision:
-        names = ("float32 seed 0", "float32 seed 1", "bfloat16 seed 0", "bfloat16 seed 1")
+        seeds, cmp = precision["seeds"], precision["comparison"]
         out += [f"Mixed precision (bfloat16 products, float32 weights / normalisation / optimiser) against float32: "
                 f"{precision['steps']} steps of the {precision['model']} on the {precision['data']}, each precision "
-                "from two seeds, so that the run-to-run noise of GAN training is measured within each precision "
-                f"(`python -m benchmarks.train_step --precision-check {precision['steps']}`, {precision['date']}). "
-                "Means over the second half of each run (losses and D outputs every 10 steps; generated volume "
-                "fractions and surface areas of the quick evaluations, 8 volumes each):", ""]
+                f"from {len(seeds)} seeds, so that the run-to-run noise of GAN training is measured within each "
+                f"precision (`python -m benchmarks.train_step --precision-check {precision['steps']}`, "
+                f"{precision['date']}). Per run: means over its second half (losses and D outputs every 10 steps; "
+                "generated volume fractions and surface areas of the quick evaluations, 8 volumes each); below, "
+                f"mean ± standard deviation of those over the {len(seeds)} runs of each precision, the difference "
+                "of the means, its standard error (from the spread within each precision) and t = difference / "
+                "standard error.", ""]
         rows = []
-        for key in ("loss_d", "loss_g", "d_real", "d_fake"):
-            k = f"{key}_mean_second_half"
-            rows.append([key, *[precision[n][k] for n in names], precision["difference_bfloat16"][k],
-                         precision["difference_seed"][k]])
-        for key in ("vf", "ssa"):
-            rows.append([f"{key} per phase (real {precision[names[0]][key + '_real']})",
-                         *[precision[n][key] for n in names], precision["difference_bfloat16"][key],
-                         precision["difference_seed"][key]])
-        out += [_table(["quantity", *names, "|mean bfloat16 - mean float32| (max over phases)",
-                        "|seed 1 - seed 0| within a precision (mean of both)"], rows), ""]
-        bf16, seed = precision["difference_bfloat16"], precision["difference_seed"]
-        ratios = {k.replace("_mean_second_half", ""): bf16[k] / seed[k] for k in bf16 if seed[k] > 0}
-        beyond = [k for k, r in ratios.items() if r > 1]
-        out += [f"Precision difference / seed difference: {', '.join(f'{k} {r:.2f}' for k, r in ratios.items())} "
-                "(about 0.7 expected without an effect of the precision, two runs per arm); beyond the seed "
-                f"difference: {', '.join(beyond) or 'nothing'}.", ""]
+        for key, c in cmp.items():
+            per_phase = isinstance(c["t"], list)
+            for i in range(len(c["t"]) if per_phase else 1):
+                pick = (lambda v, i=i: v[i]) if per_phase else (lambda v: v)
+                rows.append([f"{key} phase {i}" if per_phase else key,
+                             f"{pick(c['float32_mean'])} ± {pick(c['float32_std'])}",
+                             f"{pick(c['bfloat16_mean'])} ± {pick(c['bfloat16_std'])}",
+                             pick(c["difference"]), pick(c["standard_error"]), pick(c["t"])])
+        out += [_table(["quantity", "float32", "bfloat16", "difference", "standard error", "t"], rows), ""]
+        dof = 2 * (len(seeds) - 1)
+        beyond = [r[0] for r in rows if abs(r[5]) > T_95[dof]]
+        out += [f"|t| above {T_95[dof]} (two-sided 5% with {dof} degrees of freedom): {', '.join(beyond) or 'none'} of "
+                f"{len(rows)} quantities (about {0.05 * len(rows):.1f} expected by chance without an effect of the "
+                f"precision). {precision.get('note', '')}".strip(), ""]
     if update_noise:
         u = update_noise
         out += [f"One update, bfloat16 against float32 (`python -m benchmarks.train_step --update-noise "

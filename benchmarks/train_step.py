@@ -307,8 +307,10 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
 
 
 # --- mixed precision: training statistics -------------------------------------------------------------
-PRECISION_RUNS = (("float32", 0), ("bfloat16", 0), ("float32", 1), ("bfloat16", 1))  # 2 seeds: the run-to-run noise
+PRECISION_SEEDS = (0, 1, 2, 3)  # seeds per precision: the run-to-run noise of GAN training, measured in each arm
 PRECISION_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
+# two-sided 95% points of Student's t by degrees of freedom, 2 (seeds - 1) for the precision comparison
+T_95 = {2: 4.303, 4: 2.776, 6: 2.447, 8: 2.306, 10: 2.228}
 
 
 def _synthetic_cpu_run(workdir, precision: str, steps: int, seed: int = 0, **cadence):
@@ -352,41 +354,50 @@ def _run_statistics(records: list[dict], steps: int) -> dict:
     return out
 
 
-def precision_differences(summary: dict) -> dict:
-    """From the per-run summaries of PRECISION_RUNS: `difference_bfloat16`, |mean of the bfloat16 runs - mean
-    of the float32 runs|, against `difference_seed`, the mean over both precisions of |seed 1 - seed 0| (the
-    run-to-run noise of GAN training); per-phase quantities give their largest phase. Without an effect of
-    the precision the first is expected at about 0.7x the second (two runs per arm)."""
+def precision_comparison(runs: dict, seeds) -> dict:
+    """From per-run summaries named "<precision> seed <k>": per quantity (per phase for vf and ssa) the mean
+    and standard deviation over the seeds of each precision, the difference of the means (bfloat16 - float32),
+    its standard error from the seed-to-seed spread within each precision, and t = difference / standard
+    error. Without an effect of the precision |t| stays below T_95[2 (seeds - 1)] in 95% of quantities."""
     import numpy as np
 
-    keys = [k for k in summary["float32 seed 0"] if k not in ("evaluations", "vf_real", "ssa_real")]
-
-    def arm(precision: str, key: str) -> np.ndarray:
-        return np.array([summary[f"{precision} seed {seed}"][key] for seed in (0, 1)], dtype=float)
-
-    out = {"difference_bfloat16": {}, "difference_seed": {}}
-    for k in keys:
-        f32, bf16 = arm("float32", k), arm("bfloat16", k)
-        out["difference_bfloat16"][k] = round(float(np.max(np.abs(bf16.mean(0) - f32.mean(0)))), 4)
-        out["difference_seed"][k] = round(float(np.mean([np.max(np.abs(a[1] - a[0])) for a in (f32, bf16)])), 4)
+    keys = [f"{k}_mean_second_half" for k in PRECISION_KEYS] + ["vf", "ssa"]
+    out = {}
+    for key in keys:
+        arms = {p: np.array([runs[f"{p} seed {seed}"][key] for seed in seeds], dtype=float)
+                for p in ("float32", "bfloat16")}
+        f32, bf16 = arms["float32"], arms["bfloat16"]
+        difference = bf16.mean(0) - f32.mean(0)
+        error = np.sqrt(bf16.var(0, ddof=1) / len(bf16) + f32.var(0, ddof=1) / len(f32))
+        values = {"float32_mean": f32.mean(0), "float32_std": f32.std(0, ddof=1), "bfloat16_mean": bf16.mean(0),
+                  "bfloat16_std": bf16.std(0, ddof=1), "difference": difference, "standard_error": error,
+                  "t": difference / error}
+        out[key.replace("_mean_second_half", "")] = {k: np.round(v, 4).tolist() for k, v in values.items()}
     return out
 
 
-def precision_check(steps: int) -> dict:
-    """float32 vs bfloat16 products, two seeds each (PRECISION_RUNS): second-half means of losses, D outputs,
-    generated volume fractions and surface areas per run, and `precision_differences`."""
-    runs = {}
-    for precision, seed in PRECISION_RUNS:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--precision-worker", precision,
-                               "--precision-check", str(steps), "--seed", str(seed)], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        if proc.returncode:
-            raise RuntimeError(proc.stderr.strip().splitlines()[-1])
-        runs[f"{precision} seed {seed}"] = json.loads(proc.stdout)
-    summary = {name: _run_statistics(records, steps) for name, records in runs.items()}
-    summary.update(precision_differences(summary))
-    summary["steps_per_s"] = {name: records[-1].get("steps_per_s") for name, records in runs.items()}
-    return summary
+def precision_check(steps: int, seeds=PRECISION_SEEDS, reuse: dict | None = None) -> dict:
+    """float32 vs bfloat16 products, each from `seeds`: second-half means of losses, D outputs, generated
+    volume fractions and surface areas per run, and `precision_comparison`. Runs of the same length stored
+    in `reuse` (an earlier result) are kept, only the missing ones are trained."""
+    runs = {name: r for name, r in (reuse or {}).get("runs", {}).items() if (reuse or {}).get("steps") == steps}
+    speed = dict((reuse or {}).get("steps_per_s", {}))
+    for seed in seeds:
+        for precision in ("float32", "bfloat16"):
+            name = f"{precision} seed {seed}"
+            if name in runs:
+                continue
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.train_step", "--precision-worker", precision,
+                                   "--precision-check", str(steps), "--seed", str(seed)], capture_output=True,
+                                  text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            if proc.returncode:
+                raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+            records = json.loads(proc.stdout)
+            runs[name] = _run_statistics(records, steps)
+            speed[name] = records[-1].get("steps_per_s")
+            print(json.dumps({name: runs[name]}), file=sys.stderr, flush=True)
+    runs = {f"{p} seed {seed}": runs[f"{p} seed {seed}"] for seed in seeds for p in ("float32", "bfloat16")}
+    return {"seeds": list(seeds), "runs": runs, "comparison": precision_comparison(runs, seeds), "steps_per_s": speed}
 
 
 def update_noise(steps: int, draws: int = 6) -> dict:
@@ -456,7 +467,10 @@ def main(argv=None) -> None:
                         help="instead: layer-by-layer forward + backward ms at the first --batch for these forms "
                              f"(no value: {' '.join(LAYER_FORMS[1:])})")
     parser.add_argument("--precision-check", type=int, metavar="STEPS",
-                        help="instead: train the cpu preset STEPS steps with float32 and bfloat16 products, 2 seeds each")
+                        help="instead: train the cpu preset STEPS steps with float32 and bfloat16 products from "
+                             "each of --precision-seeds")
+    parser.add_argument("--precision-seeds", type=int, nargs="+", default=list(PRECISION_SEEDS))
+    parser.add_argument("--reuse", metavar="JSON", help="with --precision-check: keep the runs of this earlier result")
     parser.add_argument("--update-noise", type=int, metavar="STEPS",
                         help="instead: after STEPS float32 steps, the bfloat16 change of one update vs its sampling noise")
     parser.add_argument("--profile", choices=("float32", "bfloat16"),
@@ -475,9 +489,10 @@ def main(argv=None) -> None:
         print(json.dumps({"benchmark": "profile", **profile(args.batch[0], args.profile)}, indent=1))
         return
     if args.precision_check:
+        reuse = json.loads(open(args.reuse).read()) if args.reuse else None
         print(json.dumps({"benchmark": "mixed_precision", "steps": args.precision_check,
                           "model": "cpu preset", "data": "synthetic cathode 96^3",
-                          **precision_check(args.precision_check)}, indent=1))
+                          **precision_check(args.precision_check, args.precision_seeds, reuse)}, indent=1))
         return
     if args.update_noise:
         print(json.dumps({"benchmark": "update_noise", "date": time.strftime("%Y-%m-%d"),

@@ -86,6 +86,23 @@ def test_paper_shaped_layers_take_the_matrix_product_path():
     _check(layers.conv3d, layers.conv3d_reference, xd, wd, 2, 1, ("zeros",) * 3)
 
 
+@pytest.mark.parametrize("contraction", ["wide", "row blocks"])
+@pytest.mark.parametrize("channels", [(3, 4), (12, 1)])
+def test_kernel_gradient_layouts(monkeypatch, contraction, channels):
+    """Both layouts of the kernel gradient (transposed patches / one transposed operand, or summed row-block
+    products), forced at test sizes, in every matrix-product form: values and gradients agree."""
+    if contraction == "wide":
+        monkeypatch.setattr(layers, "WIDE_PRODUCT", 1)
+    else:
+        monkeypatch.setattr(layers, "WIDE_PRODUCT", 1 << 30)
+        monkeypatch.setattr(layers, "CONTRACT_BLOCKS", 2)
+        monkeypatch.setattr(layers, "CONTRACT_BLOCK_MIN_ROWS", 1)
+    x, w = _arrays((2, 6, 5, 7, channels[0]), (4, 4, 4, *channels), 21)
+    _check(layers.conv_transpose3d, layers.conv_transpose3d_reference, x, w, 2, 1, MODES[1])
+    x, w = _arrays((2, 9, 8, 11, channels[0]), (4, 4, 4, *channels), 22)
+    _check(layers.conv3d, layers.conv3d_reference, x, w, 2, 1, MODES[0])
+
+
 @pytest.mark.parametrize("channels", [(5, 4), (4, 1)])
 def test_point_layers(channels):
     """The paper's end layers, where the kernel overhangs the input on every side (taps reading only padding):

@@ -52,6 +52,7 @@ ALL_PHASE_MAX_WASTE = 1.3
 # one product with a transposed operand; narrower ones are CONTRACT_BLOCKS row-block products summed
 WIDE_PRODUCT = 256
 CONTRACT_BLOCKS = 8
+CONTRACT_BLOCK_MIN_ROWS = 4096
 PREPARED = "prepared"  # optional variable collection: per layer, its kernel prepared for `op` ("kernel")
 
 
@@ -128,7 +129,7 @@ def _contract(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     a, b = a.reshape(rows, a.shape[-1]), b.reshape(rows, b.shape[-1])
     if min(a.shape[1], b.shape[1]) >= WIDE_PRODUCT:
         return jnp.dot(jax.lax.optimization_barrier(a.T), b, preferred_element_type=jnp.float32)
-    blocks = CONTRACT_BLOCKS if rows % CONTRACT_BLOCKS == 0 and rows >= CONTRACT_BLOCKS * 4096 else 1
+    blocks = CONTRACT_BLOCKS if rows % CONTRACT_BLOCKS == 0 and rows >= CONTRACT_BLOCKS * CONTRACT_BLOCK_MIN_ROWS else 1
     return jax.lax.dot_general(a.reshape(blocks, rows // blocks, -1), b.reshape(blocks, rows // blocks, -1),
                                (((1,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32).sum(0)
 
