@@ -255,12 +255,29 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   without YNNPACK (Eigen products) 14.95 vs 6.28 s per iteration, YNNPACK also fusing elementwise ops and
   reductions (`individual_dot,dot,eltwise,reduce`) 6.97 vs 6.10 s, YNNPACK convolutions
   (`individual_dot,individual_convolution`) 14.91 vs 6.10 s: the default is the fastest;
-- where float32 still loses (profile above, all ops summed by output shape): the generator's 16^3 -> 32^3
-  layer (M = 8 x 17^3 = 39304 union-window positions, K = 1024 patch entries, N = 512 = 8 phases x 64
-  channels, 41 GFLOP per product) runs its forward products at ~160 GFLOP/s but its input-gradient
-  ([39304, 1024]) and kernel-gradient ([1024, 512], a reduction over 39304 rows after a 160 MB transposed
-  copy of the patches) products at ~100-130 GFLOP/s, of ~186 for float32 products here; elementwise work
-  and copies are the other 28%;
+- kept (new): kernel gradients laid out for XLA's CPU products. Written as one `dot_general` over batch
+  and space, XLA chose the layouts itself; for the generator's last layer (x [262144, 64] against the
+  patches of dy [262144, 192]) it transposed x (86-96 ms, BatchNorm fused in) and ran the product at
+  ~46 GFLOP/s (140-270 ms, twice per iteration), where 8 summed row-block products take 48 ms stand-alone.
+  Now: both sides >= 256 wide -> one product with a transposed operand in its own array (im2col builds
+  the transposed patches from the input moved channels-first: a transpose of x, not of the 8x larger
+  patches); narrower -> 8 row-block products summed. Full iteration, batch 8, interleaved processes:
+  5.10 vs 5.35 s (this form vs the previous commit, 6 rounds), 4.84-4.96 vs 5.45-5.52 s (two variants of
+  it vs the single `dot_general`, 5-6 rounds). Values and gradients tested for both layouts
+  (`test_kernel_gradient_layouts`);
+- tried, not kept (new): transparent huge pages for XLA's buffers (glibc tunable `glibc.malloc.hugetlb=1`).
+  A batch-8 iteration takes 532k page faults and 1.15 s of system time, because XLA allocates its
+  temporary buffers afresh on every call; with huge pages 5.3k faults and 0.84 s, but the iteration is
+  not faster (5.23 vs 5.28 s one after the other, 6.34 vs 5.47 s interleaved).
+  `--xla_cpu_prefer_vector_width=512`: 5.34 vs 5.07 s. All-phase threshold 1.5 or 1.1 instead of 1.3:
+  4.97 / 4.99 vs 4.75 s;
+- where float32 still loses (profile above): the products run near what these shapes reach alone on
+  this machine today (stand-alone float32 products, 2 threads: [39304, 1024] x [1024, 512] 152-162
+  GFLOP/s, the transposed-patches kernel gradient 197-206, [262144, 64] x [64, 192] 61-63; the input- and
+  kernel-gradient products of the 16^3 -> 32^3 layer run concurrently, ~190 GFLOP/s together). What is
+  left: that layer's union window computes 20% more rows than the phases need (7 products of 41 GFLOP
+  per iteration, ~0.3 s), and copies and elementwise work (patches, phase windows, depth-to-space,
+  BatchNorm) are about a quarter of the op time; PyTorch's oneDNN convolutions build no patches;
 - the benchmark's `porejax` variants now train on the paper's 1^3 latents, as the PyTorch reference does
   (the same computation); porejax's default periodic latents (4^3, circular padding in every generator
   layer) do more work and are timed as their own variant (`porejax-periodic`, 14-19% slower). Before this,
