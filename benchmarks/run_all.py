@@ -136,13 +136,12 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                 "standard error.", ""]
         rows = []
         for key, c in cmp.items():
-            per_phase = isinstance(c["t"], list)
-            for i in range(len(c["t"]) if per_phase else 1):
-                pick = (lambda v, i=i: v[i]) if per_phase else (lambda v: v)
-                rows.append([f"{key} phase {i}" if per_phase else key,
-                             f"{pick(c['float32_mean'])} ± {pick(c['float32_std'])}",
-                             f"{pick(c['bfloat16_mean'])} ± {pick(c['bfloat16_std'])}",
-                             pick(c["difference"]), pick(c["standard_error"]), pick(c["t"])])
+            c = {name: v if isinstance(v, list) else [v] for name, v in c.items()}  # scalars as one "phase"
+            for i in range(len(c["t"])):
+                rows.append([f"{key} phase {i}" if len(c["t"]) > 1 else key,
+                             f"{c['float32_mean'][i]} ± {c['float32_std'][i]}",
+                             f"{c['bfloat16_mean'][i]} ± {c['bfloat16_std'][i]}",
+                             c["difference"][i], c["standard_error"][i], c["t"][i]])
         out += [_table(["quantity", "float32", "bfloat16", "difference", "standard error", "t"], rows), ""]
         dof = 2 * (len(seeds) - 1)
         beyond = [r[0] for r in rows if abs(r[5]) > T_95[dof]]

@@ -380,8 +380,8 @@ def precision_check(steps: int, seeds=PRECISION_SEEDS, reuse: dict | None = None
     """float32 vs bfloat16 products, each from `seeds`: second-half means of losses, D outputs, generated
     volume fractions and surface areas per run, and `precision_comparison`. Runs of the same length stored
     in `reuse` (an earlier result) are kept, only the missing ones are trained."""
-    runs = {name: r for name, r in (reuse or {}).get("runs", {}).items() if (reuse or {}).get("steps") == steps}
-    speed = dict((reuse or {}).get("steps_per_s", {}))
+    kept = reuse if reuse and reuse.get("steps") == steps else {}
+    runs, speed = dict(kept.get("runs", {})), dict(kept.get("steps_per_s", {}))
     for seed in seeds:
         for precision in ("float32", "bfloat16"):
             name = f"{precision} seed {seed}"
