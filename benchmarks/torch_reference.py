@@ -104,4 +104,4 @@ class TrainStep:
             loss_g = self.loss(logits, torch.full_like(logits, self.real_label))
             loss_g.backward()
             self.opt_g.step()
-        return {"loss_d": float(loss_real + loss_fake), "loss_g": float(loss_g)}
+        return {"loss_d": float((loss_real + loss_fake).detach()), "loss_g": float(loss_g.detach())}

@@ -479,6 +479,10 @@ def main(argv=None) -> None:
     parser.add_argument("--precision-worker", choices=("float32", "bfloat16"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker != "torch":
+        from porejax.host import reuse_freed_memory
+
+        reuse_freed_memory()  # every porejax process here runs as the `porejax` command does (before JAX starts)
     if args.worker:
         worker(args.worker, args.batch[0])
         return

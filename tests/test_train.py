@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 import porejax
-from porejax import checkpoint, cli, losses, synthetic, train
+from porejax import checkpoint, cli, host, losses, synthetic, train
 from porejax.errors import PorejaxError
 from porejax.models import ModelConfig, init_variables
 from porejax.volume import PhaseMap
@@ -39,7 +39,9 @@ def _state(workdir, config, model=MICRO):
     return checkpoint.restore_state(workdir, target)[0]
 
 
-def test_cli_tiny_run_checkpoints_and_generates(tmp_path):
+def test_cli_tiny_run_checkpoints_and_generates(tmp_path, monkeypatch):
+    allocator_calls = []  # `train` sets up the allocator (tests/test_host.py; not applied to this process)
+    monkeypatch.setattr(host, "reuse_freed_memory", lambda: allocator_calls.append("train") or True)
     data = tmp_path / "cathode.tif"
     tifffile.imwrite(data, synthetic.cathode(40, seed=1))
     work = tmp_path / "run"
@@ -57,11 +59,13 @@ def test_cli_tiny_run_checkpoints_and_generates(tmp_path):
     assert meta["train"]["batch_size"] == 8 and meta["data"]["volumes"][0]["labels"] == [0, 85, 170]
     assert meta["model"]["compute_dtype"] == "bfloat16" and meta["train"]["latent"] == "periodic"
     assert cli.main(args) == 2  # a workdir holding a run is refused without --resume
+    assert allocator_calls == ["train", "train"]
 
     out = tmp_path / "gen.tif"
     assert cli.main(["generate", "--checkpoint", str(work), "--size", "40", "--out", str(out)]) == 0
     generated = tifffile.imread(out)
     assert generated.shape == (40, 40, 40) and set(np.unique(generated)) <= {0, 85, 170}
+    assert allocator_calls == ["train", "train"]  # generation keeps the default allocator (bounded memory)
 
 
 def test_resume_follows_the_uninterrupted_trajectory(tmp_path, volume):

@@ -1,0 +1,43 @@
+"""The host allocator setting: freed blocks are reused instead of being faulted in again (glibc)."""
+
+import subprocess
+import sys
+
+import pytest
+
+# a fresh process (the setting is process-wide and must come first): 64 MiB allocated, touched and freed,
+# then the page faults of three more rounds
+ROUNDS = """
+import resource, sys
+import numpy as np
+from porejax.host import reuse_freed_memory
+
+applied = reuse_freed_memory() if sys.argv[1] == "reuse" else None
+
+def allocate_touch_free():
+    block = np.empty(64 << 20, np.uint8)
+    block.fill(1)
+    del block
+
+allocate_touch_free()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    allocate_touch_free()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _rounds(mode: str) -> tuple[str, int]:
+    out = subprocess.run([sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, check=True)
+    applied, faults = out.stdout.split()
+    return applied, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc options")
+def test_freed_blocks_are_reused():
+    _, default_faults = _rounds("default")
+    if default_faults < 30:
+        pytest.skip(f"this C library already reuses freed blocks ({default_faults} page faults in 3 rounds)")
+    applied, faults = _rounds("reuse")
+    assert applied == "True"
+    assert faults * 10 < default_faults, (faults, default_faults)
