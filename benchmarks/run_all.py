@@ -234,14 +234,14 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   C_out < C_in), with custom VJPs whose backward passes are also one patch matrix and two matrix products
   (no XLA convolution, no scatter); bounded by 1 GiB of patches, above which XLA's convolution is used
   (large generation tiles);
-- kept (new): the overlap-add places each tap's slice into the output instead of zero-padding the whole
+- kept: the overlap-add places each tap's slice into the output instead of zero-padding the whole
   intermediate first. Same values (bit for bit); the paper's end layers, whose 4^3 kernel overhangs a 1^3
   or 4^3 input on every side, no longer pad a 343x / 5x larger copy: G1 (1^3 -> 4^3) forward + backward
   263-320 -> 72-90 ms, D5 (4^3 -> 1^3) 54-64 -> 2.5-3 ms at batch 8 (`--layers`, interleaved, shared CPU);
   the full training step did not change measurably (XLA had already simplified most of it there);
 - kept (opt-in): bfloat16 products with float32 accumulation and float32 weights (`dtype` of the conv
   modules);
-- kept (new): generation rearranges each transposed convolution's kernel into its sub-pixel form once
+- kept: generation rearranges each transposed convolution's kernel into its sub-pixel form once
   per `FrozenGenerator` (`subpixel_kernel`, a variable collection the layers read) instead of in every
   call (the paper's 4^3 x 512 x 256 kernel: a gather and a transpose of 33 MB per call, repeated for every
   tile). Same values (bit for bit). Generation median speedup 1.39 -> 1.48 between the two runs of the
@@ -254,7 +254,7 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   without YNNPACK (Eigen products) 14.95 vs 6.28 s per iteration, YNNPACK also fusing elementwise ops and
   reductions (`individual_dot,dot,eltwise,reduce`) 6.97 vs 6.10 s, YNNPACK convolutions
   (`individual_dot,individual_convolution`) 14.91 vs 6.10 s: the default is the fastest;
-- kept (new): kernel gradients laid out for XLA's CPU products. Written as one `dot_general` over batch
+- kept: kernel gradients laid out for XLA's CPU products. Written as one `dot_general` over batch
   and space, XLA chose the layouts itself; for the generator's last layer (x [262144, 64] against the
   patches of dy [262144, 192]) it transposed x (86-96 ms, BatchNorm fused in) and ran the product at
   ~46 GFLOP/s (140-270 ms, twice per iteration), where 8 summed row-block products take 48 ms stand-alone.
@@ -264,10 +264,20 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   5.10 vs 5.35 s (this form vs the previous commit, 6 rounds), 4.84-4.96 vs 5.45-5.52 s (two variants of
   it vs the single `dot_general`, 5-6 rounds). Values and gradients tested for both layouts
   (`test_kernel_gradient_layouts`);
-- tried, not kept (new): transparent huge pages for XLA's buffers (glibc tunable `glibc.malloc.hugetlb=1`).
-  A batch-8 iteration takes 532k page faults and 1.15 s of system time, because XLA allocates its
-  temporary buffers afresh on every call; with huge pages 5.3k faults and 0.84 s, but the iteration is
-  not faster (5.23 vs 5.28 s one after the other, 6.34 vs 5.47 s interleaved).
+- kept (new, `porejax/host.py`): glibc's malloc keeps freed memory for the next call. XLA's CPU runtime
+  allocates each call's temporary buffers afresh (one 1.6 GB block per batch-8 iteration, 1 GB at batch 4);
+  glibc served them with mmap and unmapped them on free, so every iteration faulted in and zeroed them
+  again: 420-530k page faults and 0.7-3.2 s of system time per batch-8 iteration. With one arena, no
+  mmap and no trimming (`reuse_freed_memory`, applied by `porejax train` and by this benchmark's porejax
+  processes): 0 faults and 0.01-0.02 s of system time once the heap has settled (after 1-3 iterations),
+  4.33-4.56 vs 4.90-6.03 s per batch-8 iteration (interleaved pairs of processes, 6-8 rounds each; the
+  slower figure when the other process does not fault). Cost: the resident size stays at its peak and
+  the heap holds about two temporary blocks (batch 8: 4.3 instead of 2.8 GB). Not applied to generation:
+  there it is 7-30% faster but its peak RSS grows 16-56% (5.2 -> 8.1 GB at 384^3), and generation's
+  memory is meant to stay bounded by the tile. Tried, not kept: transparent huge pages for the blocks
+  (glibc tunable `glibc.malloc.hugetlb=1`): 5.3k faults and 0.84 s system time, but no faster (5.23 vs
+  5.28 s one after the other); running several iterations per call (a `fori_loop`, so the block is
+  allocated once per call): 5.13-5.31 s per iteration, slower than one iteration per call.
   `--xla_cpu_prefer_vector_width=512`: 5.34 vs 5.07 s. All-phase threshold 1.5 or 1.1 instead of 1.3:
   4.97 / 4.99 vs 4.75 s;
 - where float32 still loses (profile above): the products run near what these shapes reach alone on
