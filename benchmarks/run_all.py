@@ -280,13 +280,17 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   allocated once per call): 5.13-5.31 s per iteration, slower than one iteration per call.
   `--xla_cpu_prefer_vector_width=512`: 5.34 vs 5.07 s. All-phase threshold 1.5 or 1.1 instead of 1.3:
   4.97 / 4.99 vs 4.75 s;
-- where float32 still loses (profile above): the products run near what these shapes reach alone on
-  this machine today (stand-alone float32 products, 2 threads: [39304, 1024] x [1024, 512] 152-162
-  GFLOP/s, the transposed-patches kernel gradient 197-206, [262144, 64] x [64, 192] 61-63; the input- and
-  kernel-gradient products of the 16^3 -> 32^3 layer run concurrently, ~190 GFLOP/s together). What is
-  left: that layer's union window computes 20% more rows than the phases need (7 products of 41 GFLOP
-  per iteration, ~0.3 s), and copies and elementwise work (patches, phase windows, depth-to-space,
-  BatchNorm) are about a quarter of the op time; PyTorch's oneDNN convolutions build no patches;
+- where float32 still stands (profile above): at parity with PyTorch (0.97-1.01x), the products run near
+  what these shapes reach alone on this machine (stand-alone float32 products, 2 threads: [39304, 1024] x
+  [1024, 512] 152-162 GFLOP/s, the transposed-patches kernel gradient 197-206, [262144, 64] x [64, 192]
+  61-63; the input- and kernel-gradient products of the 16^3 -> 32^3 layer run concurrently, ~190
+  GFLOP/s together). That layer's union window computes 20% more rows than the phases need; tried, not
+  kept (new): phases computed group by group along the leading axes (exact windows there, the union on
+  the others), split until the union wastes at most 1.3 / 1.15 / 1.08: 4.45 / 4.69 / 4.96 vs 4.64 s
+  (batch 8, 7 interleaved rounds), then 4.62 vs 4.55 s (batch 8) and 2.28 vs 2.22 s (batch 4) for 1.3
+  (10 rounds each): narrower products lose what the smaller windows save. Copies and elementwise work
+  (patches, phase windows, depth-to-space, BatchNorm) are about a third of the op time; PyTorch's oneDNN
+  convolutions build no patches;
 - the benchmark's `porejax` variants now train on the paper's 1^3 latents, as the PyTorch reference does
   (the same computation); porejax's default periodic latents (4^3, circular padding in every generator
   layer) do more work and are timed as their own variant (`porejax-periodic`, 14-19% slower). Before this,
