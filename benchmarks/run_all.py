@@ -269,11 +269,12 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   glibc served them with mmap and unmapped them on free, so every iteration faulted in and zeroed them
   again: 420-530k page faults and 0.7-3.2 s of system time per batch-8 iteration. With one arena, no
   mmap and no trimming (`reuse_freed_memory`, applied by `porejax train` and by this benchmark's porejax
-  processes): 0 faults and 0.01-0.02 s of system time once the heap has settled (after 1-3 iterations),
-  4.33-4.56 vs 4.90-6.03 s per batch-8 iteration (interleaved pairs of processes, 6-8 rounds each; the
-  slower figure when the other process does not fault). Cost: the resident size stays at its peak and
-  the heap holds about two temporary blocks (batch 8: 4.3 instead of 2.8 GB). Not applied to generation:
-  there it is 7-30% faster but its peak RSS grows 16-56% (5.2 -> 8.1 GB at 384^3), and generation's
+  processes): 0 faults and 0.01-0.02 s of system time once the heap has settled (after 1-3 iterations).
+  Batch 8: 4.35-4.76 vs 5.92-6.34 s per iteration in interleaved pairs of processes (6-8 rounds; paired
+  with another faulting process instead, a faulting one took 4.63-4.90 s), 4.3 vs 4.75 s one process
+  after the other. Cost: the resident size stays at its peak, and the heap can hold about two temporary
+  blocks (batch 8: up to 4.3 instead of 2.8 GB; 2.65 GB in the run above). Not applied to generation:
+  there it is 7-30% faster, but its peak RSS grows 16-56% (5.2 -> 8.1 GB at 384^3), and generation's
   memory is meant to stay bounded by the tile. Tried, not kept: transparent huge pages for the blocks
   (glibc tunable `glibc.malloc.hugetlb=1`): 5.3k faults and 0.84 s system time, but no faster (5.23 vs
   5.28 s one after the other); running several iterations per call (a `fori_loop`, so the block is

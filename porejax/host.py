@@ -25,7 +25,7 @@ def reuse_freed_memory() -> bool:
     One arena (a block freed by one thread is reused by the next), no mmap for large blocks, and no
     trimming of the heap (threshold SIZE_MAX: glibc converts mallopt's int -1 to size_t). The process
     keeps the memory it has used: a repeated computation stops faulting in pages after a few calls, at
-    the cost of a higher resident size (a paper training run at batch 8: 4.3 instead of 2.8 GB; the
+    the cost of a higher resident size (a paper training run at batch 8: up to 4.3 instead of 2.8 GB; the
     freed blocks do not always fit the next request exactly, so the heap holds about two of them).
     Bounded-memory generation therefore keeps glibc's defaults. Call before JAX starts its CPU threads
     (before the first computation): threads that already allocated keep their own arenas. A no-op
