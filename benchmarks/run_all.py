@@ -278,9 +278,11 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   memory is meant to stay bounded by the tile. Tried, not kept: transparent huge pages for the blocks
   (glibc tunable `glibc.malloc.hugetlb=1`): 5.3k faults and 0.84 s system time, but no faster (5.23 vs
   5.28 s one after the other); running several iterations per call (a `fori_loop`, so the block is
-  allocated once per call): 5.13-5.31 s per iteration, slower than one iteration per call.
-  `--xla_cpu_prefer_vector_width=512`: 5.34 vs 5.07 s. All-phase threshold 1.5 or 1.1 instead of 1.3:
-  4.97 / 4.99 vs 4.75 s;
+  allocated once per call): 5.13-5.31 s per iteration, slower than one iteration per call; glibc's 2 GB
+  trim threshold (mallopt's largest positive value) instead of none: the heap was trimmed every few
+  iterations, each trim bringing back a 420k-fault iteration (7.2 s);
+- tried, not kept: `--xla_cpu_prefer_vector_width=512`: 5.34 vs 5.07 s. All-phase threshold 1.5 or 1.1
+  instead of 1.3: 4.97 / 4.99 vs 4.75 s;
 - where float32 still stands (profile above): at parity with PyTorch (0.97-1.01x), the products run near
   what these shapes reach alone on this machine (stand-alone float32 products, 2 threads: [39304, 1024] x
   [1024, 512] 152-162 GFLOP/s, the transposed-patches kernel gradient 197-206, [262144, 64] x [64, 192]

@@ -482,7 +482,7 @@ def main(argv=None) -> None:
     if args.worker != "torch":
         from porejax.host import reuse_freed_memory
 
-        reuse_freed_memory()  # every porejax process here runs as the `porejax` command does (before JAX starts)
+        reuse_freed_memory()  # all but the PyTorch worker, as `porejax train` does (before JAX starts)
     if args.worker:
         worker(args.worker, args.batch[0])
         return

@@ -26,7 +26,7 @@ def reuse_freed_memory() -> bool:
     trimming of the heap (threshold SIZE_MAX: glibc converts mallopt's int -1 to size_t). The process
     keeps the memory it has used: a repeated computation stops faulting in pages after a few calls, at
     the cost of a higher resident size (a paper training run at batch 8: up to 4.3 instead of 2.8 GB; the
-    freed blocks do not always fit the next request exactly, so the heap holds about two of them).
+    freed blocks do not always fit the next request exactly, so the heap can hold about two of them).
     Bounded-memory generation therefore keeps glibc's defaults. Call before JAX starts its CPU threads
     (before the first computation): threads that already allocated keep their own arenas. A no-op
     (False) where the C library is not glibc.
