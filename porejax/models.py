@@ -43,7 +43,9 @@ class ModelConfig:
     d_norm: str = "batch"  # "batch" (paper), "layer" (for WGAN-GP) or "none"
     head_width: int = 0    # 0: the last stride-2 layer makes the phases (paper); > 0: see the module docstring
     # convolution products: "float32", or "bfloat16" (mixed precision: bfloat16 inputs, float32 weights,
-    # float32 accumulation, results and normalisation)
+    # float32 accumulation, results and normalisation). The two layers next to the phase probabilities stay
+    # float32: the generator's last (its logits) and the discriminator's first (bfloat16 would round fake
+    # probabilities near 1 to steps of 2^-8, a difference from the exactly one-hot real crops)
     compute_dtype: str = "float32"
 
     def __post_init__(self):
@@ -153,7 +155,8 @@ class Generator(nn.Module):
 
         x, last = z, len(self.config.generator_layers) - 1
         for i, (width, kernel, stride, pad) in enumerate(self.config.generator_layers):
-            x = ConvTranspose3d(width, kernel, stride, pad, dtype=self.config.conv_dtype, name=f"deconv{i}")(x, modes)
+            dtype = None if i == last else self.config.conv_dtype  # the logits: float32 (see ModelConfig)
+            x = ConvTranspose3d(width, kernel, stride, pad, dtype=dtype, name=f"deconv{i}")(x, modes)
             x = crop(x if i == last else nn.relu(_batch_norm(train)(x)), i)
         # Align periodic axes with the zero-padded generator on an infinitely tiled latent (whose output
         # index F is natural index F mod period): the periodic volume is then exactly the central crop
@@ -173,7 +176,8 @@ class Discriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         for i, width in enumerate(self.config.d_widths):
-            x = Conv3d(width, 4, 2, 1, dtype=self.config.conv_dtype, name=f"conv{i}")(x)
+            dtype = None if i == 0 else self.config.conv_dtype  # reads phase probabilities: float32 (see ModelConfig)
+            x = Conv3d(width, 4, 2, 1, dtype=dtype, name=f"conv{i}")(x)
             if i > 0 and self.config.d_norm == "batch":
                 x = _batch_norm(train)(x)
             elif i > 0 and self.config.d_norm == "layer":

@@ -9,6 +9,7 @@ import pytest
 
 from porejax.errors import PorejaxError
 from porejax.models import Discriminator, Generator, ModelConfig, count_params, init_variables, preset
+from porejax.nn.layers import conv3d, conv_transpose3d
 
 
 def test_paper_parameter_counts():
@@ -84,3 +85,22 @@ def test_mixed_precision_keeps_float32_weights_and_outputs_close_to_float32():
     np.testing.assert_allclose(l16, l32, rtol=0.05, atol=0.05)
     grads = jax.grad(lambda v: Discriminator(mixed).apply(v, x).sum())(d_vars)
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_mixed_precision_keeps_the_layers_next_to_the_probabilities_float32():
+    """bfloat16 products everywhere except the generator's logits layer and the discriminator's first layer,
+    which reproduce the float32 layer exactly; a bfloat16 first layer could not tell 0.999 from 0.998."""
+    mixed = dataclasses.replace(preset("tiny", 3), compute_dtype="bfloat16")
+    g_vars, d_vars = init_variables(mixed, jax.random.PRNGKey(0))
+    z = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 1, 1, mixed.latent_channels))
+    _, seen = Generator(mixed).apply(g_vars, z, capture_intermediates=True)
+    last = len(mixed.generator_layers) - 1
+    before = jax.nn.relu(seen["intermediates"][f"BatchNorm_{last - 1}"]["__call__"][0])
+    logits = conv_transpose3d(before, g_vars["params"][f"deconv{last}"]["kernel"], 2, 1)
+    np.testing.assert_array_equal(seen["intermediates"][f"deconv{last}"]["__call__"][0], logits)
+    almost_one_hot = jnp.zeros((2, mixed.crop_size, mixed.crop_size, mixed.crop_size, 3)).at[..., 0].set(1.0)
+    x = almost_one_hot * jnp.array([0.999, 0.998])[:, None, None, None, None]  # equal in bfloat16
+    _, seen = Discriminator(mixed).apply(d_vars, x, capture_intermediates=True)
+    first = seen["intermediates"]["conv0"]["__call__"][0]
+    np.testing.assert_array_equal(first, conv3d(x, d_vars["params"]["conv0"]["kernel"], 2, 1))
+    assert not np.array_equal(first[0], first[1])

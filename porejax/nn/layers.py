@@ -282,13 +282,17 @@ def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarr
     """Kernel (k, k, k, C_in, C_out) of a transposed convolution with k % stride == 0 -> its sub-pixel form
     (q, q, q, C_in, s, s, s, C_out), q = k / s: what `conv_transpose3d` multiplies with. Generation computes
     it once (`porejax.generate.FrozenGenerator`) and passes it in place of the kernel."""
-    k, s, p = kernel.shape[0], stride, padding
-    q, phases = k // s, np.arange(s)
-    taps = s * (q - (phases + p) // s - 1 - np.arange(q)[:, None]) + phases + p  # (q, s): t, r -> kernel index
+    s, p = stride, padding
+    q = kernel.shape[0] // s
     w = kernel
-    for axis in (0, 2, 4):  # gather (k) -> (q, s) along each spatial kernel axis
-        w = jnp.take(w, taps.reshape(-1), axis=axis)
+    # the kernel index s (q - f_r - 1 - t) + r + p = s (q - 1 - t) + (r + p) mod s: along each spatial axis, the
+    # (k) taps split as (q, s), reversed along q and rolled by -p along s (for s = 2 and odd p a reversal too).
+    # A permutation without gathers, so its gradient is one too (a gather's would scatter into zeros).
+    for axis in (0, 2, 4):
         w = w.reshape(w.shape[:axis] + (q, s) + w.shape[axis + 1:])
+        w = jnp.flip(w, (axis, axis + 1) if s == 2 and p % 2 else axis)
+        if s != 2 and p % s:
+            w = jnp.roll(w, -p, axis + 1)
     return w.transpose(0, 2, 4, 6, 1, 3, 5, 7)
 
 
