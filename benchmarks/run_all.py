@@ -166,7 +166,8 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                 "moves it, and the mean update by "
                 f"{100 * u['g']['bias']:.1f}% / {100 * u['d']['bias']:.1f}%. float32 stays the default (a float32 "
                 "checkpoint generates what a float32 reference does to 1e-5, e.g. an imported PyTorch generator); "
-                "bfloat16 is opt-in (`--precision bfloat16`; the checkpoint then generates in bfloat16 too).", ""]
+                "bfloat16 is opt-in (`--precision bfloat16`; the checkpoint then generates in bfloat16 too). "
+                f"{u.get('note', '')}".strip(), ""]
     return "\n".join(out)
 
 
@@ -240,7 +241,9 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   263-320 -> 72-90 ms, D5 (4^3 -> 1^3) 54-64 -> 2.5-3 ms at batch 8 (`--layers`, interleaved, shared CPU);
   the full training step did not change measurably (XLA had already simplified most of it there);
 - kept (opt-in): bfloat16 products with float32 accumulation and float32 weights (`dtype` of the conv
-  modules);
+  modules); new: the generator's last layer (its logits) and the discriminator's first (which reads the
+  phase probabilities) stay float32, so that fake probabilities near 1 are not rounded to steps of 2^-8
+  while the real crops are exactly one-hot (statistics above);
 - kept: generation rearranges each transposed convolution's kernel into its sub-pixel form once
   per `FrozenGenerator` (`subpixel_kernel`, a variable collection the layers read) instead of in every
   call (the paper's 4^3 x 512 x 256 kernel: a gather and a transpose of 33 MB per call, repeated for every
@@ -264,7 +267,7 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   5.10 vs 5.35 s (this form vs the previous commit, 6 rounds), 4.84-4.96 vs 5.45-5.52 s (two variants of
   it vs the single `dot_general`, 5-6 rounds). Values and gradients tested for both layouts
   (`test_kernel_gradient_layouts`);
-- kept (new, `porejax/host.py`): glibc's malloc keeps freed memory for the next call. XLA's CPU runtime
+- kept (`porejax/host.py`): glibc's malloc keeps freed memory for the next call. XLA's CPU runtime
   allocates each call's temporary buffers afresh (one 1.6 GB block per batch-8 iteration, 1 GB at batch 4);
   glibc served them with mmap and unmapped them on free, so every iteration faulted in and zeroed them
   again: 420-530k page faults and 0.7-3.2 s of system time per batch-8 iteration. With one arena, no
@@ -283,12 +286,42 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   iterations, each trim bringing back a 420k-fault iteration (7.2 s);
 - tried, not kept: `--xla_cpu_prefer_vector_width=512`: 5.34 vs 5.07 s. All-phase threshold 1.5 or 1.1
   instead of 1.3: 4.97 / 4.99 vs 4.75 s;
-- where float32 still stands (profile above): at parity with PyTorch (0.97-1.01x), the products run near
-  what these shapes reach alone on this machine (stand-alone float32 products, 2 threads: [39304, 1024] x
+- kept (new): the sub-pixel kernel is rearranged by reversals (the permutation s (q - 1 - t) + (r + p) mod s
+  of the taps: for s = 2 and odd p a reversal of both split axes) instead of a gather along each axis, whose
+  gradient scattered into three zero-filled copies of the kernel (33 MB each for the 4^3 -> 8^3 layer).
+  Same values. That layer (512 -> 256 channels), forward + backward at batch 8, 7 rounds in each of two
+  runs: 146-161 vs 174-175 ms (a reversal plus `roll`: 178-195 ms). The full iteration did not change
+  measurably (interleaved, median of 8 rounds 4.95 vs 4.96 s);
+- tried, not kept (new):
+  - wide products split into products of 128 columns: alone, XLA's CPU product runs [32768, 1024] x
+    [1024, N] at 204-206 GFLOP/s for N = 64-128 but 161-163 for N = 256-1024. Split and concatenated
+    (forward and input gradient): 4.54 vs 4.37 s per iteration (batch 8, 8 interleaved rounds; the
+    concatenation is materialised); forward only, split at phase boundaries so that the phase windows
+    read the parts directly (no concatenation left in the HLO): 4.44 vs 4.33 s (10 rounds); generation
+    at side 256: 5.9-7.0 vs 6.0-7.4 s (no measurable change);
+  - the forward's patches kept for the kernel gradient instead of rebuilt: 4.73 vs 4.54 s;
+  - the 16^3 -> 32^3 layer's backward as the strided convolution it is (space-to-depth patches of the
+    output gradient, 64 x 64 wide: no union waste): 516 vs 507 ms for that layer's backward alone;
+  - XLA's scheduler options: `--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED` 4.42 vs
+    4.46 s (12 rounds), `--xla_cpu_enable_concurrency_optimized_scheduler=false` 4.68 vs 4.77 s,
+    `--xla_cpu_experimental_enable_tiling_propagation=true` 4.84 vs 4.77 s (7 rounds): within noise;
+  - BatchNorm and ReLU applied before depth-to-space (the statistics do not depend on the order): 33 vs
+    45 ms forward and 85 vs 101 ms backward for the 32^3 layer in isolation, about 70 ms per iteration at
+    most; not pursued, because it would move the generator's normalisation into the layer;
+- layer by layer against PyTorch (`python -m benchmarks.train_step --layers porejax torch`, batch 8,
+  forward + backward, median ms of 5 rounds, PyTorch vs porejax; measured with the `roll` form of the
+  kernel above): PyTorch's oneDNN convolutions are faster on every layer but G5 in isolation (sum 1262 vs
+  1724 ms): G1 14.0 vs 24.2, G2 126 vs 178, G3 223 vs 303, G4 484 vs 723, G5 254 vs 241, D1 85 vs 118,
+  D2 44 vs 72, D3 18 vs 35, D4 14 vs 27, D5 0.6 vs 2.9. The full iterations are nevertheless at parity,
+  so the rest of the iteration (normalisation, activations, losses, optimiser), which XLA fuses, must cost
+  PyTorch more than porejax (inferred; PyTorch's side was not profiled);
+- where float32 still stands (profile above): at parity with PyTorch (0.90-1.09x over batch 1-8 in the
+  last two runs); the products run near what these shapes reach alone on this machine (stand-alone
+  float32 products, 2 threads: [39304, 1024] x
   [1024, 512] 152-162 GFLOP/s, the transposed-patches kernel gradient 197-206, [262144, 64] x [64, 192]
   61-63; the input- and kernel-gradient products of the 16^3 -> 32^3 layer run concurrently, ~190
   GFLOP/s together). That layer's union window computes 20% more rows than the phases need; tried, not
-  kept (new): phases computed group by group along the leading axes (exact windows there, the union on
+  kept: phases computed group by group along the leading axes (exact windows there, the union on
   the others), split until the union wastes at most 1.3 / 1.15 / 1.08: 4.45 / 4.69 / 4.96 vs 4.64 s
   (batch 8, 7 interleaved rounds), then 4.62 vs 4.55 s (batch 8) and 2.28 vs 2.22 s (batch 4) for 1.3
   (10 rounds each): narrower products lose what the smaller windows save. Copies and elementwise work

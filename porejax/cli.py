@@ -241,7 +241,8 @@ def _add_train(sub) -> None:
                    help="generate from an exponential moving average of the generator's weights with this decay "
                    "(e.g. 0.999; default: the preset's; 0: off); may be switched on at --resume")
     p.add_argument("--precision", choices=("float32", "bfloat16"),
-                   help="convolution products: float32 (default) or bfloat16 (mixed precision, float32 weights)")
+                   help="convolution products: float32 (default) or bfloat16 (mixed precision: float32 weights; "
+                        "the generator's last and the discriminator's first layer stay float32)")
     p.add_argument("--latent", choices=("periodic", "point"),
                    help="training latents: periodic (crop-sized, circular padding; default) or point (the paper's 1^3)")
     p.add_argument("--sampling", choices=("random", "strided"), help="random crops or the paper's stride-8 epochs")
