@@ -88,8 +88,8 @@ def test_mixed_precision_keeps_float32_weights_and_outputs_close_to_float32():
 
 
 def test_mixed_precision_keeps_the_layers_next_to_the_probabilities_float32():
-    """bfloat16 products everywhere except the generator's logits layer and the discriminator's first layer,
-    which reproduce the float32 layer exactly; a bfloat16 first layer could not tell 0.999 from 0.998."""
+    """With bfloat16 products, the generator's logits layer and the discriminator's first layer still compute
+    exactly what the float32 layer does; a bfloat16 first layer could not tell 0.999 from 0.998."""
     mixed = dataclasses.replace(preset("tiny", 3), compute_dtype="bfloat16")
     g_vars, d_vars = init_variables(mixed, jax.random.PRNGKey(0))
     z = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 1, 1, mixed.latent_channels))
