@@ -125,7 +125,8 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
         out += [_table(["layer", "GFLOP", *[names[f] for f in forms]], rows + [totals]), ""]
     if precision:
         seeds, cmp = precision["seeds"], precision["comparison"]
-        out += [f"Mixed precision (bfloat16 products, float32 weights / normalisation / optimiser) against float32: "
+        out += [f"Mixed precision (bfloat16 products except in the generator's last and the discriminator's first layer; "
+                "float32 weights / normalisation / optimiser) against float32: "
                 f"{precision['steps']} steps of the {precision['model']} on the {precision['data']}, each precision "
                 f"from {len(seeds)} seeds, so that the run-to-run noise of GAN training is measured within each "
                 f"precision (`python -m benchmarks.train_step --precision-check {precision['steps']}`, "
@@ -166,7 +167,7 @@ def training_section(train: dict | None, layers: dict | None, precision: dict | 
                 "moves it, and the mean update by "
                 f"{100 * u['g']['bias']:.1f}% / {100 * u['d']['bias']:.1f}%. float32 stays the default (a float32 "
                 "checkpoint generates what a float32 reference does to 1e-5, e.g. an imported PyTorch generator); "
-                "bfloat16 is opt-in (`--precision bfloat16`; the checkpoint then generates in bfloat16 too). "
+                "bfloat16 is opt-in (`--precision bfloat16`; the checkpoint then generates with bfloat16 products too). "
                 f"{u.get('note', '')}".strip(), ""]
     return "\n".join(out)
 
@@ -317,8 +318,8 @@ within 1e-5 relative to scale: tests/test_layers.py, tests/test_layers_fast.py):
   PyTorch more than porejax (inferred; PyTorch's side was not profiled);
 - where float32 still stands (profile above): at parity with PyTorch (0.90-1.09x over batch 1-8 in the
   last two runs); the products run near what these shapes reach alone on this machine (stand-alone
-  float32 products, 2 threads: [39304, 1024] x
-  [1024, 512] 152-162 GFLOP/s, the transposed-patches kernel gradient 197-206, [262144, 64] x [64, 192]
+  float32 products, 2 threads: [39304, 1024] x [1024, 512] 152-162 GFLOP/s, the transposed-patches kernel
+  gradient 197-206, [262144, 64] x [64, 192]
   61-63; the input- and kernel-gradient products of the 16^3 -> 32^3 layer run concurrently, ~190
   GFLOP/s together). That layer's union window computes 20% more rows than the phases need; tried, not
   kept: phases computed group by group along the leading axes (exact windows there, the union on

@@ -95,8 +95,9 @@ def test_mixed_precision_keeps_the_layers_next_to_the_probabilities_float32():
     z = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 1, 1, mixed.latent_channels))
     _, seen = Generator(mixed).apply(g_vars, z, capture_intermediates=True)
     last = len(mixed.generator_layers) - 1
+    _, _, stride, pad = mixed.generator_layers[last]
     before = jax.nn.relu(seen["intermediates"][f"BatchNorm_{last - 1}"]["__call__"][0])
-    logits = conv_transpose3d(before, g_vars["params"][f"deconv{last}"]["kernel"], 2, 1)
+    logits = conv_transpose3d(before, g_vars["params"][f"deconv{last}"]["kernel"], stride, pad)
     np.testing.assert_array_equal(seen["intermediates"][f"deconv{last}"]["__call__"][0], logits)
     almost_one_hot = jnp.zeros((2, mixed.crop_size, mixed.crop_size, mixed.crop_size, 3)).at[..., 0].set(1.0)
     x = almost_one_hot * jnp.array([0.999, 0.998])[:, None, None, None, None]  # equal in bfloat16
