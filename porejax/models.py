@@ -113,6 +113,8 @@ PRESETS: dict[str, ModelConfig] = {
     "cpu-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64), head_width=8),
     # the cpu generator, judged on 64^3 crops by a discriminator one layer deeper
     "cpu64": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64)),
+    # the cpu-smooth generator (output head) judged on 64^3 crops: whole NMC particles and their contacts
+    "cpu64-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64), head_width=8),
     # seconds per step: tests and the demo (32^3 crops)
     "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
 }

@@ -151,6 +151,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "cpu-smooth": _CPU,  # the cpu recipe for the cpu networks with an output head
     # the cpu generator against a discriminator on 64^3 crops (the cathode's particles do not fit in 32^3)
     "cpu64": dataclasses.replace(_CPU, batch_size=4),
+    "cpu64-smooth": dataclasses.replace(_CPU, batch_size=4),
     # seconds: tests and the demo
     "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
                         eval_samples=4, standing_batches=4),
