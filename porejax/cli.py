@@ -104,8 +104,13 @@ def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate volumes from a checkpoint (any size, periodic, chunked)")
     _add_checkpoint_step(p)
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--size", type=int, help="output side in voxels (exact)")
-    size.add_argument("--latent-size", type=int, help="latent side A (output 16(A+3), or 16A periodic, for the paper)")
+    size.add_argument("--size", type=int, help="output side in voxels (exact; every voxel a sample of the material: "
+                      "non-periodic volumes of generators trained on periodic latents come from the latent's "
+                      "interior, away from zero-padded faces)")
+    size.add_argument("--latent-size", type=int,
+                      help="latent side A: the whole output of A (periodic axes u A voxels, u the period unit; "
+                           "non-periodic axes u (A - 6) for generators trained on periodic latents, the interior "
+                           "only, or u (A + 3) for 1^3-trained ones)")
     p.add_argument("--periodic", default="", metavar="AXES",
                    help="periodic axes, any subset of xyz (x, y, z = array axes 0, 1, 2); default none")
     p.add_argument("--seed", type=int, default=0, help="latent seed; volume i of --count uses seed + i")

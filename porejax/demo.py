@@ -70,7 +70,7 @@ def run_demo(out: str | os.PathLike, steps: int = DEMO_STEPS, seed: int = 0, pro
                 resume=True, preset="tiny", sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"],
                 progress=progress)
     gen = load_generator(paths["checkpoint"])
-    gen.write(paths["generated"], gen.latent(seed, gen.window_latent_size_for(DEMO_SIZE)), "", DEMO_SIZE)
+    gen.write(paths["generated"], gen.latent(seed, gen.latent_size_for(DEMO_SIZE)), "", DEMO_SIZE)
     gen.write(paths["generated_periodic"], gen.latent(seed + 1, gen.latent_size_for(DEMO_SIZE, "xyz")), "xyz")
     volumes = {"training data": volume, "generated": read_volume(paths["generated"]),
                "generated, periodic": read_volume(paths["generated_periodic"])}

@@ -681,10 +681,10 @@ def real_set_text(names: Sequence[str], real_set: RealCrops, n: int, regions: Se
 def generate_set(generator: FrozenGenerator, n: int, size: int, periodic: bool = False, seed: int = 0,
                  keep_confidence: int = 3, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
     """`n` generated label volumes (n, S, S, S), latent seed + i for volume i (as `porejax generate
-    --count`), and the confidence maps of the first `keep_confidence` of them. Non-periodic volumes are
-    taken away from zero-padded faces where the generator needs it (`window_latent_size_for`)."""
+    --count`), and the confidence maps of the first `keep_confidence` of them: what `porejax generate
+    --size` writes (non-periodic volumes of periodic-trained generators: the interior only)."""
     axes = AXES if periodic else ""
-    latent_shape = generator.latent_size_for(size, AXES) if periodic else generator.window_latent_size_for(size)
+    latent_shape = generator.latent_size_for(size, axes)
     labels, confidence = [], []
     start = time.perf_counter()
     for i in range(n):
@@ -1028,7 +1028,7 @@ def compare(real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | 
     memorisation.update(searched=searched_text, searched_volumes=[names[i] for i in searched])
     _say(progress, "figures: periodic volume, diffusion with mirror / periodic sides, interpolation, timing")
     flux = periodic_flux_study(generator, size, seed + n)
-    latent_shape = generator.window_latent_size_for(size)
+    latent_shape = generator.latent_size_for(size)
     strip = [generator.generate(z, size=size)[0] for z in interpolate_latents(
         generator.latent(seed, latent_shape), generator.latent(seed + 1, latent_shape), 7)]
     timing = time_generation(generator, timing_latent_sides, progress=progress)
