@@ -298,7 +298,8 @@ def _run_train(args) -> int:
     from porejax import host, train
     from porejax.dataset import load_volumes
 
-    host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
+    if host.cpu_backend_expected():
+        host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
     train.initialize_distributed()
     volumes, phase_map = load_volumes(args.data, None if args.names is None else args.names.split(","),
                                       args.voxel_size)
