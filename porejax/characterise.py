@@ -24,7 +24,7 @@ import numpy as np
 from porejax import jsonio, metrics
 from porejax.axes import AXES
 from porejax.errors import PorejaxError
-from porejax.volume import read_voxel_size, read_volume
+from porejax.volume import read_volume, read_voxel_size
 
 METRICS = ("volume_fraction", "specific_surface_area", "tpb_density", "tortuosity")
 _ALIASES = {"relative_diffusivity": "tortuosity"}  # both come from the same diffusion solves

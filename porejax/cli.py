@@ -214,7 +214,7 @@ def _add_compare(sub) -> None:
 
 
 def _run_compare(args) -> int:
-    from porejax.report import compare
+    from porejax.compare import compare
 
     compare(args.real, args.checkpoint, n=args.n, size=args.size, voxel_size=args.voxel_size,
             periodic=args.periodic, seed=args.seed, out=args.out, progress=lambda line: print(line, flush=True),
