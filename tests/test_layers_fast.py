@@ -172,3 +172,12 @@ def test_generator_output_is_the_same_in_both_formulations(monkeypatch):
         variables = {**g_vars, layers.PREPARED: prepared}
         outputs.append(jax.jit(lambda v, z: Generator(config).apply(v, z, periodic=(True, False, True)))(variables, z))
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5, rtol=0)
+
+
+def test_operands_of_the_wrong_rank_or_channel_count_are_refused_at_trace_time():
+    x, w = _arrays((1, 4, 4, 4, 2), (4, 4, 4, 3, 3), 41)
+    for op in (layers.conv3d, layers.conv_transpose3d):
+        with pytest.raises(AssertionError, match="on axis '3'"):
+            op(x, w, 2, 1)
+        with pytest.raises(AssertionError, match="has rank 4"):
+            op(x[0], w[..., :2, :], 2, 1)

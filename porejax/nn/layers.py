@@ -40,6 +40,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -279,11 +280,19 @@ def conv_transpose3d_output_size(n: int, kernel_size: int, stride: int, padding:
     return stride * n if circular else (n - 1) * stride - 2 * padding + kernel_size
 
 
+def _check_operands(x: jnp.ndarray, kernel: jnp.ndarray, kernel_ranks: tuple[int, ...]) -> None:
+    """At trace time: x is (B, D, H, W, C_in) and the kernel (k, k, k, C_in, ...) of one of `kernel_ranks`."""
+    chex.assert_rank(x, 5)
+    chex.assert_rank(kernel, set(kernel_ranks))
+    chex.assert_axis_dimension(kernel, 3, x.shape[-1])
+
+
 def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
            modes: Modes = ZEROS, form: str | None = None) -> jnp.ndarray:
     """Convolution (cross-correlation) of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out).
 
     form: "matmul" or "xla" (default `conv_formulation()`)."""
+    _check_operands(x, kernel, (5,))
     k, s = kernel.shape[0], stride
     x = pad_spatial(x, [(padding, padding)] * 3, modes)
     if conv_formulation(form) == "xla":
@@ -358,6 +367,7 @@ def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, paddi
     `kernel` may also be given in its sub-pixel form (`subpixel_kernel`, 8 axes). form: "matmul" or "xla"
     (default `conv_formulation()`); a sub-pixel kernel is computed in its sub-pixel form either way, with
     XLA's stride-1 convolutions for "xla"."""
+    _check_operands(x, kernel, (5, 8))
     s, p = stride, padding
     form = conv_formulation(form)
     if kernel.ndim == 8:
