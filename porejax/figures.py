@@ -1,5 +1,5 @@
 """Every figure porejax draws (compare report, demo, training samples): matplotlib Figures on the Agg
-canvas, never pyplot, so no process-wide state (the backend is left to the program: only the CLI sets it).
+canvas, never pyplot, so there is no process-wide state and no matplotlib backend to set.
 
 Slices show the y-z plane (array axes 1, 2) at mid x unless stated; lengths are in `length` units:
 micrometres when the voxel size is known, else voxels (`voxel_size` 1).

@@ -1,12 +1,12 @@
 """Process-wide settings of the host (CPU) runtime.
 
-XLA's CPU runtime allocates the temporary buffers of every call afresh: one block per call, 1.6 GB for a
-paper training iteration at batch 8. glibc's malloc serves blocks that large with mmap and unmaps them
-when they are freed, so every call faults in and zeroes all those pages again: 430k page faults and
-0.7-3 s of system time per iteration on a 2-core CPU, ~10% of the iteration's wall time.
-`reuse_freed_memory` makes malloc keep freed memory for the next call instead. `porejax train` applies
-it at start when JAX will compute on the CPU (`cpu_backend_expected`); Python users call it first thing
-in their process. On a GPU or TPU the device buffers are not malloc's, so the setting only costs host memory.
+XLA's CPU runtime allocates the temporary buffers of every call afresh, one block per call (gigabytes
+for a paper training iteration). glibc's malloc serves blocks that large with mmap and unmaps them when
+they are freed, so every call faults in and zeroes all those pages again. `reuse_freed_memory` makes
+malloc keep freed memory for the next call instead. `porejax train` applies it at start when JAX will
+compute on the CPU (`cpu_backend_expected`); Python users call it first thing in their process. On a GPU
+or TPU the device buffers are not malloc's, so the setting would only cost host memory. Measurements:
+benchmarks/NOTES.md ("Host allocator").
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def reuse_freed_memory() -> bool:
     One arena (a block freed by one thread is reused by the next), no mmap for large blocks, and no
     trimming of the heap (threshold SIZE_MAX: glibc converts mallopt's int -1 to size_t). The process
     keeps the memory it has used: a repeated computation stops faulting in pages after a few calls, at
-    the cost of a higher resident size (a paper training run at batch 8: up to 4.3 instead of 2.8 GB; the
-    freed blocks do not always fit the next request exactly, so the heap can hold about two of them).
+    the cost of a higher resident size (the freed blocks do not always fit the next request exactly, so
+    the heap can hold about two of them).
     Bounded-memory generation therefore keeps glibc's defaults. Call before JAX starts its CPU threads
     (before the first computation): threads that already allocated keep their own arenas. A no-op
     (False) where the C library is not glibc.

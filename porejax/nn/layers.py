@@ -16,8 +16,8 @@ POREJAX_CONV=xla|matmul overrides the choice (benchmarks); both give the same va
 rounding (tests).
 
 On XLA's CPU backend the textbook forms of a stride-2 transposed convolution (input dilation) and of the
-input gradient of a stride-2 convolution are 6-100x slower than equivalent stride-1 forms, and XLA's own
-convolutions run well below the speed of its matrix products. When k is a multiple of s, both layers are
+input gradient of a stride-2 convolution are much slower than equivalent stride-1 forms, and XLA's own
+convolutions run below the speed of its matrix products (measurements: benchmarks/NOTES.md). When k is a multiple of s, both layers are
 therefore computed exactly through stride-1 convolutions with a small kernel (q = k / s taps per axis):
 the transposed convolution as a sub-pixel (phase-decomposed) convolution followed by depth-to-space, the
 convolution as space-to-depth followed by a convolution. Every stride-1 convolution is then one matrix
