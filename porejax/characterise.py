@@ -10,18 +10,18 @@ One record per file (the JSON contract that other tools read):
 L is the original label value as a string; x, y, z are array axes 0, 1, 2. Without a known voxel size
 the lengths are voxel edges (SSA per voxel, TPB per voxel^2) and `units` says so. TPB is null unless the
 volume holds exactly three phases. A phase with no spanning path along an axis has tortuosity inf
-(written as JSON `Infinity`) and relative diffusivity 0. The metrics themselves live in porejax.metrics.
+(written as JSON `Infinity` by porejax.jsonio) and relative diffusivity 0. The metrics themselves live
+in porejax.metrics.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from porejax import jsonio, metrics
+from porejax import metrics
 from porejax.axes import AXES
 from porejax.errors import PorejaxError
 from porejax.volume import read_volume, read_voxel_size
@@ -86,11 +86,6 @@ def characterise_files(paths: Sequence[str | os.PathLike], voxel_size: float | N
         record = characterise_volume(read_volume(path), size, periodic, selected)
         records.append({"path": str(path), **record})
     return {"volumes": records}
-
-
-def write_json(path: str | os.PathLike, result: dict) -> Path:
-    """Write characterise results atomically; inf as JSON `Infinity` (Python's json reads it back)."""
-    return jsonio.write(path, result)
 
 
 def table(record: dict) -> str:

@@ -241,7 +241,8 @@ def _add_characterise(sub) -> None:
 
 
 def _run_characterise(args) -> int:
-    from porejax.characterise import characterise_files, parse_metrics, table, write_json
+    from porejax import jsonio
+    from porejax.characterise import characterise_files, parse_metrics, table
     from porejax.metrics._common import check_voxel_size
 
     selected = parse_metrics(args.metrics)
@@ -250,7 +251,7 @@ def _run_characterise(args) -> int:
                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
     print("\n\n".join(table(record) for record in result["volumes"]))
     if args.out is not None:
-        print(f"wrote {write_json(args.out, result)}")
+        print(f"wrote {jsonio.write(args.out, result)}")
     return 0
 
 
