@@ -22,7 +22,9 @@ out_dir="${1:-${OUT:-benchmarks/results/device_check}}"
 mkdir -p "$out_dir"
 
 tests=(tests/test_layers_fast.py tests/test_layers.py tests/test_generate.py tests/test_metrics_tortuosity.py)
-select=()
+# the forced-path parametrisations of the CPU forms (64 + 16 + 24 cases) repeat one XLA computation on a
+# GPU: the formulation tests compare both forms there instead; TauFactor's references are not on the machine
+select=(-k "not conv_paths and not kernel_gradient_layouts and not taufactor")
 if [ -n "$smoke" ]; then select=(-k "formulation or point_layers or straight_channels or output_sizes"); fi
 start=$(date +%s)
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout "$tests_limit" python -m pytest -q -x -p no:cacheprovider -rs \
