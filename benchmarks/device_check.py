@@ -30,7 +30,7 @@ SMOKE = {"train_porejax": _TRAIN_SMOKE, "train_torch": _TRAIN_SMOKE, "generate":
 # seconds per part (its own process: JAX and PyTorch never share the device memory); with the test subset's
 # 120 s the whole check stays under 8 minutes
 TIME_LIMIT_S = {"train_porejax": 100, "train_torch": 55, "generate": 85, "tortuosity": 55}
-SMOKE_TIME_FACTOR = 10  # a loaded CPU compiles the tiny training step slower (up to 6 min) than a GPU runs the paper's
+SMOKE_TIME_FACTOR = 10  # a loaded CPU took 6 min to compile the tiny training step
 
 
 def _median(values: list[float]) -> float:
