@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from porejax.axes import AXES
 from porejax.errors import PorejaxError
 from porejax.volume import PhaseMap, read_volume, to_indices, validate_volume
 
 MODES = ("random", "strided")
-AXES = "xyz"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,12 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from porejax import checkpoint
+from porejax.axes import AXES
 from porejax.errors import PorejaxError
 from porejax.models import Generator, ModelConfig, generator_batch_statistics
-from porejax.nn.layers import PREPARED, subpixel_kernel
+from porejax.nn.layers import PREPARED, prepare_transpose_kernel
 from porejax.volume import PhaseMap, TiffStackWriter, decode
 
-AXES = "xyz"
 DEFAULT_CHUNK = 256  # output voxels per tile side when a volume is too large to generate in one piece
 ONE_PIECE = 384  # largest side generated in one piece by default (paper network: ~5 GB peak, faster than tiles)
 _BATCH = 8  # latents per jitted call when generating a batch
@@ -78,7 +78,7 @@ def _as_triple(size: int | Sequence[int], what: str) -> tuple[int, int, int]:
 @functools.partial(jax.jit, static_argnames="config")
 def _prepared_kernels(params: dict, config: ModelConfig) -> dict:
     """{"deconv<i>": {"kernel": sub-pixel form}} of the generator's transposed convolutions."""
-    return {f"deconv{i}": {"kernel": subpixel_kernel(params[f"deconv{i}"]["kernel"], stride, pad)}
+    return {f"deconv{i}": {"kernel": prepare_transpose_kernel(params[f"deconv{i}"]["kernel"], stride, pad)}
             for i, (_, kernel, stride, pad) in enumerate(config.generator_layers) if kernel % stride == 0}
 
 

@@ -535,32 +535,6 @@ def _evaluation(gen: np.ndarray, real: np.ndarray, phase_map: PhaseMap) -> dict:
             "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel"}
 
 
-def save_sample_image(path: Path, generated: np.ndarray, real: np.ndarray, title: str) -> None:
-    """PNG of the middle x slices of up to 4 generated (top) and real (bottom) phase-index volumes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from porejax.volume import atomic_path
-
-    n = min(4, len(generated), len(real))
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6), squeeze=False)
-    vmax = max(int(generated.max()), int(real.max()), 1)
-    for row, (name, vols) in enumerate((("generated", generated), ("real", real))):
-        for i in range(n):
-            ax = axes[row][i]
-            ax.imshow(vols[i, vols.shape[1] // 2], cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[row][0].set_ylabel(name)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-
-
 # --- the loop -------------------------------------------------------------------------------------
 def _fmt_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
@@ -630,13 +604,15 @@ def _quick_evaluation(model_config: ModelConfig, phase_map: PhaseMap, frozen: di
                       config: TrainConfig, path: Path, step: int) -> dict:
     """Generate `eval_samples` volumes (fixed latents of the statistics' size: `statistics_latent`), compare
     their volume fractions and surface areas with those of the real crops `real`, draw them."""
+    from porejax import figures
     from porejax.generate import FrozenGenerator
 
     gen = FrozenGenerator(model_config, phase_map, jax.device_get(frozen))
     side, periodic, _ = statistics_latent(model_config, config.latent, config.batch_size)
     z = draw_latents(model_config, jax.random.PRNGKey(config.seed + 2), config.eval_samples, side)
     generated = np.argmax(gen.probabilities(np.asarray(z), periodic=periodic), axis=-1)
-    save_sample_image(path, generated, real, f"step {step}: generated (top), real (bottom), middle x slices")
+    figures.save_png(figures.training_samples(generated, real, f"step {step}: generated (top), real (bottom), "
+                                              "middle x slices"), path)
     return _evaluation(generated, real, phase_map)
 
 

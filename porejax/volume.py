@@ -266,3 +266,29 @@ class TiffStackWriter:
             self._atomic.__exit__(type(exc), exc, None)
             raise exc
         return self._atomic.__exit__(exc_type, exc, tb)
+
+
+_UNIT_UM = {"um": 1.0, "µm": 1.0, "\\u00b5m": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3}
+
+
+def read_voxel_size(path: str | os.PathLike) -> float | None:
+    """The voxel edge length in micrometres recorded in a TIFF's metadata, or None when it records none.
+
+    Read from porejax's own metadata (`spacing_um`, written by `write_volume`) or ImageJ's (`spacing` with
+    a length `unit`); .npy files carry no voxel size.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shaped = tif.shaped_metadata or ({},)
+            imagej = tif.imagej_metadata or {}
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise PorejaxError(f"cannot read {path} ({type(exc).__name__}: {exc}): is it a valid TIFF file?") from None
+    if shaped[0].get("spacing_um"):
+        return float(shaped[0]["spacing_um"])
+    scale = _UNIT_UM.get(str(imagej.get("unit", "")).strip().lower())
+    if imagej.get("spacing") and scale is not None:
+        return float(imagej["spacing"]) * scale
+    return None
