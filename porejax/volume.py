@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -189,21 +190,28 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    An error (or an interrupt) never leaves a partial file under the final name. The file gets the usual
-    permissions of a new file (0666 minus the umask), not the private ones of a temporary file.
+    An error (or an interrupt) never leaves a partial file under the final name, nor the temporary one.
+    An OSError of the block (a full disk, a read-only folder) is raised again naming `path`, not the
+    temporary name. The file gets the usual permissions of a new file (0666 minus the umask), not the
+    private ones of a temporary file.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise PorejaxError(f"output folder {path.parent} does not exist: create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if path.is_dir():
+        raise PorejaxError(f"output {path} is a directory: give a file name")
+    tmp_path = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -260,9 +268,20 @@ class TiffStackWriter:
         self.written += len(slab)
 
     def __exit__(self, exc_type, exc, tb):
-        self._tif.close()
-        if exc_type is None and self.written != self.shape[0]:
-            exc = PorejaxError(f"only {self.written} of {self.shape[0]} slices were written to {self.path}")
-            self._atomic.__exit__(type(exc), exc, None)
-            raise exc
-        return self._atomic.__exit__(exc_type, exc, tb)
+        try:
+            self._tif.close()
+            if exc is None and self.written != self.shape[0]:
+                raise PorejaxError(f"only {self.written} of {self.shape[0]} slices were written to {self.path}")
+        except BaseException as error:  # a close that failed (a full disk) or missing slices
+            exc = exc if exc is not None else error
+        if exc is None:
+            return self._atomic.__exit__(None, None, None)
+        try:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the partial file, re-raises
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            size_mb = int(np.prod(self.shape)) * self.dtype.itemsize / 2**20
+            raise PorejaxError(f"no space left on device writing {self.path}: it needs {size_mb:.1f} MB; free that "
+                               "much there or write it to another folder") from None
+        raise exc
