@@ -225,11 +225,18 @@ class Checkpoints:
         return set() if metadata is None else set(metadata.keys())
 
 
+def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{"a/0/mu/conv0/kernel": shape} of a tree's arrays, with dict keys, indices and attributes alike
+    (orbax's metadata tree has dicts where the train state has named tuples)."""
+    def name(entry) -> str:
+        return str(getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", entry))))
+    return {"/".join(name(e) for e in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if hasattr(leaf, "shape")}
+
+
 def _check_shapes(metadata: Any, target: Any, what: str) -> None:
     """Array shapes saved (orbax metadata) against those porejax.json implies (`target`)."""
-    saved = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(metadata)
-             if hasattr(v, "shape")}
-    wanted = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(target)}
+    saved, wanted = _leaf_shapes(metadata), _leaf_shapes(target)
     differ = [f"{k} {saved.get(k, 'absent')} vs {shape}" for k, shape in wanted.items() if saved.get(k) != shape]
     if differ:
         raise PorejaxError(f"the arrays of {what} do not fit its {METADATA_FILE} (saved vs expected shapes: "
