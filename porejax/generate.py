@@ -208,8 +208,9 @@ class FrozenGenerator:
         latent = []
         for axis, (n, circ) in enumerate(zip(sizes, flags)):
             if circ and n % u:
+                choices = " or ".join(str(c) for c in sorted({max(u, n // u * u), (n // u + 1) * u}))
                 raise PorejaxError(f"a periodic volume needs a size that is a multiple of {u} (the generator's "
-                                   f"period unit) along {AXES[axis]}; got {n}: use {max(u, n // u * u)} or {(n // u + 1) * u}")
+                                   f"period unit) along {AXES[axis]}; got {n}: use {choices}")
             latent.append(n // u if circ else max(1, math.ceil(n / u) - 3))
         return tuple(latent)  # type: ignore[return-value]
 

@@ -89,6 +89,9 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
     `min_size` voxels.
     """
     arr = np.asarray(volume)
+    if arr.ndim in (3, 4) and arr.shape[-1] in (3, 4) and min(arr.shape[-3:-1]) >= 16:
+        raise PorejaxError(f"{what} of shape {arr.shape} looks like an RGB image (last axis {arr.shape[-1]}: "
+                           "colour channels): segment it into labels first (one integer phase label per voxel)")
     if arr.ndim != 3:
         hint = ("a 2D image; porejax needs a 3D stack of slices" if arr.ndim == 2 else
                 "squeeze or select the channel/time axis to get a single 3D label volume")
@@ -107,24 +110,19 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
         raise PorejaxError(f"{what} has label values outside 0..65535 ({arr.min()}..{arr.max()}): "
                            "relabel the phases as small non-negative integers")
     if min_size is not None and min(arr.shape) < min_size:
-        raise PorejaxError(f"{what} of shape {arr.shape} is smaller than the crop size {min_size}: "
-                           f"use a smaller crop (e.g. --crop {_largest_pow2_crop(min(arr.shape))}) or a larger volume")
+        raise PorejaxError(f"{what} of shape {arr.shape} is smaller than the {min_size}^3 training crops: use a "
+                           f"volume of at least {min_size} voxels along every axis, or a --preset with smaller "
+                           "crops (`porejax train --help` lists them)")
     labels = np.unique(arr)
     if labels.size < 2:
         raise PorejaxError(f"{what} contains a single phase (label {labels[0] if labels.size else 'none'}): "
                            "a microstructure needs at least two phases")
     if labels.size > max_phases:
-        raise PorejaxError(f"{what} has {labels.size} distinct labels, more than the {max_phases} allowed: "
-                           "is it segmented? Merge phases, or raise the limit (max_phases / --max-phases)")
+        raise PorejaxError(f"{what} has {labels.size} distinct labels, more than the {max_phases} phases allowed: "
+                           f"is it a greyscale image? Segment it into at most {max_phases} phase labels, or merge "
+                           "phases (from Python, read_volume(..., max_phases=N) raises the limit)")
     dtype = np.uint8 if labels.max() <= 255 else np.uint16
     return arr.astype(dtype, copy=False)
-
-
-def _largest_pow2_crop(side: int) -> int:
-    crop = 8
-    while crop * 2 <= side:
-        crop *= 2
-    return crop
 
 
 def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
@@ -140,7 +138,11 @@ def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                if tif.pages and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB:
+                    raise PorejaxError(f"{path} is an RGB image (TIFF photometric RGB, {tif.pages[0].samplesperpixel} "
+                                       "samples per pixel): segment it into labels first")
+                arr = tif.asarray()
         else:
             raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff or .npy volume")
     except PorejaxError:
