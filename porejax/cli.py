@@ -6,7 +6,9 @@ Axis names: x, y, z are array axes 0, 1, 2 of a volume as read (the TauFactor / 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -344,20 +346,59 @@ COMMANDS: list[Callable] = [_add_init, _add_train, _add_demo, _add_synth, _add_g
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="porejax", description=__doc__.splitlines()[0])
+    debug_help = "show the full traceback of an error instead of its one-line message"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # `porejax CMD ... --debug` too (SUPPRESS keeps a --debug given before CMD)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
+# what to do about an OSError, by errno; the message names the path involved
+_OS_FIXES = {
+    errno.ENOSPC: "no space left on device writing {path}: free space there (`df -h`) or write to another folder",
+    errno.EDQUOT: "disk quota exceeded writing {path}: free space in your quota or write to another folder",
+    errno.EROFS: "{path} is on a read-only file system: write to another folder",
+    errno.EACCES: "permission denied for {path}: check its permissions or use another path",
+    errno.EPERM: "operation not permitted on {path}: check its permissions or use another path",
+    errno.EISDIR: "{path} is a directory: give a file name",
+    errno.ENOTDIR: "a part of {path} is a file, not a folder: check the path",
+    errno.EEXIST: "{path} already exists: remove it or choose another name",
+    errno.ENOENT: "{path} does not exist: check the path",
+    errno.ENOTEMPTY: "{path} is a folder that is not empty: remove it or choose another name",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: the problem with the path involved, and the fix."""
+    path = exc.filename if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        path = f"{exc.filename} -> {exc.filename2}"
+    template = _OS_FIXES.get(exc.errno)
+    if template is None:
+        return f"{exc.strerror or exc} ({path})"
+    return template.format(path=path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure a user can cause or meet ends as one line on stderr and status 2
+    (130 when interrupted), unless --debug asks for the traceback."""
     args = build_parser().parse_args(argv)
+    if not args.debug:  # orbax's warnings about damaged checkpoints would precede the one-line error
+        logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         return args.run(args)
-    except PorejaxError as exc:
-        print(f"porejax {args.command}: error: {exc}", file=sys.stderr)
+    except (PorejaxError, OSError) as exc:
+        if args.debug:
+            raise
+        message = os_error_message(exc) if isinstance(exc, OSError) else " ".join(str(exc).split("\n"))
+        print(f"porejax {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print(f"porejax {args.command}: interrupted", file=sys.stderr)
         return 130
 

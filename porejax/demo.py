@@ -31,16 +31,16 @@ DEMO_COMPARE_N = 8  # volumes per set in the demo's compare report (small: the d
 def run_demo(out: str | os.PathLike, steps: int = DEMO_STEPS, seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Train, generate and draw into `out`; returns the written paths by name."""
     out = Path(out)
+    config = train.train_preset("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)  # checks steps
     out.mkdir(parents=True, exist_ok=True)
     volume, phase_map = default_dataset("cathode", DEMO_SIZE, seed=seed)
     paths = {"training_data": out / "training_data.tif", "checkpoint": out / "checkpoint",
              "generated": out / "generated.tif", "generated_periodic": out / "generated_periodic.tif",
              "slices": out / "slices.png"}
     write_volume(paths["training_data"], volume, phase_map.voxel_size)
-    config = train.train_preset("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)
     train.train([volume], phase_map, paths["checkpoint"], train.model_for("tiny", phase_map.n_phases), config,
-                resume=True, preset="tiny", sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"],
-                progress=progress)
+                resume=paths["checkpoint"].is_dir(), preset="tiny",
+                sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"], progress=progress)
     gen = load_generator(paths["checkpoint"])
     gen.write(paths["generated"], gen.latent(seed, gen.latent_size_for(DEMO_SIZE)), "", DEMO_SIZE)
     gen.write(paths["generated_periodic"], gen.latent(seed + 1, gen.latent_size_for(DEMO_SIZE, "xyz")), "xyz")

@@ -234,9 +234,9 @@ class FrozenGenerator:
         latent = []
         for axis, (n, circ) in enumerate(zip(sizes, flags)):
             if circ and n % u:
+                choices = " or ".join(str(c) for c in sorted({max(u, n // u * u), (n // u + 1) * u}))
                 raise PorejaxError(f"a periodic volume needs a size that is a multiple of {u} (the generator's "
-                                   f"period unit) along {AXES[axis]}; got {n}: use {max(u, n // u * u)}"
-                                   + ("" if n < u else f" or {(n // u + 1) * u}"))
+                                   f"period unit) along {AXES[axis]}; got {n}: use {choices}")
             if circ:
                 latent.append(n // u)
             elif self.interior_only:

@@ -42,6 +42,7 @@ current weights; running averages lag behind the weights by ~1 / (1 - momentum) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -63,6 +64,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from porejax import checkpoint, dataset, losses, metrics
 from porejax.errors import PorejaxError
+from porejax.lock import workdir_lock
 from porejax.models import PRESETS as MODEL_PRESETS
 from porejax.models import Discriminator, Generator, ModelConfig, generator_batch_statistics, init_variables
 from porejax.models import preset as model_preset
@@ -547,7 +549,8 @@ def _read_log(path: Path, upto: int) -> list[dict]:
     """Log records with step <= `upto` (a resumed run rewrites what followed its checkpoint)."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().split("\n")  # a last line without "\n" is a partial write (a full disk, a kill)
+    records = [json.loads(line) for line in lines[:-1] if line.strip()]
     return [r for r in records if r["step"] <= upto]
 
 
@@ -569,18 +572,18 @@ def _warm_start_source(source: str | os.PathLike, model_config: ModelConfig, pha
     return {"checkpoint": str(source), "step": step}
 
 
-def _start_state(model_config: ModelConfig, config: TrainConfig, workdir: Path, start_step: int | None,
-                 mesh: Mesh) -> TrainState:
+def _start_state(model_config: ModelConfig, config: TrainConfig, store: checkpoint.Checkpoints,
+                 start_step: int | None, mesh: Mesh) -> TrainState:
     """A fresh state, or the checkpointed one of `start_step`, replicated over the mesh."""
     replicated = NamedSharding(mesh, PartitionSpec())
     if start_step is None:
         return jax.jit(lambda: init_state(model_config, config), out_shardings=replicated)()
     abstract = jax.eval_shape(lambda: init_state(model_config, config)).to_dict()
     abstract.pop("g_ema", None)
-    if "g_ema" in checkpoint.state_fields(workdir, start_step):
+    if "g_ema" in store.state_fields(start_step):
         abstract["g_ema"] = abstract["g_params"]
     target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-    restored, _ = checkpoint.restore_state(workdir, target, start_step)
+    restored, _ = store.restore("state", target, start_step)
     # a run may start (or stop) averaging on resume: the average then starts from the current weights
     g_ema = restored.pop("g_ema", None)
     if config.ema_decay > 0 and g_ema is None:
@@ -647,9 +650,31 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     whose newest generator (same generator network and phases) a new run starts from, with a fresh
     discriminator and optimiser (e.g. a deeper discriminator on larger crops); recorded in porejax.json
     under "warm_start". Returns a summary dict.
+
+    The run holds WORKDIR/train.lock (`porejax.lock`): a second run into the same workdir is refused while
+    this one lives. `resume` into a missing workdir is an error; into one without a checkpoint yet (a run
+    killed before its first save) it starts from step 0, saying so. Temporary folders of saves that failed
+    or were killed are removed first. A failed save (e.g. a full disk) leaves the earlier steps as they were.
     """
     initialize_distributed()
     workdir = Path(workdir)
+    if resume and not workdir.is_dir():
+        raise PorejaxError(f"cannot resume {workdir}: it does not exist: check the path, or drop --resume to "
+                           "start a new run there")
+    lock = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock, checkpoint.Checkpoints(workdir, keep_period=config.keep_every) as store:
+        for partial in store.remove_partial():
+            print(f"porejax train: removed {partial}, the unfinished save of an earlier run", file=sys.stderr)
+        return _train(store, volumes, phase_map, model_config, config, resume=resume, preset=preset,
+                      sources=sources, devices=devices, generator_from=generator_from, progress=progress)
+
+
+def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_map: PhaseMap,
+           model_config: ModelConfig, config: TrainConfig, *, resume: bool, preset: str | None,
+           sources: Sequence[str] | None, devices: Sequence[jax.Device] | None,
+           generator_from: str | os.PathLike | None, progress: bool) -> dict:
+    """`train` in a locked workdir whose saved steps `store` manages."""
+    workdir = store.workdir
     config = config.resolved()
     if config.loss == "wgan-gp" and model_config.d_norm == "batch":
         model_config = dataclasses.replace(model_config, d_norm="layer")  # the penalty needs a per-sample critic
@@ -667,7 +692,10 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
             "holdout": {"axis": "x", "slices": config.holdout,
                         "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes]}}
 
-    start_step = checkpoint.latest_step(workdir) if (workdir / checkpoint.METADATA_FILE).exists() else None
+    saved = store.steps() if (workdir / checkpoint.METADATA_FILE).exists() else []
+    start_step = saved[-1] if saved else None
+    if resume and start_step is None and progress and jax.process_index() == 0:
+        print(f"porejax train: {workdir} holds no checkpoint yet: starting from step 0", file=sys.stderr)
     if start_step is not None:
         if not resume:
             raise PorejaxError(f"{workdir} already holds a training run (step {start_step}): pass --resume to "
@@ -691,7 +719,7 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()
 
-    state = _start_state(model_config, config, workdir, start_step, mesh)
+    state = _start_state(model_config, config, store, start_step, mesh)
     if start_step is None and warm_start is not None:
         _, variables, _ = checkpoint.restore_generator(warm_start["checkpoint"], warm_start["step"])
         variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
@@ -736,7 +764,7 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
                 if progress:
                     print(_progress_line(record, config), file=sys.stderr, flush=True)
         if save_due:
-            checkpoint.save(workdir, step, generator=frozen, state=state.to_dict(), keep_period=config.keep_every)
+            store.save(step, generator=frozen, state=state.to_dict())
             last_saved = step
     return {"workdir": str(workdir), "step": step, "metrics": metrics, "compile_s": compile_s,
             "steps_per_s": rate, "last_checkpoint": last_saved}
