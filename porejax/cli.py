@@ -112,8 +112,22 @@ def _add_generate(sub) -> None:
     p.add_argument("--count", type=int, default=1, help="number of volumes: writes OUT_0.tif ... OUT_{K-1}.tif")
     p.add_argument("--chunk", type=int, help="tile side in output voxels (any value gives the same bytes)")
     p.add_argument("--confidence", type=Path, help="also write the confidence map (max phase probability)")
-    p.add_argument("--out", type=Path, required=True, help="output .tif")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .tif, or a chunked Zarr store VOL.zarr (written tile by tile, for volumes larger than RAM)")
+    p.add_argument("--part", type=_part, metavar="I/N",
+                   help="Zarr only: write only the I-th (1-based) of N slabs along x, so N jobs fill one store")
     p.set_defaults(run=_run_generate)
+
+
+def _part(text: str) -> tuple[int, int]:
+    """'I/N' (1-based) -> (I - 1, N)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 2/4, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"part {text} needs 1 <= I <= N")
+    return i - 1, n
 
 
 def _numbered(path: Path | None, i: int, count: int) -> Path | None:
@@ -125,8 +139,10 @@ def _run_generate(args) -> int:
 
     if args.count < 1:
         raise PorejaxError(f"--count must be at least 1, got {args.count}")
-    if args.out.suffix.lower() not in (".tif", ".tiff"):
-        raise PorejaxError(f"--out must be a .tif or .tiff file, got {args.out}")
+    if args.out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise PorejaxError(f"--out must be a .tif or .tiff file or a .zarr store, got {args.out}")
+    if args.part is not None and args.count != 1:
+        raise PorejaxError("--part writes a slab of one volume: drop --count")
     gen = load_generator(args.checkpoint, args.step)
     periodic = parse_periodic(args.periodic)
     if args.size is not None:
@@ -138,9 +154,11 @@ def _run_generate(args) -> int:
     for i in range(args.count):
         start = time.perf_counter()
         out = _numbered(args.out, i, args.count)
+        settings = {"seed": args.seed + i, "periodic": args.periodic, "size": args.size, "latent_size": list(latent)}
         shape = gen.write(out, gen.latent(args.seed + i, latent), periodic, size, args.chunk,
-                          _numbered(args.confidence, i, args.count))
-        print(f"wrote {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
+                          _numbered(args.confidence, i, args.count), args.part, settings)
+        what = "" if args.part is None else f" part {args.part[0] + 1}/{args.part[1]} of"
+        print(f"wrote{what} {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
               f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.1f} s")
     return 0
 
