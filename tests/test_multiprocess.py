@@ -65,9 +65,9 @@ def _losses(workdir: Path) -> np.ndarray:
 
 
 def _shared_files(workdir: Path) -> list[str]:
-    """Checkpoint files other than the per-process ones."""
+    """Checkpoint files other than the per-process ones and the data files (named by random hashes)."""
     return sorted(str(p.relative_to(workdir)) for p in (workdir / "checkpoints").rglob("*")
-                  if p.is_file() and "process_" not in str(p))
+                  if p.is_file() and "process_" not in str(p) and p.parent.name != "d")
 
 
 def _array_bytes(workdir: Path, item: str) -> int:
