@@ -119,8 +119,22 @@ def _add_generate(sub) -> None:
     p.add_argument("--count", type=int, default=1, help="number of volumes: writes OUT_0.tif ... OUT_{K-1}.tif")
     p.add_argument("--chunk", type=int, help="tile side in output voxels (any value gives the same bytes)")
     p.add_argument("--confidence", type=Path, help="also write the confidence map (max phase probability)")
-    p.add_argument("--out", type=Path, required=True, help="output .tif")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .tif, or a chunked Zarr store VOL.zarr (written tile by tile, for volumes larger than RAM)")
+    p.add_argument("--part", type=_part, metavar="I/N",
+                   help="Zarr only: write only the I-th (1-based) of N slabs along x, so N jobs fill one store")
     p.set_defaults(run=_run_generate)
+
+
+def _part(text: str) -> tuple[int, int]:
+    """'I/N' (1-based) -> (I - 1, N)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 2/4, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"part {text} needs 1 <= I <= N")
+    return i - 1, n
 
 
 def _numbered(path: Path | None, i: int, count: int) -> Path | None:
@@ -132,8 +146,10 @@ def _run_generate(args) -> int:
 
     if args.count < 1:
         raise PorejaxError(f"--count must be at least 1, got {args.count}")
-    if args.out.suffix.lower() not in (".tif", ".tiff"):
-        raise PorejaxError(f"--out must be a .tif or .tiff file, got {args.out}")
+    if args.out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise PorejaxError(f"--out must be a .tif or .tiff file or a .zarr store, got {args.out}")
+    if args.part is not None and args.count != 1:
+        raise PorejaxError("--part writes a slab of one volume: drop --count")
     gen = load_generator(args.checkpoint, args.step)
     periodic = parse_periodic(args.periodic)
     if args.size is not None:
@@ -145,9 +161,11 @@ def _run_generate(args) -> int:
     for i in range(args.count):
         start = time.perf_counter()
         out = _numbered(args.out, i, args.count)
+        settings = {"seed": args.seed + i, "periodic": args.periodic, "size": args.size, "latent_size": list(latent)}
         shape = gen.write(out, gen.latent(args.seed + i, latent), periodic, size, args.chunk,
-                          _numbered(args.confidence, i, args.count))
-        print(f"wrote {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
+                          _numbered(args.confidence, i, args.count), args.part, settings)
+        what = "" if args.part is None else f" part {args.part[0] + 1}/{args.part[1]} of"
+        print(f"wrote{what} {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
               f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -302,13 +320,42 @@ def _add_train(sub) -> None:
     p.set_defaults(run=_run_train)
 
 
+def initialize_distributed() -> bool:
+    """Join a multi-process run when the environment describes one; True if this process is part of one.
+
+    Recognised: JAX_COORDINATOR_ADDRESS (host:port of process 0) + JAX_NUM_PROCESSES + JAX_PROCESS_ID
+    (any launcher, e.g. by hand), or a Slurm / Open MPI job with more than one task (jax.distributed
+    reads those itself). Must run before the first JAX computation; `porejax train` calls it first thing.
+    On CPU the processes exchange data through gloo (JAX's default CPU collectives).
+    """
+    import os
+
+    import jax
+
+    env = os.environ
+    if jax.distributed.is_initialized():
+        return True
+    if "JAX_COORDINATOR_ADDRESS" in env:
+        missing = [name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in env]
+        if missing:
+            raise PorejaxError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} not: set all three "
+                               "(README, 'Running on a cluster')")
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
+                                   int(env["JAX_PROCESS_ID"]))
+        return True
+    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
+        jax.distributed.initialize()
+        return True
+    return False
+
+
 def _run_train(args) -> int:
     from porejax import host, train
     from porejax.dataset import load_volumes
 
     if host.cpu_backend_expected():
         host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
-    train.initialize_distributed()
+    initialize_distributed()
     volumes, phase_map = load_volumes(args.data, None if args.names is None else args.names.split(","),
                                       args.voxel_size)
     model_config = train.model_for(args.preset, phase_map.n_phases, args.crop, args.precision)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from porejax import checkpoint
+from porejax import checkpoint, store
 from porejax.axes import AXES
 from porejax.errors import PorejaxError
 from porejax.models import Generator, ModelConfig, generator_batch_statistics
@@ -351,6 +351,41 @@ class FrozenGenerator:
         return self.probabilities(z, periodic, size).max(axis=-1)
 
     # --- chunked generation --------------------------------------------------------------------
+    def _layout(self, z, periodic, size, chunk) -> tuple[np.ndarray, list[_AxisPlan], int]:
+        """(padded latent (1, ...), per-axis plans, tile side) of a chunked generation."""
+        zb, batched = self._check_latent(z)
+        if batched:
+            raise PorejaxError("chunked generation takes one latent (A, A, A, C), not a batch")
+        plans = self._plans(zb.shape[1:4], parse_periodic(periodic), size)
+        chunk = default_chunk(plans) if chunk is None else chunk
+        if int(chunk) != chunk or chunk < 1:
+            raise PorejaxError(f"chunk must be a positive number of voxels, got {chunk}")
+        return _pad_latents(zb, plans), plans, int(chunk)
+
+    def tiles(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None,
+              chunk: int | None = None, part: tuple[int, int] | None = None
+              ) -> Iterator[tuple[tuple[int, int, int], np.ndarray, np.ndarray]]:
+        """Yield (start voxel (x, y, z), labels, confidence) per tile (d, h, w), row of x tiles by row.
+
+        The tiles cover the volume `slabs` yields. `part` = (i, n): only the tiles of the i-th (0-based)
+        of n slabs along x, each slab a run of whole x tile rows (sizes differ by at most one row).
+        """
+        padded, plans, chunk = self._layout(z, periodic, size, chunk)
+        lut = np.asarray(self.phase_map.labels, dtype=self.phase_map.label_dtype)
+        tiles = [_tiles(p, chunk, self.config) for p in plans]
+        if part is not None:
+            i, n = part
+            if not 0 <= i < n <= len(tiles[0]):
+                raise PorejaxError(f"part {i + 1}/{n} does not exist: the volume has {len(tiles[0])} rows of "
+                                   f"{chunk}-voxel tiles along x, so 1 <= I <= N <= {len(tiles[0])} "
+                                   "(a smaller --chunk allows more parts)")
+            tiles[0] = tiles[0][i * len(tiles[0]) // n:(i + 1) * len(tiles[0]) // n]
+        for tx, ty, tz in itertools.product(*tiles):
+            window, lengths, starts = self._tile(plans, (tx, ty, tz))
+            idx, c = _indices_and_confidence(self._generation_variables, jnp.asarray(padded[(slice(None),) + window]),
+                                             self.config, lengths, jnp.asarray(starts))
+            yield (tx[0], ty[0], tz[0]), lut[np.asarray(idx)], np.asarray(c)
+
     def slabs(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None,
               chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (labels, confidence) slabs (d, H, W) along x, tile by tile, identical to one-shot output.
@@ -359,28 +394,15 @@ class FrozenGenerator:
         `chunk`: tile side in output voxels (default: `default_chunk`, one piece up to 384^3, else tiles of
         256; peak memory about 5 GB for the paper's generator either way).
         """
-        zb, batched = self._check_latent(z)
-        if batched:
-            raise PorejaxError("slabs() takes one latent (A, A, A, C), not a batch")
-        plans = self._plans(zb.shape[1:4], parse_periodic(periodic), size)
+        _, plans, chunk = self._layout(z, periodic, size, chunk)
         shape = tuple(p.size for p in plans)
-        if chunk is None:
-            chunk = default_chunk(plans)
-        if int(chunk) != chunk or chunk < 1:
-            raise PorejaxError(f"chunk must be a positive number of voxels, got {chunk}")
-        padded = _pad_latents(zb, plans)
-        lut = np.asarray(self.phase_map.labels, dtype=self.phase_map.label_dtype)
-        tiles = [_tiles(p, int(chunk), self.config) for p in plans]
-        for tx in tiles[0]:
-            labels = np.empty((tx[1] - tx[0],) + shape[1:], lut.dtype)
+        rows = itertools.groupby(self.tiles(z, periodic, size, chunk), key=lambda tile: tile[0][0])
+        for x0, row in rows:
+            labels = np.empty((min(chunk, shape[0] - x0),) + shape[1:], self.phase_map.label_dtype)
             conf = np.empty(labels.shape, np.float32)
-            for ty, tz in itertools.product(tiles[1], tiles[2]):
-                window, lengths, starts = self._tile(plans, (tx, ty, tz))
-                idx, c = _indices_and_confidence(self._generation_variables, jnp.asarray(padded[(slice(None),) + window]),
-                                                 self.config, lengths, jnp.asarray(starts))
-                target = (slice(None), slice(ty[0], ty[1]), slice(tz[0], tz[1]))
-                labels[target] = lut[np.asarray(idx)]
-                conf[target] = np.asarray(c)
+            for (_, y0, z0), lab, c in row:
+                labels[:, y0:y0 + lab.shape[1], z0:z0 + lab.shape[2]] = lab
+                conf[:, y0:y0 + lab.shape[1], z0:z0 + lab.shape[2]] = c
             yield labels, conf
 
     def generate(self, z, periodic: str | Sequence[bool] = "", size=None, chunk: int | None = None
@@ -390,8 +412,15 @@ class FrozenGenerator:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def write(self, path: str | os.PathLike, z, periodic: str | Sequence[bool] = "", size=None,
-              chunk: int | None = None, confidence_path: str | os.PathLike | None = None) -> tuple[int, int, int]:
-        """Stream the label volume (and optionally the confidence map, float32) to TIFF; returns the shape."""
+              chunk: int | None = None, confidence_path: str | os.PathLike | None = None,
+              part: tuple[int, int] | None = None, attributes: dict | None = None) -> tuple[int, int, int]:
+        """Stream the label volume (and optionally the confidence map, float32) to TIFF, or tile by tile to
+        a Zarr store when `path` ends in .zarr (see `write_store`); returns the volume's shape."""
+        if store.is_store(path):
+            return self.write_store(path, z, periodic, size, chunk, confidence_path, part, attributes)
+        if part is not None:
+            raise PorejaxError(f"--part needs a Zarr store (--out VOL.zarr), not {path}: parts of one TIFF "
+                               "cannot be written independently")
         flags = parse_periodic(periodic)
         zb, _ = self._check_latent(z)
         shape = tuple(p.size for p in self._plans(zb.shape[1:4], flags, size))
@@ -403,8 +432,33 @@ class FrozenGenerator:
             for writer in writers:
                 stack.enter_context(writer)
             for slab in self.slabs(z, flags, size, chunk):
-                for writer, part in zip(writers, slab):
-                    writer.write(part)
+                for writer, block in zip(writers, slab):
+                    writer.write(block)
+        return shape  # type: ignore[return-value]
+
+    def write_store(self, path: str | os.PathLike, z, periodic: str | Sequence[bool] = "", size=None,
+                    chunk: int | None = None, confidence_path: str | os.PathLike | None = None,
+                    part: tuple[int, int] | None = None, attributes: dict | None = None) -> tuple[int, int, int]:
+        """Write the volume tile by tile into the Zarr store `path` (chunks = tiles; memory set by one tile),
+        only the tiles of slab `part` = (i, n) along x when given (n jobs fill one store; any order).
+
+        The store's attributes hold the PhaseMap, this generator's step and `attributes` (e.g. seed,
+        periodic axes, size). The confidence map, if wanted, goes to a store too.
+        """
+        _, plans, chunk = self._layout(z, periodic, size, chunk)
+        shape = tuple(p.size for p in plans)
+        chunks = tuple(min(chunk, n) for n in shape)
+        meta = {"phase_map": self.phase_map.to_dict(), "generation": {"step": self.step, **(attributes or {})}}
+        labels = store.create(path, shape, self.phase_map.label_dtype, chunks, meta)
+        outputs = [labels]
+        if confidence_path is not None:
+            if not store.is_store(confidence_path):
+                raise PorejaxError(f"with a Zarr store --out the confidence map goes to a store too: name it "
+                                   f"*.zarr, not {confidence_path}")
+            outputs.append(store.create(confidence_path, shape, np.float32, chunks, meta))
+        for start, *blocks in self.tiles(z, periodic, size, chunk, part):
+            for out, block in zip(outputs, blocks):
+                store.write_block(out, start, block)
         return shape  # type: ignore[return-value]
 
 

@@ -19,10 +19,13 @@ the state at step s, so a run resumed from a checkpoint follows the uninterrupte
 Data parallel: a `Mesh` over all devices with one axis "data"; params are replicated and every batch
 (real crops, latents) is constrained to be sharded along "data", so XLA splits the convolutions by
 sample and all-reduces gradients and BatchNorm statistics: the losses equal the single-device ones for
-the same global batch. Multi-host: when a multi-process launch is detected (JAX_COORDINATOR_ADDRESS with
-JAX_NUM_PROCESSES and JAX_PROCESS_ID, or a Slurm / Open MPI job of more than one task),
-`jax.distributed.initialize()` runs first and the mesh spans the devices of all hosts; every host reads
-the same training volumes, and only process 0 logs and writes images.
+the same global batch. Multi-process (several hosts, or one process per GPU): `porejax train` joins the
+run (`porejax.cli.initialize_distributed`) before anything else, and the mesh spans the devices of all
+processes. Every process reads the same training volumes and draws the same crop origins and latents
+(cheap: a few numbers per crop); each device then cuts and encodes only the crops of its own share of
+the batch (`shard_map` over "data"), so a batch is sampled once across the processes and equals the
+single-device batch exactly. Only process 0 logs, writes images and the metadata; checkpoints are
+written through orbax, which stores each replicated array once.
 
 Training latents (`latent`): "periodic" (default) draws latents of side crop / period_unit (4^3 for the
 paper's 64^3 crops) and runs the generator with circular padding, so every training volume is a window
@@ -239,26 +242,6 @@ class TrainState:
 
 
 # --- devices --------------------------------------------------------------------------------------
-def initialize_distributed() -> bool:
-    """Join a multi-host run when the environment describes one; True if this process is part of one.
-
-    Recognised: JAX_COORDINATOR_ADDRESS + JAX_NUM_PROCESSES + JAX_PROCESS_ID (any launcher), or a
-    Slurm / Open MPI job with more than one task (jax.distributed detects those itself). Must run
-    before the first JAX computation; `porejax train` calls it first thing.
-    """
-    env = os.environ
-    if jax.distributed.is_initialized():
-        return True
-    if "JAX_COORDINATOR_ADDRESS" in env:
-        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
-                                   int(env["JAX_PROCESS_ID"]))
-        return True
-    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
-        jax.distributed.initialize()
-        return True
-    return False
-
-
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis ("data") mesh over `devices` (default: all devices of all processes)."""
     return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), ("data",))
@@ -341,8 +324,14 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
     def latent(key):
         return jax.lax.with_sharding_constraint(draw_training_latents(model_config, config.latent, key, b), batch)
 
+    def crops(arrays, origins, keys):  # per device: its share of the batch
+        return dataset.crops_at(arrays, spec, origins, keys)
+
+    cut = jax.shard_map(crops, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("data"), PartitionSpec("data")),
+                        out_specs=PartitionSpec("data"))
+
     def real_batch(arrays, key, data_key, index):
-        return jax.lax.with_sharding_constraint(dataset.sample_batch(arrays, spec, key, data_key, index), batch)
+        return cut(arrays, *dataset.batch_draws(arrays, spec, key, data_key, index))
 
     def g_update(g_loss, d_params, carry, key):
         return generator_update(model_config, periodic, tx, g_loss, d_params, carry, latent(key))
@@ -656,7 +645,6 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     killed before its first save) it starts from step 0, saying so. Temporary folders of saves that failed
     or were killed are removed first. A failed save (e.g. a full disk) leaves the earlier steps as they were.
     """
-    initialize_distributed()
     workdir = Path(workdir)
     if resume and not workdir.is_dir():
         raise PorejaxError(f"cannot resume {workdir}: it does not exist: check the path, or drop --resume to "

@@ -127,15 +127,20 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
 
 def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
                 min_size: int | None = None) -> np.ndarray:
-    """Read and validate a label volume from a TIFF stack (.tif/.tiff) or a NumPy file (.npy)."""
+    """Read and validate a label volume from a TIFF stack (.tif/.tiff), a NumPy file (.npy) or a Zarr store
+    (.zarr, read whole; `porejax.store.StoreVolume` reads one lazily)."""
     path = Path(path)
     if not path.exists():
-        raise PorejaxError(f"file not found: {path} (check the path; volumes are .tif, .tiff or .npy)")
-    if path.is_dir():
-        raise PorejaxError(f"{path} is a directory, expected a .tif, .tiff or .npy label volume")
+        raise PorejaxError(f"file not found: {path} (check the path; volumes are .tif, .tiff, .npy or .zarr)")
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".zarr":
+        raise PorejaxError(f"{path} is a directory, expected a .tif, .tiff or .npy label volume or a .zarr store")
     try:
-        if suffix == ".npy":
+        if suffix == ".zarr":
+            from porejax.store import StoreVolume
+
+            arr = np.asarray(StoreVolume(path))
+        elif suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
@@ -144,7 +149,7 @@ def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
                                        "samples per pixel): segment it into labels first")
                 arr = tif.asarray()
         else:
-            raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff or .npy volume")
+            raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff, .npy or .zarr volume")
     except PorejaxError:
         raise
     except Exception as exc:  # tifffile / numpy raise many types for corrupt files
