@@ -89,8 +89,8 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
     """
     arr = np.asarray(volume)
     if arr.ndim != 3:
-        hint = ("a 2D image; porejax needs a 3D stack of slices" if arr.ndim == 2 else
-                "squeeze or select the channel/time axis to get a single 3D label volume")
+        hint = ("a 2D image; porejax needs a 3D stack of slices (or train from 2D images: --slices)"
+                if arr.ndim == 2 else "squeeze or select the channel/time axis to get a single 3D label volume")
         raise PorejaxError(f"{what} has {arr.ndim} dimensions {arr.shape}, expected 3 (x, y, z): {hint}")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -126,9 +126,8 @@ def _largest_pow2_crop(side: int) -> int:
     return crop
 
 
-def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
-                min_size: int | None = None) -> np.ndarray:
-    """Read and validate a label volume from a TIFF stack (.tif/.tiff) or a NumPy file (.npy)."""
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """The array stored in a TIFF (.tif/.tiff) or NumPy (.npy) file, unvalidated."""
     path = Path(path)
     if not path.exists():
         raise PorejaxError(f"file not found: {path} (check the path; volumes are .tif, .tiff or .npy)")
@@ -137,17 +136,19 @@ def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
-            arr = tifffile.imread(path)
-        else:
-            raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff or .npy volume")
-    except PorejaxError:
-        raise
+            return np.load(path, allow_pickle=False)
+        if suffix in (".tif", ".tiff"):
+            return tifffile.imread(path)
     except Exception as exc:  # tifffile / numpy raise many types for corrupt files
         raise PorejaxError(f"cannot read {path} ({type(exc).__name__}: {exc}): is it a valid "
                            f"{'NumPy' if suffix == '.npy' else 'TIFF'} file?") from None
-    return validate_volume(arr, max_phases=max_phases, min_size=min_size, what=str(path))
+    raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff or .npy volume")
+
+
+def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
+                min_size: int | None = None) -> np.ndarray:
+    """Read and validate a label volume from a TIFF stack (.tif/.tiff) or a NumPy file (.npy)."""
+    return validate_volume(read_array(path), max_phases=max_phases, min_size=min_size, what=str(path))
 
 
 def to_indices(volume: np.ndarray, phase_map: PhaseMap) -> np.ndarray:
