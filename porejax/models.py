@@ -117,6 +117,13 @@ PRESETS: dict[str, ModelConfig] = {
     "cpu64-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64), head_width=8),
     # seconds per step: tests and the demo (32^3 crops)
     "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
+    # training from 2D images (slice discriminators, `porejax.slices`): SliceGAN's field of view for a GPU
+    # (64^3 volumes judged on 64^2 slices; its critic widths, without normalisation) with the paper's generator
+    "slicegan": ModelConfig(d_widths=(64, 128, 256, 512), d_norm="none"),
+    # two CPU cores: the cpu generator making 64^3 volumes, judged on 64^2 slices
+    "slices-cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64, 128)),
+    # seconds per step: tests (the tiny generator, 32^2 slices)
+    "slices-tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(8, 16, 32)),
 }
 
 

@@ -185,3 +185,11 @@ def real_reference(arrays: dict, spec: SliceSpec, count: int, seed: int) -> np.n
     sample = jax.jit(lambda a, k: jnp.argmax(sample_real(a, spec, k, per_key), -1))
     crops = np.concatenate([np.asarray(sample(arrays[name], k)) for name, k in zip(spec.keys, keys)])
     return crops[:count, None]
+
+
+def load_images(paths: Mapping[str, Sequence[str | os.PathLike]], names: Sequence[str] | None = None,
+                voxel_size: float | None = None) -> tuple[dict[str, list[np.ndarray]], PhaseMap]:
+    """Read the 2D images per discriminator key ({"xyz": paths} or {"x", "y", "z"}) and the PhaseMap of all
+    their label values (the same in every image)."""
+    images = {key: [read_images(p) for p in found] for key, found in paths.items()}
+    return images, phase_map_of(images, names, voxel_size)

@@ -163,6 +163,14 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # seconds: tests and the demo
     "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
                         eval_samples=4, standing_batches=4),
+    # slice discriminators (`porejax.train_slices`): SliceGAN's recipe (WGAN-GP, lambda 10, 5 critic steps,
+    # Adam 1e-4, betas (0, 0.9), batch 8, every slice of every generated volume) for a GPU
+    "slicegan": TrainConfig(batch_size=8, loss="wgan-gp", discriminator="slices", steps=20_000, eval_every=1000,
+                            checkpoint_every=500, keep_every=5000),
+    "slices-cpu": dataclasses.replace(_CPU, batch_size=2, loss="wgan-gp", lr=None, discriminator="slices",
+                                      slices_per_volume=16),
+    "slices-tiny": TrainConfig(batch_size=4, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
+                               eval_samples=4, standing_batches=4, discriminator="slices"),
 }
 
 
