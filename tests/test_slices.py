@@ -155,15 +155,20 @@ def _fibres(side: int, seed: int = 0) -> np.ndarray:
 
 def test_fibres_along_x_train_a_generator_whose_volumes_are_longer_correlated_along_x(tmp_path):
     data = _fibres(32)
-    model = ModelConfig(n_phases=2, latent_channels=8, g_widths=(16, 8), d_widths=(8, 16))  # 16^3 / 16^2
+    # 16^3 volumes, 16^2 slices; the output head damps the checkerboard that would dominate S2 this early
+    model = ModelConfig(n_phases=2, latent_channels=8, g_widths=(16, 8), d_widths=(8, 16), head_width=4)
     config = train.TrainConfig(steps=60, lr=1e-3, **{**QUIET, "checkpoint_every": 60})
     train.train([data], PhaseMap((0, 255)), tmp_path, model, config, progress=False)
     gen = porejax.load_generator(tmp_path)
     volumes = np.stack([gen.labels(gen.latent(s, 8), "xyz") for s in range(4)]) == 255
-    s2 = [metrics.two_point_correlation(volumes, axis=a, periodic=True, max_lag=5)[1].mean(0) for a in range(3)]
-    real = [metrics.two_point_correlation(data == 255, axis=a, periodic=True, max_lag=5)[1] for a in range(3)]
-    assert real[0][4] > real[1][4] + 0.1 and real[0][4] > real[2][4] + 0.1  # the data: much longer along x
-    assert s2[0][4] > s2[1][4] + 0.03 and s2[0][4] > s2[2][4] + 0.03, s2
+
+    def correlation(masks, axis):  # mean S2 over lags 1..4 along `axis`
+        return float(np.mean(metrics.two_point_correlation(masks, axis=axis, periodic=True, max_lag=5)[1][..., 1:]))
+
+    real = [correlation(data[None] == 255, a) for a in range(3)]
+    assert real[0] > max(real[1:]) + 0.15  # the data: much longer along x
+    generated = [correlation(volumes, a) for a in range(3)]
+    assert generated[0] > max(generated[1:]) + 0.05, generated
 
 
 def test_bad_2d_input_is_refused_with_one_line_naming_the_fix(tmp_path, volume, images):
