@@ -171,7 +171,7 @@ def test_fibres_along_x_train_a_generator_whose_volumes_are_longer_correlated_al
     assert generated[0] > max(generated[1:]) + 0.05, generated
 
 
-def test_bad_2d_input_is_refused_with_one_line_naming_the_fix(tmp_path, volume, images):
+def test_bad_2d_input_is_refused_with_one_line_naming_the_fix(tmp_path, volume, images, capsys):
     with pytest.raises(PorejaxError, match="2D image.*--slices"):
         validate_volume(volume[0])
     with pytest.raises(PorejaxError, match="looks like an RGB"):
@@ -194,15 +194,18 @@ def test_bad_2d_input_is_refused_with_one_line_naming_the_fix(tmp_path, volume, 
     for name, image in (("x.tif", images["x"][0]), ("y.tif", images["y"][0]), ("v.tif", volume)):
         tifffile.imwrite(tmp_path / name, image)
     base = ["train", "--workdir", str(tmp_path / "run"), "--preset", "slices-tiny", "--steps", "1"]
-    runs = {"--data and --slices": base + ["--data", str(tmp_path / "v.tif"), "--slices", str(tmp_path / "x.tif")],
+    runs = {"give one of --data": base + ["--data", str(tmp_path / "v.tif"), "--slices", str(tmp_path / "x.tif")],
             "missing --slices-z": base + ["--slices-x", str(tmp_path / "x.tif"), "--slices-y", str(tmp_path / "y.tif")],
-            "3D where 2D": base + ["--data", str(tmp_path / "x.tif")]}
-    for args in runs.values():
+            "2D image; porejax needs a 3D stack": base + ["--data", str(tmp_path / "x.tif")]}
+    for message, args in runs.items():
+        capsys.readouterr()
         assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_trains_from_three_images_of_the_planes(tmp_path, capsys):
+def test_cli_trains_from_three_images_of_the_planes(tmp_path):
     cube = synthetic.cathode(36, seed=2)
     paths = {}
     for axis, image in zip("xyz", (cube[18], cube[:, 18, :], cube[:, :, 18])):
