@@ -66,7 +66,7 @@ def test_each_discriminator_gets_gradients_from_its_own_axis_only_and_passes_the
     z = train.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(2), 2)
     _, periodic = train.training_latent(MICRO, "periodic")
     for axis, name in enumerate(slices.AXIS_KEYS):
-        def loss(g_params, d_params, per_volume):
+        def loss(g_params, d_params, per_volume, axis=axis, name=name):
             fake, _ = train._apply_g(MICRO, periodic, g_params, g_vars["batch_stats"], z)
             x = slices.generated_slices(fake, axis, per_volume, jax.random.PRNGKey(3))
             assert x.shape == (2 * per_volume, 8, 8, 3)
@@ -80,7 +80,7 @@ def test_each_discriminator_gets_gradients_from_its_own_axis_only_and_passes_the
         assert float(_norm(g_grad)) > 0
 
         # a subset of 3 slices per volume: only those slices of the volume receive gradient
-        def volume_loss(fake):
+        def volume_loss(fake, axis=axis, name=name):
             x = slices.generated_slices(fake, axis, 3, jax.random.PRNGKey(3))
             return losses.bce_generator(SliceDiscriminator(MICRO).apply({"params": d_vars["params"][name]}, x))
 
