@@ -166,7 +166,7 @@ def test_fibres_along_x_train_a_generator_whose_volumes_are_longer_correlated_al
         return float(np.mean(metrics.two_point_correlation(masks, axis=axis, periodic=True, max_lag=5)[1][..., 1:]))
 
     real = [correlation(data[None] == 255, a) for a in range(3)]
-    assert real[0] > max(real[1:]) + 0.15  # the data: much longer along x
+    assert real[0] > max(real[1:]) + 0.1  # the data: much longer along x
     generated = [correlation(volumes, a) for a in range(3)]
     assert generated[0] > max(generated[1:]) + 0.05, generated
 
