@@ -117,9 +117,11 @@ def main() -> None:
         pool_s.append(time.perf_counter() - t)
     pool_hard, pool_s = np.stack(pool_hard), np.asarray(pool_s)
     eval_first_s, pool_s[0] = pool_s[0], np.median(pool_s[1:])  # the first call compiles
-    mean, std = pool_hard.mean(0), pool_hard.std(0)
+    finite = np.ma.masked_invalid(pool_hard)  # tau = inf without a spanning path
+    mean, std = finite.mean(0).filled(np.nan), finite.std(0).filled(np.nan)
     stats = {n: {"mean": float(mean[i]), "std": float(std[i]), "min": float(pool_hard[:, i].min()),
-                 "max": float(pool_hard[:, i].max())} for i, n in enumerate(PROPERTIES)}
+                 "max": float(pool_hard[:, i].max()), "spanning": int(np.isfinite(pool_hard[:, i]).sum())}
+             for i, n in enumerate(PROPERTIES)}
     targets = [("vf.pore", -1.5), ("vf.pore", 1.5), ("ssa.nmc", -1.5), ("ssa.nmc", 1.5), ("tpb", -1.5),
                ("tau.pore.x", 1.0)]
     goals = [{n: float(mean[PROPERTIES.index(n)] + k * std[PROPERTIES.index(n)])} for n, k in targets]

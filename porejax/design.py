@@ -59,7 +59,7 @@ class Property:
     kind: str
     phases: tuple[int, ...]
     axis: int | None
-    name: str
+    name: str = dataclasses.field(compare=False)  # as the user wrote it; `vf.pore` and `vf.0` are equal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,28 +228,33 @@ class Problem:
         return p[self.window]
 
     def values(self, p: jax.Array) -> jax.Array:
-        """Soft properties (K,) of probabilities p (D, H, W, P); on one-hot p the hard ones."""
+        """Soft properties (..., K) of probabilities p (..., D, H, W, P), one volume or a batch (B, ...);
+        on one-hot p the hard ones."""
         dx, wrap = self.voxel_size, all(self.periodic)
         out = []
         for t in self.terms:
             prop = t.prop
             if prop.kind == "vf":
-                out.append(soft_volume_fraction(p)[prop.phases[0]])
+                out.append(soft_volume_fraction(p)[..., prop.phases[0]])
             elif prop.kind == "ssa":
-                out.append(soft_specific_surface_area(p, dx, wrap)[prop.phases[0]])
+                out.append(soft_specific_surface_area(p, dx, wrap)[..., prop.phases[0]])
             elif prop.kind == "tpb":
                 out.append(soft_tpb_density(p, dx, prop.phases, wrap))
             else:
                 d_rel = soft_relative_diffusivity(p, prop.phases[0], prop.axis, self.side_boundary(prop.axis),
                                                   self.rtol)
-                phi = soft_volume_fraction(p)[prop.phases[0]]
+                phi = soft_volume_fraction(p)[..., prop.phases[0]]
                 tau = jnp.where(d_rel > 0, phi / jnp.where(d_rel > 0, d_rel, 1), jnp.inf)
                 out.append(d_rel if prop.kind == "drel" else tau)
-        return jnp.stack(out)
+        return jnp.stack(out, axis=-1)
 
-    def hard_values(self, p: jax.Array) -> jax.Array:
-        """Exact properties (K,) of the decoded labels argmax p."""
-        return self.values(jax.nn.one_hot(jnp.argmax(p, axis=-1), p.shape[-1], dtype=p.dtype))
+    def soft_and_hard_values(self, p: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(soft (K,), hard (K,)) of probabilities p (D, H, W, P): hard = exact metrics of the decoded
+        labels argmax p. Evaluated as one batch of two volumes, so that one compiled diffusion solve
+        serves both (the solver's compilation dominates a design's start-up)."""
+        one_hot = jax.nn.one_hot(jnp.argmax(p, axis=-1), p.shape[-1], dtype=p.dtype)
+        both = self.values(jnp.stack([p, jax.lax.stop_gradient(one_hot)]))
+        return both[0], jax.lax.stop_gradient(both[1])
 
     def objective(self, v: jax.Array, z: jax.Array, goals: Goals) -> jax.Array:
         """Objective of property values v (K,) at latent z (see the module docstring)."""
@@ -271,8 +276,7 @@ class Problem:
 
         def loss(z, goals):
             p = self.probabilities(z)
-            soft = self.values(p)
-            hard = jax.lax.stop_gradient(self.hard_values(p))
+            soft, hard = self.soft_and_hard_values(p)
             used = jnp.where(jnp.isfinite(hard), soft + jax.lax.stop_gradient(hard - soft), soft)
             indices = jnp.argmax(p, axis=-1).astype(jnp.uint8)
             return self.objective(used, z, goals), (soft, hard, self.objective(hard, z, goals), indices)
@@ -287,7 +291,7 @@ class Problem:
     def hard_program(self) -> Callable:
         """jitted z -> hard properties (K,): one generator + metric evaluation without gradient (for
         derivative-free searches)."""
-        return jax.jit(lambda z: self.hard_values(self.probabilities(z)))
+        return jax.jit(lambda z: self.soft_and_hard_values(self.probabilities(z))[1])
 
     def goals(self, values: Sequence[float] | None = None, weights: Sequence[float] | None = None,
               start: np.ndarray | None = None) -> Goals:

@@ -32,6 +32,8 @@ from porejax.errors import PorejaxError
 from porejax.metrics._common import check_axis
 from porejax.metrics.diffusion import SIDE_BOUNDARIES, _SMOOTHING_SWEEPS, _build_system, _prepare, _shift, _solve
 
+FLOOR = 1e-6  # diffusivities below this are non-conducting (see `relative_diffusivity_of_field`)
+
 
 def _dissipation(d: jax.Array, c: jax.Array, periodic_sides: bool) -> jax.Array:
     """E(c; d) for d, c (L, H, W), transport along axis 0: equals the total flux I at the solution c*."""
@@ -76,6 +78,9 @@ def relative_diffusivity_of_field(diffusivity: jax.Array, axis: int = 0, side_bo
 
     Differentiable in the field (see the module docstring); runs under jit and vmap. rtol, max_iter: as
     `porejax.metrics.tortuosity` (an unconverged solve returns its last iterate). Returns () or (B,).
+    Values below FLOOR count as 0: a generator's softmax leaves many voxels at 1e-38..1e-10, where the
+    float32 harmonic-mean derivative 2 b^2 / (a + b)^2 underflows to 0 / 0; their conductance is
+    negligible, and binary fields are unchanged.
     """
     axis = check_axis(axis)
     if side_boundary not in SIDE_BOUNDARIES:
@@ -84,7 +89,7 @@ def relative_diffusivity_of_field(diffusivity: jax.Array, axis: int = 0, side_bo
         raise PorejaxError(f"diffusivity has shape {diffusivity.shape}, expected (D, H, W) or (B, D, H, W)")
     solve = functools.partial(_relative_diffusivity, periodic_sides=side_boundary == "periodic", rtol=float(rtol),
                               max_iter=int(max_iter))
-    frame = jnp.moveaxis(diffusivity, axis - 3, -3)  # transport axis first
+    frame = jnp.moveaxis(jnp.where(diffusivity >= FLOOR, diffusivity, 0), axis - 3, -3)  # transport axis first
     if frame.ndim == 3:
         return solve(frame)
     return jax.vmap(solve)(frame)
