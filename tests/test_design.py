@@ -63,9 +63,10 @@ def test_periodic_design_hard_values_and_tiling(gen):
     for name, value in result.history[result.step]["hard"].items():
         assert value == pytest.approx(result.hard[name], rel=2e-3)
     assert set(np.unique(result.labels).tolist()) <= {0, 85, 170}
-    # periodic: the design is the central crop of the zero-padded generator on the latent tiled 3x3x3
+    # periodic: the design is the central crop of the zero-padded generator on the tiled latent (5 tiles:
+    # the tiny generator's receptive field needs 3 latent voxels of wrap on each side of this 2^3 latent)
     z = result.latent
-    tiled = np.tile(z, (3, 3, 3, 1))
+    tiled = np.tile(z, (5, 5, 5, 1))
     full = Generator(gen.config).apply(gen.variables, tiled[None], train=False)[0]
     n, f = result.labels.shape[0], full.shape[0]
     crop = np.asarray(full)[(slice((f - n) // 2, (f - n) // 2 + n),) * 3]
