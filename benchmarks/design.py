@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     g = load_generator(args.checkpoint)
     everything = make_problem(g, [f"{n}=1" for n in PROPERTIES], args.size, "xyz")
-    evaluate = lambda z: np.asarray(jax.device_get(everything.hard_program(jnp.asarray(z))), np.float64)  # noqa: E731
+    evaluate = lambda z: np.asarray(jax.device_get(everything.hard_program(jnp.asarray(z))), np.float64)
     t0 = time.perf_counter()
     pool_z = np.stack([g.latent(1000 + i, everything.latent_shape) for i in range(args.samples)])
     pool_hard, pool_s = [], []

@@ -40,7 +40,11 @@ import optax
 from porejax import metrics
 from porejax.errors import PorejaxError
 from porejax.generate import AXES, FrozenGenerator, parse_periodic
-from porejax.metrics.soft import soft_specific_surface_area, soft_tpb_density, soft_volume_fraction
+from porejax.metrics.soft import (
+    soft_specific_surface_area,
+    soft_tpb_density,
+    soft_volume_fraction,
+)
 from porejax.metrics.soft_diffusion import soft_relative_diffusivity
 from porejax.models import Generator
 
@@ -339,9 +343,8 @@ def make_problem(generator: FrozenGenerator, terms: Sequence[str | Term] = (), s
         raise PorejaxError(f"prior weight must be a non-negative number, got {prior_weight!r}")
     flags = parse_periodic(periodic)
     sizes = (int(size),) * 3 if np.ndim(size) == 0 else tuple(int(s) for s in size)
-    problem = Problem(generator, check_terms(parsed, generator.phase_map.n_phases), sizes, flags, float(prior_weight))
-    problem.latent_shape  # noqa: B018 - validates the size for the periodic axes now
-    return problem
+    generator.latent_size_for(sizes, flags)  # a size the periodic axes cannot have fails here, in one line
+    return Problem(generator, check_terms(parsed, generator.phase_map.n_phases), sizes, flags, float(prior_weight))
 
 
 # --- the optimisation ----------------------------------------------------------------------------------

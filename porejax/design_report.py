@@ -17,7 +17,13 @@ import numpy as np
 
 from porejax.design import DesignResult, Problem, latent_statistics
 from porejax.metrics import two_point_correlation
-from porejax.report_figures import AXES, PHASE_COLOURS, _phase_image, new_figure, save_png
+from porejax.report_figures import (
+    AXES,
+    PHASE_COLOURS,
+    _phase_image,
+    new_figure,
+    save_png,
+)
 from porejax.volume import atomic_path, write_volume
 
 
@@ -63,7 +69,7 @@ def design_figure(problem: Problem, result: DesignResult, samples: np.ndarray):
     for axis in range(3):
         ax = fig.add_subplot(grid[2, axis])
         for i, label in enumerate(pm.labels):
-            colour = PHASE_COLOURS[(i + 1) % len(PHASE_COLOURS)]
+            colour = PHASE_COLOURS[i]  # as in the slices
             band = _s2(samples, label, axis, wrap)
             r = np.arange(band.shape[-1]) * dx
             ax.fill_between(r, band.min(0), band.max(0), color=colour, alpha=0.25)

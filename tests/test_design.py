@@ -8,7 +8,13 @@ import pytest
 import tifffile
 
 from porejax.cli import main
-from porejax.design import make_problem, parse_property, parse_term, prior_penalty, run_design
+from porejax.design import (
+    make_problem,
+    parse_property,
+    parse_term,
+    prior_penalty,
+    run_design,
+)
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator
 from porejax.models import Generator, init_variables, preset

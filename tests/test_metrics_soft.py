@@ -5,9 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from porejax.metrics import specific_surface_area, tpb_edge_count, triple_phase_boundary_density, volume_fraction
-from porejax.metrics.soft import (soft_specific_surface_area, soft_tpb_density, soft_tpb_edge_count,
-                                  soft_volume_fraction)
+from porejax.metrics import (
+    specific_surface_area,
+    tpb_edge_count,
+    triple_phase_boundary_density,
+    volume_fraction,
+)
+from porejax.metrics.soft import (
+    soft_specific_surface_area,
+    soft_tpb_density,
+    soft_tpb_edge_count,
+    soft_volume_fraction,
+)
 
 DX = 0.390625
 

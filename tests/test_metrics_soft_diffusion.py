@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from porejax.metrics import tortuosity
-from porejax.metrics.soft_diffusion import relative_diffusivity_of_field, soft_tortuosity
+from porejax.metrics.soft_diffusion import (
+    relative_diffusivity_of_field,
+    soft_tortuosity,
+)
 
 
 @pytest.mark.parametrize("axis, side", [(0, "mirror"), (2, "periodic")])
@@ -15,7 +18,7 @@ def test_one_hot_equals_exact_solver(axis, side):
     p = jnp.asarray(labels[..., None] == np.arange(3), jnp.float32)
     for phase in (0, 1):  # pore spans; phase 1 at 30 % holds clusters off the spanning path
         exact = tortuosity(labels == phase, axis, side, rtol=1e-4)
-        soft = float(jax.jit(lambda q: soft_tortuosity(q, phase, axis, side, rtol=1e-4))(p))
+        soft = float(jax.jit(lambda q, i=phase: soft_tortuosity(q, i, axis, side, rtol=1e-4))(p))
         if np.isinf(exact.tau):
             assert np.isinf(soft)
         else:

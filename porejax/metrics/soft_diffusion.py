@@ -30,7 +30,14 @@ import jax.numpy as jnp
 
 from porejax.errors import PorejaxError
 from porejax.metrics._common import check_axis
-from porejax.metrics.diffusion import SIDE_BOUNDARIES, _SMOOTHING_SWEEPS, _build_system, _prepare, _shift, _solve
+from porejax.metrics.diffusion import (
+    _SMOOTHING_SWEEPS,
+    SIDE_BOUNDARIES,
+    _build_system,
+    _prepare,
+    _shift,
+    _solve,
+)
 
 FLOOR = 1e-6  # diffusivities below this are non-conducting (see `relative_diffusivity_of_field`)
 
