@@ -428,8 +428,52 @@ def _run_demo(args) -> int:
     return 0
 
 
+# --- design ----------------------------------------------------------------------------------------
+def _add_design(sub) -> None:
+    p = sub.add_parser("design", help="design a volume to order: optimise the latent for target properties")
+    _add_checkpoint_step(p)
+    p.add_argument("--size", type=int, required=True, help="side of the designed volume in voxels")
+    p.add_argument("--periodic", default="", metavar="AXES", help="periodic axes, any subset of xyz; default none")
+    p.add_argument("--target", action="append", default=[], metavar="TERM",
+                   help="NAME=VALUE, NAME<=VALUE or NAME>=VALUE; NAME: vf.PHASE, ssa.PHASE, tpb, tau.PHASE.AXIS, "
+                   "drel.PHASE.AXIS (PHASE: a phase name or label value; AXIS: x, y, z); repeat for several")
+    p.add_argument("--maximise", action="append", default=[], metavar="NAME", help="property to maximise")
+    p.add_argument("--minimise", action="append", default=[], metavar="NAME", help="property to minimise")
+    p.add_argument("--steps", type=int, default=100, help="at most this many optimiser steps (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start latent (default 0)")
+    p.add_argument("--prior-weight", type=float, default=1.0,
+                   help="weight of the penalty on the latent's deviation from N(0, 1) statistics (default 1)")
+    p.add_argument("--learning-rate", type=float, default=0.01, help="Adam learning rate (default 0.01)")
+    p.add_argument("--samples", type=int, default=20, help="unconstrained samples for the S2 band (default 20)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(run=_run_design)
+
+
+def _run_design(args) -> int:
+    from porejax.design import make_problem, run_design
+    from porejax.design_report import write_design
+    from porejax.generate import load_generator
+
+    if args.samples < 1:
+        raise PorejaxError(f"--samples must be at least 1, got {args.samples}")
+    gen = load_generator(args.checkpoint, args.step)
+    problem = make_problem(gen, args.target, args.size, args.periodic, args.maximise, args.minimise,
+                           args.prior_weight)
+    start = gen.latent(args.seed, problem.latent_shape)
+    result = run_design(problem, args.seed, args.steps, args.learning_rate, progress=lambda line: print(line, flush=True))
+    info = {"checkpoint": str(args.checkpoint), "step": gen.step, "size": args.size, "periodic": args.periodic,
+            "seed": args.seed, "steps": args.steps, "prior_weight": args.prior_weight,
+            "learning_rate": args.learning_rate}
+    out = write_design(args.out, problem, result, start, info, args.samples)
+    hard = ", ".join(f"{name} {value:.4g}" for name, value in result.hard.items())
+    print(f"wrote {out}: design.tif, latent.npy, design.json, design.png; step {result.step}, {hard}; "
+          f"{'all targets met' if result.reached else 'targets NOT all met'}; "
+          f"{result.times['total_s']:.0f} s ({result.times['compile_s']:.0f} s compiling)")
+    return 0
+
+
 COMMANDS: list[Callable] = [_add_init, _add_train, _add_demo, _add_synth, _add_generate, _add_info, _add_import_torch,
-                            _add_characterise, _add_compare]
+                            _add_characterise, _add_compare, _add_design]
 
 
 def build_parser() -> argparse.ArgumentParser:
