@@ -725,13 +725,14 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         for partial in store.remove_partial():
             print(f"porejax train: removed {partial}, the unfinished save of an earlier run", file=sys.stderr)
         return _train(store, volumes, phase_map, model_config, config, resume=resume, preset=preset,
-                      sources=sources, devices=devices, generator_from=generator_from, progress=progress)
+                      sources=sources, devices=devices, generator_from=generator_from, progress=progress,
+                      images=images)
 
 
 def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_map: PhaseMap,
            model_config: ModelConfig, config: TrainConfig, *, resume: bool, preset: str | None,
            sources: Sequence[str] | None, devices: Sequence[jax.Device] | None,
-           generator_from: str | os.PathLike | None, progress: bool) -> dict:
+           generator_from: str | os.PathLike | None, progress: bool, images: slices.ImageSets | None) -> dict:
     """`train` in a locked workdir whose saved steps `store` manages."""
     workdir = store.workdir
     config = config.resolved()
