@@ -21,12 +21,14 @@ def readme_commands() -> list[list[str]]:
     """The `porejax` commands in the README's code spans and code blocks, as argument lists (without
     "porejax"); optional parts in brackets ("[d.tif ...]") dropped."""
     text = README.read_text()
-    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    blocks = [b.replace("\\\n", " ") for b in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)]
     spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
     lines = [line.split("#")[0] for block in blocks for line in block.splitlines()] + spans
     commands = []
     for line in lines:
         for part in re.split(r"&&|;", line):
+            if not part.strip().startswith("porejax "):
+                continue
             words = shlex.split(re.sub(r"\[[^\]]*\]", "", part))
             if len(words) >= 2 and words[0] == "porejax":
                 commands.append(words[1:])
