@@ -131,12 +131,10 @@ def cli_512(workdir: Path) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
+    from porejax import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = figures.new_figure(10, 4)
+    ax_t, ax_m = fig.subplots(1, 2)
     for name, marker in (("porejax", "o"), ("torch", "s")):
         points = result["points"][name]
         if not points:
@@ -158,9 +156,7 @@ def plot(result: dict, path: Path) -> None:
     ax_m.set_ylabel("peak RSS (GB)")
     ax_m.legend(fontsize=8)
     fig.suptitle("Generation scaling, paper generator, 2 CPU threads (sides 64 ... 512)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    figures.save_png(fig, path)
 
 
 def main(argv=None) -> None:

@@ -72,10 +72,12 @@ class TrainStep:
 
     def __init__(self, n_phases: int = 3, latent_channels: int = 100, g_widths: Sequence[int] = PAPER_G_WIDTHS,
                  d_widths: Sequence[int] = PAPER_D_WIDTHS, k: int = 2, lr: float = 2e-5,
-                 betas: tuple[float, float] = (0.5, 0.999), real_label: float = 0.9, seed: int = 0):
+                 betas: tuple[float, float] = (0.5, 0.999), real_label: float = 0.9, seed: int = 0,
+                 device: str = "cpu"):
         torch.manual_seed(seed)
-        self.generator = Generator(n_phases, latent_channels, g_widths)
-        self.discriminator = Discriminator(n_phases, d_widths)
+        self.device = torch.device(device)
+        self.generator = Generator(n_phases, latent_channels, g_widths).to(self.device)
+        self.discriminator = Discriminator(n_phases, d_widths).to(self.device)
         self.generator.apply(init_weights)
         self.discriminator.apply(init_weights)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
@@ -84,7 +86,7 @@ class TrainStep:
         self.latent_channels, self.k, self.real_label = latent_channels, k, real_label
 
     def _latent(self, batch: int) -> torch.Tensor:
-        return torch.randn(batch, self.latent_channels, 1, 1, 1)
+        return torch.randn(batch, self.latent_channels, 1, 1, 1, device=self.device)
 
     def __call__(self, real: torch.Tensor) -> dict[str, float]:
         """One iteration on a batch of one-hot crops `real` (B, n_phases, S, S, S)."""

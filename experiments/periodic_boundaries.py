@@ -19,17 +19,16 @@ OUT/results.json, OUT/figure8.png (tiling and flux maps) and OUT/error_vs_side.p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from porejax import metrics, report_figures
+from porejax import figures, jsonio, metrics
 from porejax.errors import PorejaxError
 from porejax.generate import load_generator
-from porejax.report import jsonable, periodic_flux_study
+from porejax.compare import periodic_flux_study
 from porejax.volume import atomic_path
 
 BOUNDARIES = ("mirror", "periodic")
@@ -120,10 +119,10 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
         row["voxel_ratio"] = row["voxels"] / min(equal) ** 3 if equal else None
 
     study = periodic_flux_study(generator, min(max(usable), 64), seed)
-    fig8 = report_figures.periodic_tiling_and_flux(study["volume"], study["flux"]["mirror"], study["flux"]["periodic"],
+    fig8 = figures.periodic_tiling_and_flux(study["volume"], study["flux"]["mirror"], study["flux"]["periodic"],
                                                    phase_map, voxel_size, study["phase"], study["relative_diffusivity"])
-    report_figures.save_png(fig8, out / "figure8.png")
-    report_figures.save_png(error_figure(rows, reference, name), out / "error_vs_side.png")
+    figures.save_png(fig8, out / "figure8.png")
+    figures.save_png(error_figure(rows, reference, name), out / "error_vs_side.png")
     results = {"checkpoint": str(checkpoint), "step": generator.step, "phase": name, "label": label,
                "period_unit": unit, "samples_per_side": samples, "axes": "x, y, z",
                "reference": {"side": reference_side, "volumes": reference_samples, "side_boundary": "periodic",
@@ -131,9 +130,8 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
                              "values": reference_values},
                "rows": rows, "figure8": {"side": study["side"], "phase": phase_map.name(study["phase"]),
                                          "relative_diffusivity": study["relative_diffusivity"]}}
-    results = jsonable(results)
-    with atomic_path(out / "results.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=1, allow_nan=False))
+    results = jsonio.jsonable(results)
+    jsonio.write(out / "results.json", results)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(markdown(results))
     print(f"wrote {out / 'results.md'}, results.json, figure8.png, error_vs_side.png")
@@ -170,7 +168,7 @@ def markdown(results: dict) -> str:
 
 def error_figure(rows: list[dict], reference: float, phase: str):
     """Relative RMS error and |bias| of D_rel against the side, per boundary condition (log scale)."""
-    fig = report_figures.new_figure(5.5, 3.8)
+    fig = figures.new_figure(5.5, 3.8)
     ax = fig.subplots()
     sides = [r["side"] for r in rows]
     for bc, marker, colour in zip(BOUNDARIES, ("o", "s"), ("#3b7dd8", "#d8453b")):

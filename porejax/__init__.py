@@ -1,9 +1,9 @@
 """porejax: learn, generate and characterise 3D multi-phase porous microstructures with JAX.
 
     g = porejax.load_generator(checkpoint_dir)   # frozen generator + PhaseMap
-    z = g.latent(seed=0, size=3)                 # (A, A, A, latent_channels)
-    p = g.probabilities(z, periodic="xyz")       # (D, H, W, n_phases) float32
-    v = g.labels(z, periodic="")                 # label volume with the original label values
+    z = g.latent(seed=0, size=g.latent_size_for(64))  # (A, A, A, latent_channels) for a 64^3 volume
+    p = g.probabilities(z)                       # (64, 64, 64, n_phases) float32
+    v = g.labels(z)                              # label volume with the original label values
 """
 
 from porejax.errors import PorejaxError

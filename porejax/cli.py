@@ -6,7 +6,9 @@ Axis names: x, y, z are array axes 0, 1, 2 of a volume as read (the TauFactor / 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -104,16 +106,35 @@ def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate volumes from a checkpoint (any size, periodic, chunked)")
     _add_checkpoint_step(p)
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--size", type=int, help="output side in voxels (exact)")
-    size.add_argument("--latent-size", type=int, help="latent side A (output 16(A+3), or 16A periodic, for the paper)")
+    size.add_argument("--size", type=int, help="output side in voxels (exact; every voxel a sample of the material: "
+                      "non-periodic volumes of generators trained on periodic latents come from the latent's "
+                      "interior, away from zero-padded faces)")
+    size.add_argument("--latent-size", type=int,
+                      help="latent side A: the whole output of A (periodic axes u A voxels, u the period unit; "
+                           "non-periodic axes u (A - 6) for generators trained on periodic latents, the interior "
+                           "only, or u (A + 3) for 1^3-trained ones)")
     p.add_argument("--periodic", default="", metavar="AXES",
                    help="periodic axes, any subset of xyz (x, y, z = array axes 0, 1, 2); default none")
     p.add_argument("--seed", type=int, default=0, help="latent seed; volume i of --count uses seed + i")
     p.add_argument("--count", type=int, default=1, help="number of volumes: writes OUT_0.tif ... OUT_{K-1}.tif")
     p.add_argument("--chunk", type=int, help="tile side in output voxels (any value gives the same bytes)")
     p.add_argument("--confidence", type=Path, help="also write the confidence map (max phase probability)")
-    p.add_argument("--out", type=Path, required=True, help="output .tif")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .tif, or a chunked Zarr store VOL.zarr (written tile by tile, for volumes larger than RAM)")
+    p.add_argument("--part", type=_part, metavar="I/N",
+                   help="Zarr only: write only the I-th (1-based) of N slabs along x, so N jobs fill one store")
     p.set_defaults(run=_run_generate)
+
+
+def _part(text: str) -> tuple[int, int]:
+    """'I/N' (1-based) -> (I - 1, N)."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 2/4, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"part {text} needs 1 <= I <= N")
+    return i - 1, n
 
 
 def _numbered(path: Path | None, i: int, count: int) -> Path | None:
@@ -125,8 +146,10 @@ def _run_generate(args) -> int:
 
     if args.count < 1:
         raise PorejaxError(f"--count must be at least 1, got {args.count}")
-    if args.out.suffix.lower() not in (".tif", ".tiff"):
-        raise PorejaxError(f"--out must be a .tif or .tiff file, got {args.out}")
+    if args.out.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise PorejaxError(f"--out must be a .tif or .tiff file or a .zarr store, got {args.out}")
+    if args.part is not None and args.count != 1:
+        raise PorejaxError("--part writes a slab of one volume: drop --count")
     gen = load_generator(args.checkpoint, args.step)
     periodic = parse_periodic(args.periodic)
     if args.size is not None:
@@ -138,9 +161,11 @@ def _run_generate(args) -> int:
     for i in range(args.count):
         start = time.perf_counter()
         out = _numbered(args.out, i, args.count)
+        settings = {"seed": args.seed + i, "periodic": args.periodic, "size": args.size, "latent_size": list(latent)}
         shape = gen.write(out, gen.latent(args.seed + i, latent), periodic, size, args.chunk,
-                          _numbered(args.confidence, i, args.count))
-        print(f"wrote {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
+                          _numbered(args.confidence, i, args.count), args.part, settings)
+        what = "" if args.part is None else f" part {args.part[0] + 1}/{args.part[1]} of"
+        print(f"wrote{what} {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
               f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -214,11 +239,44 @@ def _add_compare(sub) -> None:
 
 
 def _run_compare(args) -> int:
-    from porejax.report import compare
+    from porejax.compare import compare
 
     compare(args.real, args.checkpoint, n=args.n, size=args.size, voxel_size=args.voxel_size,
             periodic=args.periodic, seed=args.seed, out=args.out, progress=lambda line: print(line, flush=True),
             step=args.step)
+    return 0
+
+
+# --- characterise ----------------------------------------------------------------------------------
+def _add_characterise(sub) -> None:
+    p = sub.add_parser("characterise", help="metrics of label volumes (vf, SSA, TPB, tortuosity) as a table and JSON")
+    p.add_argument("volumes", nargs="+", type=Path, metavar="VOL", help="label volumes (.tif, .tiff or .npy)")
+    p.add_argument("--voxel-size", type=float, metavar="UM",
+                   help="voxel edge length in micrometres (default: the TIFF's metadata; without one, "
+                   "lengths are per voxel and the JSON's \"units\" says so)")
+    p.add_argument("--periodic", action="store_true",
+                   help="periodic volumes: faces and edges across the boundary count, periodic side faces in "
+                   "the diffusion solves")
+    p.add_argument("--metrics", nargs="+", metavar="NAME",
+                   help="metrics to compute, any of volume_fraction, specific_surface_area, tpb_density, tortuosity "
+                   "(default all; tortuosity includes "
+                   "relative_diffusivity)")
+    p.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results as JSON")
+    p.set_defaults(run=_run_characterise)
+
+
+def _run_characterise(args) -> int:
+    from porejax import jsonio
+    from porejax.characterise import characterise_files, parse_metrics, table
+    from porejax.metrics._common import check_voxel_size
+
+    selected = parse_metrics(args.metrics)
+    voxel_size = None if args.voxel_size is None else check_voxel_size(args.voxel_size)
+    result = characterise_files(args.volumes, voxel_size, args.periodic, selected,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print("\n\n".join(table(record) for record in result["volumes"]))
+    if args.out is not None:
+        print(f"wrote {jsonio.write(args.out, result)}")
     return 0
 
 
@@ -262,12 +320,42 @@ def _add_train(sub) -> None:
     p.set_defaults(run=_run_train)
 
 
+def initialize_distributed() -> bool:
+    """Join a multi-process run when the environment describes one; True if this process is part of one.
+
+    Recognised: JAX_COORDINATOR_ADDRESS (host:port of process 0) + JAX_NUM_PROCESSES + JAX_PROCESS_ID
+    (any launcher, e.g. by hand), or a Slurm / Open MPI job with more than one task (jax.distributed
+    reads those itself). Must run before the first JAX computation; `porejax train` calls it first thing.
+    On CPU the processes exchange data through gloo (JAX's default CPU collectives).
+    """
+    import os
+
+    import jax
+
+    env = os.environ
+    if jax.distributed.is_initialized():
+        return True
+    if "JAX_COORDINATOR_ADDRESS" in env:
+        missing = [name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in env]
+        if missing:
+            raise PorejaxError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} not: set all three "
+                               "(README, 'Running on a cluster')")
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
+                                   int(env["JAX_PROCESS_ID"]))
+        return True
+    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
+        jax.distributed.initialize()
+        return True
+    return False
+
+
 def _run_train(args) -> int:
     from porejax import host, train
     from porejax.dataset import load_volumes
 
-    host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
-    train.initialize_distributed()
+    if host.cpu_backend_expected():
+        host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
+    initialize_distributed()
     volumes, phase_map = load_volumes(args.data, None if args.names is None else args.names.split(","),
                                       args.voxel_size)
     model_config = train.model_for(args.preset, phase_map.n_phases, args.crop, args.precision)
@@ -343,26 +431,65 @@ def _run_design(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_init, _add_train, _add_demo, _add_synth, _add_generate, _add_info, _add_import_torch, _add_compare,
-                           _add_design]
+COMMANDS: list[Callable] = [_add_init, _add_train, _add_demo, _add_synth, _add_generate, _add_info, _add_import_torch,
+                            _add_characterise, _add_compare, _add_design]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="porejax", description=__doc__.splitlines()[0])
+    debug_help = "show the full traceback of an error instead of its one-line message"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # `porejax CMD ... --debug` too (SUPPRESS keeps a --debug given before CMD)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
+# what to do about an OSError, by errno; the message names the path involved
+_OS_FIXES = {
+    errno.ENOSPC: "no space left on device writing {path}: free space there (`df -h`) or write to another folder",
+    errno.EDQUOT: "disk quota exceeded writing {path}: free space in your quota or write to another folder",
+    errno.EROFS: "{path} is on a read-only file system: write to another folder",
+    errno.EACCES: "permission denied for {path}: check its permissions or use another path",
+    errno.EPERM: "operation not permitted on {path}: check its permissions or use another path",
+    errno.EISDIR: "{path} is a directory: give a file name",
+    errno.ENOTDIR: "a part of {path} is a file, not a folder: check the path",
+    errno.EEXIST: "{path} already exists: remove it or choose another name",
+    errno.ENOENT: "{path} does not exist: check the path",
+    errno.ENOTEMPTY: "{path} is a folder that is not empty: remove it or choose another name",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: the problem with the path involved, and the fix."""
+    path = exc.filename if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        path = f"{exc.filename} -> {exc.filename2}"
+    template = _OS_FIXES.get(exc.errno)
+    if template is None:
+        return f"{exc.strerror or exc} ({path})"
+    return template.format(path=path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure a user can cause or meet ends as one line on stderr and status 2
+    (130 when interrupted), unless --debug asks for the traceback."""
     args = build_parser().parse_args(argv)
+    if not args.debug:  # orbax's warnings about damaged checkpoints would precede the one-line error
+        logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         return args.run(args)
-    except PorejaxError as exc:
-        print(f"porejax {args.command}: error: {exc}", file=sys.stderr)
+    except (PorejaxError, OSError) as exc:
+        if args.debug:
+            raise
+        message = os_error_message(exc) if isinstance(exc, OSError) else " ".join(str(exc).split("\n"))
+        print(f"porejax {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print(f"porejax {args.command}: interrupted", file=sys.stderr)
         return 130
 

@@ -2,8 +2,9 @@
 
 The training volumes are stored once on the device(s) as uint8 phase indices (V, X, Y, Z), padded to a
 common shape when they differ. A batch of crops is a pure function of (arrays, key, batch index):
-`sample_batch` slices the crops with `lax.dynamic_slice`, one-hot encodes them and optionally applies a
-random symmetry of the cube, all inside the jitted training step (no host pipeline, no prefetching).
+`sample_batch` draws the crop origins (`batch_draws`), slices the crops with `lax.dynamic_slice`,
+one-hot encodes them and optionally applies a random symmetry of the cube (`crops_at`, which a device
+runs on its own share of the batch), all inside the jitted training step (no host pipeline).
 
 Modes:
 - "random": every crop position of every volume equally likely (volumes weighted by their number of
@@ -24,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from porejax.axes import AXES
 from porejax.errors import PorejaxError
 from porejax.volume import PhaseMap, read_volume, to_indices, validate_volume
 
 MODES = ("random", "strided")
-AXES = "xyz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +142,24 @@ def _cube_symmetry(x: jax.Array, key: jax.Array) -> jax.Array:
     return x
 
 
+def batch_draws(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array,
+                batch_index: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The random draws of batch number `batch_index`: crop origins (B, 4) int32 and one augmentation key
+    per crop (B, 2) uint32. A few numbers per crop: every process of a multi-process run draws them all."""
+    k_origin, k_aug = jax.random.split(key)
+    return crop_origins(arrays, spec, k_origin, data_key, batch_index), jax.random.split(k_aug, spec.batch_size)
+
+
+def crops_at(arrays: dict, spec: CropSpec, origins: jax.Array, keys: jax.Array) -> jax.Array:
+    """One-hot crops float32 (b, S, S, S, n_phases), S = spec.crop, at `origins` (b, 4), each given a random
+    symmetry of the cube from its key (b, 2) when `spec.augment`; b is any share of the batch."""
+    arrays = jax.tree_util.tree_map(jnp.asarray, arrays)
+    size = (spec.crop,) * 3
+    crops = jax.vmap(lambda o: jax.lax.dynamic_slice(arrays["indices"], tuple(o), (1,) + size)[0])(origins)
+    x = jax.nn.one_hot(crops, spec.n_phases, dtype=jnp.float32)
+    return jax.vmap(_cube_symmetry)(x, keys) if spec.augment else x
+
+
 def sample_batch(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array,
                  batch_index: jax.Array) -> jax.Array:
     """One-hot crops float32 (B, S, S, S, n_phases), S = spec.crop, for batch number `batch_index`.
@@ -148,14 +167,7 @@ def sample_batch(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Arr
     `key` drives random sampling and augmentation; `data_key` (fixed for a run) orders strided epochs.
     """
     arrays = jax.tree_util.tree_map(jnp.asarray, arrays)
-    k_origin, k_aug = jax.random.split(key)
-    origins = crop_origins(arrays, spec, k_origin, data_key, batch_index)
-    size = (spec.crop,) * 3
-    crops = jax.vmap(lambda o: jax.lax.dynamic_slice(arrays["indices"], tuple(o), (1,) + size)[0])(origins)
-    x = jax.nn.one_hot(crops, spec.n_phases, dtype=jnp.float32)
-    if spec.augment:
-        x = jax.vmap(_cube_symmetry)(x, jax.random.split(k_aug, spec.batch_size))
-    return x
+    return crops_at(arrays, spec, *batch_draws(arrays, spec, key, data_key, batch_index))
 
 
 def load_volumes(paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None,

@@ -16,65 +16,37 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
-from porejax import train
+from porejax import figures, train
 from porejax.generate import load_generator
-from porejax.report import compare
+from porejax.compare import compare
 from porejax.synthetic import default_dataset
-from porejax.volume import PhaseMap, atomic_path, read_volume, write_volume
+from porejax.volume import read_volume, write_volume
 
 DEMO_STEPS = 400
 DEMO_SIZE = 64
 DEMO_COMPARE_N = 8  # volumes per set in the demo's compare report (small: the demo stays ~2 minutes)
 
 
-def save_slices(path: Path, volumes: dict[str, np.ndarray], phase_map: PhaseMap, tiled: tuple[str, ...] = ()) -> None:
-    """PNG: one row per named label volume, its middle x, y and z slices; names in `tiled` shown 2 x 2."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lut = {label: i for i, label in enumerate(phase_map.labels)}
-    fig, axes = plt.subplots(len(volumes), 3, figsize=(7.5, 2.6 * len(volumes)), squeeze=False)
-    for row, (name, volume) in enumerate(volumes.items()):
-        index = np.vectorize(lut.get)(volume)
-        for axis in range(3):
-            image = np.take(index, index.shape[axis] // 2, axis=axis)
-            if name in tiled:
-                image = np.tile(image, (2, 2))
-            ax = axes[row][axis]
-            ax.imshow(image, cmap="viridis", vmin=0, vmax=phase_map.n_phases - 1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{name}: {'xyz'[axis]} = {volume.shape[axis] // 2}" + (" (2x2 tiled)" if name in tiled else ""),
-                         fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-
-
 def run_demo(out: str | os.PathLike, steps: int = DEMO_STEPS, seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Train, generate and draw into `out`; returns the written paths by name."""
     out = Path(out)
+    config = train.train_preset("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)  # checks steps
     out.mkdir(parents=True, exist_ok=True)
     volume, phase_map = default_dataset("cathode", DEMO_SIZE, seed=seed)
     paths = {"training_data": out / "training_data.tif", "checkpoint": out / "checkpoint",
              "generated": out / "generated.tif", "generated_periodic": out / "generated_periodic.tif",
              "slices": out / "slices.png"}
     write_volume(paths["training_data"], volume, phase_map.voxel_size)
-    config = train.train_preset("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)
     train.train([volume], phase_map, paths["checkpoint"], train.model_for("tiny", phase_map.n_phases), config,
-                resume=True, preset="tiny", sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"],
-                progress=progress)
+                resume=paths["checkpoint"].is_dir(), preset="tiny",
+                sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"], progress=progress)
     gen = load_generator(paths["checkpoint"])
-    gen.write(paths["generated"], gen.latent(seed, gen.window_latent_size_for(DEMO_SIZE)), "", DEMO_SIZE)
+    gen.write(paths["generated"], gen.latent(seed, gen.latent_size_for(DEMO_SIZE)), "", DEMO_SIZE)
     gen.write(paths["generated_periodic"], gen.latent(seed + 1, gen.latent_size_for(DEMO_SIZE, "xyz")), "xyz")
     volumes = {"training data": volume, "generated": read_volume(paths["generated"]),
                "generated, periodic": read_volume(paths["generated_periodic"])}
-    save_slices(paths["slices"], volumes, phase_map, tiled=("generated, periodic",))
+    figures.save_png(figures.middle_slices(volumes, phase_map, tiled=("generated, periodic",)), paths["slices"])
     paths["report"] = out / "report"
     compare(paths["training_data"], paths["checkpoint"], n=DEMO_COMPARE_N, size=gen.config.crop_size, seed=seed,
             out=paths["report"], progress=(lambda line: print(line, file=sys.stderr)) if progress else None)

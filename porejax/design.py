@@ -213,8 +213,7 @@ class Problem:
 
     @functools.cached_property
     def window(self) -> tuple[slice, slice, slice]:
-        if all(self.periodic):
-            return (slice(None),) * 3
+        """The part of the generator's output that forms the volume (all of it on periodic axes)."""
         return self.generator.output_window(self.latent_shape, self.periodic, self.size)
 
     @property

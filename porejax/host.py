@@ -1,17 +1,20 @@
 """Process-wide settings of the host (CPU) runtime.
 
-XLA's CPU runtime allocates the temporary buffers of every call afresh: one block per call, 1.6 GB for a
-paper training iteration at batch 8. glibc's malloc serves blocks that large with mmap and unmaps them
-when they are freed, so every call faults in and zeroes all those pages again: 430k page faults and
-0.7-3 s of system time per iteration on a 2-core CPU, ~10% of the iteration's wall time.
-`reuse_freed_memory` makes malloc keep freed memory for the next call instead. `porejax train` applies
-it at start; Python users call it first thing in their process.
+XLA's CPU runtime allocates the temporary buffers of every call afresh, one block per call (gigabytes
+for a paper training iteration). glibc's malloc serves blocks that large with mmap and unmaps them when
+they are freed, so every call faults in and zeroes all those pages again. `reuse_freed_memory` makes
+malloc keep freed memory for the next call instead. `porejax train` applies it at start when JAX will
+compute on the CPU (`cpu_backend_expected`); Python users call it first thing in their process. On a GPU
+or TPU the device buffers are not malloc's, so the setting would only cost host memory. Measurements:
+benchmarks/NOTES.md ("Host allocator").
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
+import os
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -25,8 +28,8 @@ def reuse_freed_memory() -> bool:
     One arena (a block freed by one thread is reused by the next), no mmap for large blocks, and no
     trimming of the heap (threshold SIZE_MAX: glibc converts mallopt's int -1 to size_t). The process
     keeps the memory it has used: a repeated computation stops faulting in pages after a few calls, at
-    the cost of a higher resident size (a paper training run at batch 8: up to 4.3 instead of 2.8 GB; the
-    freed blocks do not always fit the next request exactly, so the heap can hold about two of them).
+    the cost of a higher resident size (the freed blocks do not always fit the next request exactly, so
+    the heap can hold about two of them).
     Bounded-memory generation therefore keeps glibc's defaults. Call before JAX starts its CPU threads
     (before the first computation): threads that already allocated keep their own arenas. A no-op
     (False) where the C library is not glibc.
@@ -39,3 +42,17 @@ def reuse_freed_memory() -> bool:
         return False
     return all(mallopt(option, value) == 1 for option, value in
                ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
+
+
+def cpu_backend_expected() -> bool:
+    """Whether JAX will compute on the CPU, decided without starting JAX (which would start its threads).
+
+    JAX_PLATFORMS (or the older JAX_PLATFORM_NAME) decides when set (its first entry); otherwise the CPU
+    is expected when no accelerator plugin (`jax_plugins`, e.g. jax[cuda12]) or TPU runtime (libtpu) is
+    installed. With a plugin installed but no device present JAX falls back to the CPU and this says False:
+    the setting is then skipped, which costs speed, never correctness.
+    """
+    platforms = os.environ.get("JAX_PLATFORMS") or os.environ.get("JAX_PLATFORM_NAME") or ""
+    if platforms.strip():
+        return platforms.split(",")[0].strip().lower() == "cpu"
+    return not any(importlib.util.find_spec(name) for name in ("jax_plugins", "libtpu"))

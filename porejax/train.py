@@ -19,10 +19,13 @@ the state at step s, so a run resumed from a checkpoint follows the uninterrupte
 Data parallel: a `Mesh` over all devices with one axis "data"; params are replicated and every batch
 (real crops, latents) is constrained to be sharded along "data", so XLA splits the convolutions by
 sample and all-reduces gradients and BatchNorm statistics: the losses equal the single-device ones for
-the same global batch. Multi-host: when a multi-process launch is detected (JAX_COORDINATOR_ADDRESS with
-JAX_NUM_PROCESSES and JAX_PROCESS_ID, or a Slurm / Open MPI job of more than one task),
-`jax.distributed.initialize()` runs first and the mesh spans the devices of all hosts; every host reads
-the same training volumes, and only process 0 logs and writes images.
+the same global batch. Multi-process (several hosts, or one process per GPU): `porejax train` joins the
+run (`porejax.cli.initialize_distributed`) before anything else, and the mesh spans the devices of all
+processes. Every process reads the same training volumes and draws the same crop origins and latents
+(cheap: a few numbers per crop); each device then cuts and encodes only the crops of its own share of
+the batch (`shard_map` over "data"), so a batch is sampled once across the processes and equals the
+single-device batch exactly. Only process 0 logs, writes images and the metadata; checkpoints are
+written through orbax, which stores each replicated array once.
 
 Training latents (`latent`): "periodic" (default) draws latents of side crop / period_unit (4^3 for the
 paper's 64^3 crops) and runs the generator with circular padding, so every training volume is a window
@@ -42,6 +45,7 @@ current weights; running averages lag behind the weights by ~1 / (1 - momentum) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -63,6 +67,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from porejax import checkpoint, dataset, losses, metrics
 from porejax.errors import PorejaxError
+from porejax.lock import workdir_lock
 from porejax.models import PRESETS as MODEL_PRESETS
 from porejax.models import Discriminator, Generator, ModelConfig, generator_batch_statistics, init_variables
 from porejax.models import preset as model_preset
@@ -237,26 +242,6 @@ class TrainState:
 
 
 # --- devices --------------------------------------------------------------------------------------
-def initialize_distributed() -> bool:
-    """Join a multi-host run when the environment describes one; True if this process is part of one.
-
-    Recognised: JAX_COORDINATOR_ADDRESS + JAX_NUM_PROCESSES + JAX_PROCESS_ID (any launcher), or a
-    Slurm / Open MPI job with more than one task (jax.distributed detects those itself). Must run
-    before the first JAX computation; `porejax train` calls it first thing.
-    """
-    env = os.environ
-    if jax.distributed.is_initialized():
-        return True
-    if "JAX_COORDINATOR_ADDRESS" in env:
-        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
-                                   int(env["JAX_PROCESS_ID"]))
-        return True
-    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
-        jax.distributed.initialize()
-        return True
-    return False
-
-
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-axis ("data") mesh over `devices` (default: all devices of all processes)."""
     return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), ("data",))
@@ -339,8 +324,14 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
     def latent(key):
         return jax.lax.with_sharding_constraint(draw_training_latents(model_config, config.latent, key, b), batch)
 
+    def crops(arrays, origins, keys):  # per device: its share of the batch
+        return dataset.crops_at(arrays, spec, origins, keys)
+
+    cut = jax.shard_map(crops, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("data"), PartitionSpec("data")),
+                        out_specs=PartitionSpec("data"))
+
     def real_batch(arrays, key, data_key, index):
-        return jax.lax.with_sharding_constraint(dataset.sample_batch(arrays, spec, key, data_key, index), batch)
+        return cut(arrays, *dataset.batch_draws(arrays, spec, key, data_key, index))
 
     def g_update(g_loss, d_params, carry, key):
         return generator_update(model_config, periodic, tx, g_loss, d_params, carry, latent(key))
@@ -535,32 +526,6 @@ def _evaluation(gen: np.ndarray, real: np.ndarray, phase_map: PhaseMap) -> dict:
             "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel"}
 
 
-def save_sample_image(path: Path, generated: np.ndarray, real: np.ndarray, title: str) -> None:
-    """PNG of the middle x slices of up to 4 generated (top) and real (bottom) phase-index volumes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from porejax.volume import atomic_path
-
-    n = min(4, len(generated), len(real))
-    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.6), squeeze=False)
-    vmax = max(int(generated.max()), int(real.max()), 1)
-    for row, (name, vols) in enumerate((("generated", generated), ("real", real))):
-        for i in range(n):
-            ax = axes[row][i]
-            ax.imshow(vols[i, vols.shape[1] // 2], cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[row][0].set_ylabel(name)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-
-
 # --- the loop -------------------------------------------------------------------------------------
 def _fmt_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
@@ -573,7 +538,8 @@ def _read_log(path: Path, upto: int) -> list[dict]:
     """Log records with step <= `upto` (a resumed run rewrites what followed its checkpoint)."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().split("\n")  # a last line without "\n" is a partial write (a full disk, a kill)
+    records = [json.loads(line) for line in lines[:-1] if line.strip()]
     return [r for r in records if r["step"] <= upto]
 
 
@@ -595,18 +561,18 @@ def _warm_start_source(source: str | os.PathLike, model_config: ModelConfig, pha
     return {"checkpoint": str(source), "step": step}
 
 
-def _start_state(model_config: ModelConfig, config: TrainConfig, workdir: Path, start_step: int | None,
-                 mesh: Mesh) -> TrainState:
+def _start_state(model_config: ModelConfig, config: TrainConfig, store: checkpoint.Checkpoints,
+                 start_step: int | None, mesh: Mesh) -> TrainState:
     """A fresh state, or the checkpointed one of `start_step`, replicated over the mesh."""
     replicated = NamedSharding(mesh, PartitionSpec())
     if start_step is None:
         return jax.jit(lambda: init_state(model_config, config), out_shardings=replicated)()
     abstract = jax.eval_shape(lambda: init_state(model_config, config)).to_dict()
     abstract.pop("g_ema", None)
-    if "g_ema" in checkpoint.state_fields(workdir, start_step):
+    if "g_ema" in store.state_fields(start_step):
         abstract["g_ema"] = abstract["g_params"]
     target = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
-    restored, _ = checkpoint.restore_state(workdir, target, start_step)
+    restored, _ = store.restore("state", target, start_step)
     # a run may start (or stop) averaging on resume: the average then starts from the current weights
     g_ema = restored.pop("g_ema", None)
     if config.ema_decay > 0 and g_ema is None:
@@ -630,13 +596,15 @@ def _quick_evaluation(model_config: ModelConfig, phase_map: PhaseMap, frozen: di
                       config: TrainConfig, path: Path, step: int) -> dict:
     """Generate `eval_samples` volumes (fixed latents of the statistics' size: `statistics_latent`), compare
     their volume fractions and surface areas with those of the real crops `real`, draw them."""
+    from porejax import figures
     from porejax.generate import FrozenGenerator
 
     gen = FrozenGenerator(model_config, phase_map, jax.device_get(frozen))
     side, periodic, _ = statistics_latent(model_config, config.latent, config.batch_size)
     z = draw_latents(model_config, jax.random.PRNGKey(config.seed + 2), config.eval_samples, side)
     generated = np.argmax(gen.probabilities(np.asarray(z), periodic=periodic), axis=-1)
-    save_sample_image(path, generated, real, f"step {step}: generated (top), real (bottom), middle x slices")
+    figures.save_png(figures.training_samples(generated, real, f"step {step}: generated (top), real (bottom), "
+                                              "middle x slices"), path)
     return _evaluation(generated, real, phase_map)
 
 
@@ -671,9 +639,30 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     whose newest generator (same generator network and phases) a new run starts from, with a fresh
     discriminator and optimiser (e.g. a deeper discriminator on larger crops); recorded in porejax.json
     under "warm_start". Returns a summary dict.
+
+    The run holds WORKDIR/train.lock (`porejax.lock`): a second run into the same workdir is refused while
+    this one lives. `resume` into a missing workdir is an error; into one without a checkpoint yet (a run
+    killed before its first save) it starts from step 0, saying so. Temporary folders of saves that failed
+    or were killed are removed first. A failed save (e.g. a full disk) leaves the earlier steps as they were.
     """
-    initialize_distributed()
     workdir = Path(workdir)
+    if resume and not workdir.is_dir():
+        raise PorejaxError(f"cannot resume {workdir}: it does not exist: check the path, or drop --resume to "
+                           "start a new run there")
+    lock = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock, checkpoint.Checkpoints(workdir, keep_period=config.keep_every) as store:
+        for partial in store.remove_partial():
+            print(f"porejax train: removed {partial}, the unfinished save of an earlier run", file=sys.stderr)
+        return _train(store, volumes, phase_map, model_config, config, resume=resume, preset=preset,
+                      sources=sources, devices=devices, generator_from=generator_from, progress=progress)
+
+
+def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_map: PhaseMap,
+           model_config: ModelConfig, config: TrainConfig, *, resume: bool, preset: str | None,
+           sources: Sequence[str] | None, devices: Sequence[jax.Device] | None,
+           generator_from: str | os.PathLike | None, progress: bool) -> dict:
+    """`train` in a locked workdir whose saved steps `store` manages."""
+    workdir = store.workdir
     config = config.resolved()
     if config.loss == "wgan-gp" and model_config.d_norm == "batch":
         model_config = dataclasses.replace(model_config, d_norm="layer")  # the penalty needs a per-sample critic
@@ -691,7 +680,10 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
             "holdout": {"axis": "x", "slices": config.holdout,
                         "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes]}}
 
-    start_step = checkpoint.latest_step(workdir) if (workdir / checkpoint.METADATA_FILE).exists() else None
+    saved = store.steps() if (workdir / checkpoint.METADATA_FILE).exists() else []
+    start_step = saved[-1] if saved else None
+    if resume and start_step is None and progress and jax.process_index() == 0:
+        print(f"porejax train: {workdir} holds no checkpoint yet: starting from step 0", file=sys.stderr)
     if start_step is not None:
         if not resume:
             raise PorejaxError(f"{workdir} already holds a training run (step {start_step}): pass --resume to "
@@ -715,7 +707,7 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()
 
-    state = _start_state(model_config, config, workdir, start_step, mesh)
+    state = _start_state(model_config, config, store, start_step, mesh)
     if start_step is None and warm_start is not None:
         _, variables, _ = checkpoint.restore_generator(warm_start["checkpoint"], warm_start["step"])
         variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
@@ -760,7 +752,7 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
                 if progress:
                     print(_progress_line(record, config), file=sys.stderr, flush=True)
         if save_due:
-            checkpoint.save(workdir, step, generator=frozen, state=state.to_dict(), keep_period=config.keep_every)
+            store.save(step, generator=frozen, state=state.to_dict())
             last_saved = step
     return {"workdir": str(workdir), "step": step, "metrics": metrics, "compile_s": compile_s,
             "steps_per_s": rate, "last_checkpoint": last_saved}

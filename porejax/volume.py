@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -88,6 +89,9 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
     `min_size` voxels.
     """
     arr = np.asarray(volume)
+    if arr.ndim in (3, 4) and arr.shape[-1] in (3, 4) and min(arr.shape[-3:-1]) >= 16:
+        raise PorejaxError(f"{what} of shape {arr.shape} looks like an RGB image (last axis {arr.shape[-1]}: "
+                           "colour channels): segment it into labels first (one integer phase label per voxel)")
     if arr.ndim != 3:
         hint = ("a 2D image; porejax needs a 3D stack of slices" if arr.ndim == 2 else
                 "squeeze or select the channel/time axis to get a single 3D label volume")
@@ -106,42 +110,46 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
         raise PorejaxError(f"{what} has label values outside 0..65535 ({arr.min()}..{arr.max()}): "
                            "relabel the phases as small non-negative integers")
     if min_size is not None and min(arr.shape) < min_size:
-        raise PorejaxError(f"{what} of shape {arr.shape} is smaller than the crop size {min_size}: "
-                           f"use a smaller crop (e.g. --crop {_largest_pow2_crop(min(arr.shape))}) or a larger volume")
+        raise PorejaxError(f"{what} of shape {arr.shape} is smaller than the {min_size}^3 training crops: use a "
+                           f"volume of at least {min_size} voxels along every axis, or a --preset with smaller "
+                           "crops (`porejax train --help` lists them)")
     labels = np.unique(arr)
     if labels.size < 2:
         raise PorejaxError(f"{what} contains a single phase (label {labels[0] if labels.size else 'none'}): "
                            "a microstructure needs at least two phases")
     if labels.size > max_phases:
-        raise PorejaxError(f"{what} has {labels.size} distinct labels, more than the {max_phases} allowed: "
-                           "is it segmented? Merge phases, or raise the limit (max_phases / --max-phases)")
+        raise PorejaxError(f"{what} has {labels.size} distinct labels, more than the {max_phases} phases allowed: "
+                           f"is it a greyscale image? Segment it into at most {max_phases} phase labels, or merge "
+                           "phases (from Python, read_volume(..., max_phases=N) raises the limit)")
     dtype = np.uint8 if labels.max() <= 255 else np.uint16
     return arr.astype(dtype, copy=False)
 
 
-def _largest_pow2_crop(side: int) -> int:
-    crop = 8
-    while crop * 2 <= side:
-        crop *= 2
-    return crop
-
-
 def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
                 min_size: int | None = None) -> np.ndarray:
-    """Read and validate a label volume from a TIFF stack (.tif/.tiff) or a NumPy file (.npy)."""
+    """Read and validate a label volume from a TIFF stack (.tif/.tiff), a NumPy file (.npy) or a Zarr store
+    (.zarr, read whole; `porejax.store.StoreVolume` reads one lazily)."""
     path = Path(path)
     if not path.exists():
-        raise PorejaxError(f"file not found: {path} (check the path; volumes are .tif, .tiff or .npy)")
-    if path.is_dir():
-        raise PorejaxError(f"{path} is a directory, expected a .tif, .tiff or .npy label volume")
+        raise PorejaxError(f"file not found: {path} (check the path; volumes are .tif, .tiff, .npy or .zarr)")
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".zarr":
+        raise PorejaxError(f"{path} is a directory, expected a .tif, .tiff or .npy label volume or a .zarr store")
     try:
-        if suffix == ".npy":
+        if suffix == ".zarr":
+            from porejax.store import StoreVolume
+
+            arr = np.asarray(StoreVolume(path))
+        elif suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                if tif.pages and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB:
+                    raise PorejaxError(f"{path} is an RGB image (TIFF photometric RGB, {tif.pages[0].samplesperpixel} "
+                                       "samples per pixel): segment it into labels first")
+                arr = tif.asarray()
         else:
-            raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff or .npy volume")
+            raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff, .npy or .zarr volume")
     except PorejaxError:
         raise
     except Exception as exc:  # tifffile / numpy raise many types for corrupt files
@@ -189,21 +197,28 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    An error (or an interrupt) never leaves a partial file under the final name. The file gets the usual
-    permissions of a new file (0666 minus the umask), not the private ones of a temporary file.
+    An error (or an interrupt) never leaves a partial file under the final name, nor the temporary one.
+    An OSError of the block (a full disk, a read-only folder) is raised again naming `path`, not the
+    temporary name. The file gets the usual permissions of a new file (0666 minus the umask), not the
+    private ones of a temporary file.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise PorejaxError(f"output folder {path.parent} does not exist: create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if path.is_dir():
+        raise PorejaxError(f"output {path} is a directory: give a file name")
+    tmp_path = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -260,9 +275,46 @@ class TiffStackWriter:
         self.written += len(slab)
 
     def __exit__(self, exc_type, exc, tb):
-        self._tif.close()
-        if exc_type is None and self.written != self.shape[0]:
-            exc = PorejaxError(f"only {self.written} of {self.shape[0]} slices were written to {self.path}")
-            self._atomic.__exit__(type(exc), exc, None)
-            raise exc
-        return self._atomic.__exit__(exc_type, exc, tb)
+        try:
+            self._tif.close()
+            if exc is None and self.written != self.shape[0]:
+                raise PorejaxError(f"only {self.written} of {self.shape[0]} slices were written to {self.path}")
+        except BaseException as error:  # a close that failed (a full disk) or missing slices
+            exc = exc if exc is not None else error
+        if exc is None:
+            return self._atomic.__exit__(None, None, None)
+        try:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the partial file, re-raises
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            size_mb = int(np.prod(self.shape)) * self.dtype.itemsize / 2**20
+            raise PorejaxError(f"no space left on device writing {self.path}: it needs {size_mb:.1f} MB; free that "
+                               "much there or write it to another folder") from None
+        raise exc
+
+
+_UNIT_UM = {"um": 1.0, "µm": 1.0, "\\u00b5m": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3, "mm": 1e3}
+
+
+def read_voxel_size(path: str | os.PathLike) -> float | None:
+    """The voxel edge length in micrometres recorded in a TIFF's metadata, or None when it records none.
+
+    Read from porejax's own metadata (`spacing_um`, written by `write_volume`) or ImageJ's (`spacing` with
+    a length `unit`); .npy files carry no voxel size.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shaped = tif.shaped_metadata or ({},)
+            imagej = tif.imagej_metadata or {}
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise PorejaxError(f"cannot read {path} ({type(exc).__name__}: {exc}): is it a valid TIFF file?") from None
+    if shaped[0].get("spacing_um"):
+        return float(shaped[0]["spacing_um"])
+    scale = _UNIT_UM.get(str(imagej.get("unit", "")).strip().lower())
+    if imagej.get("spacing") and scale is not None:
+        return float(imagej["spacing"]) * scale
+    return None

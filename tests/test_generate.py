@@ -12,7 +12,7 @@ import porejax
 from porejax import checkpoint
 from porejax.cli import main
 from porejax.generate import FrozenGenerator, interpolate_latents, parse_periodic, periodic_halo
-from porejax.models import init_variables, preset
+from porejax.models import Generator, init_variables, preset
 from porejax.volume import PhaseMap
 
 LABELS = (0, 128, 255)
@@ -98,6 +98,7 @@ def _assert_chunked_equals_one_shot(g: FrozenGenerator, z: np.ndarray, periodic:
 def test_periodic_equals_central_crop_of_tiled_latent(gen, periodic):
     z = gen.latent(seed=3, size=3)
     tiled, crop = _tiled_central_crop(gen, z, periodic, 3)
+    np.testing.assert_allclose(_circular(gen, z, periodic), gen.probabilities(tiled, periodic="")[crop], atol=1e-5)
     np.testing.assert_allclose(gen.probabilities(z, periodic), gen.probabilities(tiled, periodic="")[crop], atol=1e-5)
     assert np.array_equal(gen.labels(z, periodic), gen.labels(tiled, "")[crop])
 
@@ -241,8 +242,8 @@ def test_default_chunk_is_one_piece_up_to_384_and_tiles_compute_only_what_they_n
     config = preset("paper", 3)
     for side, expected in ((64, 64), (384, 384), (385, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
         a = max(1, -(-side // 16) - 3)
-        assert default_chunk(_plan(config, (a,) * 3, (False,) * 3, (side,) * 3)) == expected
-    assert default_chunk(_plan(config, (16,) * 3, (True,) * 3, None)) == 256  # 256^3 periodic: one piece
+        assert default_chunk(_plan(config, (a,) * 3, (False,) * 3, (side,) * 3, False)) == expected
+    assert default_chunk(_plan(config, (16,) * 3, (True,) * 3, None, True)) == 256  # 256^3 periodic: one piece
     l0, l1 = latent_window(config, 1000, 1256)  # an interior tile of 256 (window frame: 1000 - 16 * l0)
     kept = layer_crops(config, l1 - l0, 1000 - 16 * l0, 1256 - 16 * l0)
     assert kept[-1][1] == 256 and [length for _, length in kept] == [19, 35, 67, 130, 256]  # uncropped: 25, 50, 100, 200, 400
@@ -250,12 +251,56 @@ def test_default_chunk_is_one_piece_up_to_384_and_tiles_compute_only_what_they_n
         assert [n for _, n in layer_crops(config, l1 - l0 + 1, lo + 8, lo + 8 + 256)] == [19, 35, 67, 130, 256]
 
 
-def test_window_latents_keep_periodically_trained_samples_away_from_zero_padded_faces():
-    config = preset("tiny", 3)
-    g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
-    point = FrozenGenerator(config, PhaseMap(LABELS), g_vars)
-    periodic = FrozenGenerator(config, PhaseMap(LABELS), g_vars, training_latent="periodic")
-    assert point.window_latent_size_for(32) == point.latent_size_for(32) == (1, 1, 1)
-    assert periodic.window_latent_size_for(32) == (1 + 2 * periodic_halo(config),) * 3
-    z = periodic.latent(0, periodic.window_latent_size_for(32))
-    assert periodic.labels(z).shape == (80, 80, 80) and periodic.generate(z, size=32)[0].shape == (32, 32, 32)
+def _circular(g: FrozenGenerator, z: np.ndarray, periodic: str) -> np.ndarray:
+    """The generator module itself: circular padding on periodic axes, zero padding elsewhere, whole output."""
+    return np.asarray(Generator(g.config).apply(g.variables, jnp.asarray(z)[None], train=False,
+                                                periodic=parse_periodic(periodic))[0])
+
+
+@pytest.mark.parametrize("periodic", ["", "xyz", "y"])
+def test_one_shot_equals_the_module_in_its_window(gen, periodic):
+    """probabilities() computes only the output window of the module's own (circular / zero) padding."""
+    z = gen.latent(seed=2, size=(3, 2, 4))
+    window = gen.output_window(z.shape[:3], periodic)
+    np.testing.assert_allclose(gen.probabilities(z, periodic), _circular(gen, z, periodic)[window], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def interior_gen(gen) -> FrozenGenerator:
+    """The smooth test generator, as if trained on periodic latents: non-periodic axes give the interior."""
+    return dataclasses.replace(gen, training_latent="periodic")
+
+
+def test_periodically_trained_generators_give_the_interior_of_non_periodic_axes(interior_gen):
+    g, h, u = interior_gen, periodic_halo(interior_gen.config), interior_gen.config.period_unit
+    assert g.latent_size_for(32) == (4 + 2 * h,) * 3 and g.latent_size_for(32, "xyz") == (4, 4, 4)
+    assert g.latent_size_for(1) == (1 + 2 * h,) * 3
+    assert g.output_shape((10, 7, 4), "z") == (u * 4, u * 1, u * 4)
+    with pytest.raises(porejax.PorejaxError, match=f"at least {2 * h + 1} along y"):
+        g.labels(g.latent(0, (7, 6, 7)))
+    # the interior of a non-periodic axis is exactly the periodic volume of the same latent, minus its
+    # outer h latent voxels: no voxel there depends on padding of either kind
+    z = g.latent(seed=5, size=(8, 9, 4))
+    inner = g.probabilities(z, "z")
+    periodic = g.probabilities(z, "xyz")
+    assert inner.shape[:3] == (u * 2, u * 3, u * 4)
+    np.testing.assert_allclose(inner, periodic[u * h:-u * h, u * h:-u * h], atol=1e-5)
+    np.testing.assert_allclose(inner, _circular(g, z, "z")[g.output_window(z.shape[:3], "z")], atol=1e-5)
+    v = g.labels(z, "z", size=(5, 17, 32))
+    assert v.shape == (5, 17, 32)
+
+
+@pytest.mark.parametrize("periodic", ["", "x"])
+@pytest.mark.parametrize("chunk", [None, 7, 16])
+def test_interior_chunked_equals_one_shot(interior_gen, periodic, chunk):
+    z = interior_gen.latent(seed=6, size=(9, 7, 8))
+    _assert_chunked_equals_one_shot(interior_gen, z, periodic, chunk, interior_gen.probabilities(z, periodic))
+
+
+def test_probability_fn_is_differentiable_and_equals_probabilities(interior_gen):
+    g = interior_gen
+    z = g.latent(seed=4, size=(8, 7, 2))
+    fn = g.probability_fn(z.shape[:3], "z", size=(12, 8, 16))
+    np.testing.assert_allclose(np.asarray(jax.jit(fn)(z)), g.probabilities(z, "z", size=(12, 8, 16)), atol=1e-5)
+    grad = jax.grad(lambda latent: fn(latent)[..., 0].mean())(jnp.asarray(z))
+    assert grad.shape == z.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0

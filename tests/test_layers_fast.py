@@ -5,11 +5,15 @@ times kernel or XLA's convolution) and compared, in float32, with the textbook c
 (`*_reference`) within 1e-5 relative to the scale of the result.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from porejax.errors import PorejaxError
+from porejax.models import Generator, ModelConfig, init_variables
 from porejax.nn import layers
 
 TOL = 1e-5
@@ -74,8 +78,9 @@ def test_conv_paths(conv_path, channels, modes, k, s, p):
     _check(layers.conv3d, layers.conv3d_reference, x, w, s, p, modes)
 
 
-def test_paper_shaped_layers_take_the_matrix_product_path():
+def test_paper_shaped_layers_take_the_matrix_product_path(monkeypatch):
     """The generator's 2x-upsampling layers use the all-phase form and patches; values and gradients agree."""
+    monkeypatch.setenv(layers.CONV_ENV, "matmul")  # the CPU default, forced so that the test holds on any backend
     x, w = _arrays((2, 16, 16, 16, 8), (4, 4, 4, 8, 4), 0)
     assert np.prod([(16 + 1) / 16] * 3) <= layers.ALL_PHASE_MAX_WASTE
     jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv_transpose3d(x, w, 2, 1))(x, w))
@@ -123,3 +128,56 @@ def test_second_order_gradients_match():
         return jnp.sum(g**2)
 
     _close(jax.grad(lambda w: penalty(layers.conv3d, w))(w), jax.grad(lambda w: penalty(layers.conv3d_reference, w))(w))
+
+
+@pytest.mark.parametrize("k,s,p", [(4, 2, 1), (6, 2, 2), (4, 1, 0), (3, 2, 1), (1, 2, 0)])
+def test_xla_formulation_equals_matrix_products(k, s, p):
+    """The GPU/TPU formulation (XLA's convolutions; transposed by input dilation, circular axes padded
+    circularly first) equals the CPU matrix-product one, values and gradients (the matrix products equal
+    the textbook forms: the tests above)."""
+    x, w = _arrays((2, 6, 5, 7, 3), (k, k, k, 3, 4), 30 + k + s + p)
+    _check(functools.partial(layers.conv_transpose3d, form="xla"),
+           functools.partial(layers.conv_transpose3d, form="matmul"), x, w, s, p, MODES[1])
+    if k > 1:
+        _check(functools.partial(layers.conv3d, form="xla"), functools.partial(layers.conv3d, form="matmul"),
+               x, w, s, p, MODES[0])
+
+
+def test_formulation_follows_the_backend_unless_the_environment_overrides_it(monkeypatch):
+    x, w = _arrays((1, 4, 4, 4, 2), (4, 4, 4, 2, 3), 40)
+    monkeypatch.delenv(layers.CONV_ENV, raising=False)
+    assert layers.conv_formulation() == ("matmul" if jax.default_backend() == "cpu" else "xla")
+    monkeypatch.setenv(layers.CONV_ENV, "xla")
+    assert layers.conv_formulation() == "xla" and layers.conv_formulation("matmul") == "matmul"
+    jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv_transpose3d(x, w, 2, 1))(x, w))
+    assert "lhs_dilation=(2, 2, 2)" in jaxpr and "custom_vjp_call" not in jaxpr
+    assert layers.prepare_transpose_kernel(w, 2, 1).shape == w.shape
+    monkeypatch.setenv(layers.CONV_ENV, "cudnn")
+    with pytest.raises(PorejaxError, match="POREJAX_CONV=matmul"):
+        layers.conv_formulation()
+
+
+def test_generator_output_is_the_same_in_both_formulations(monkeypatch):
+    """A generator applied with each formulation's prepared kernels (the sub-pixel form for matmul, the
+    kernel itself for xla) gives the same probabilities."""
+    config = ModelConfig(n_phases=3, latent_channels=4, g_widths=(8, 4), d_widths=(4, 8))
+    g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
+    z = jax.random.normal(jax.random.PRNGKey(1), (1, 2, 2, 2, 4))
+    outputs = []
+    for form in layers.FORMULATIONS:
+        monkeypatch.setenv(layers.CONV_ENV, form)
+        prepared = {f"deconv{i}": {"kernel": layers.prepare_transpose_kernel(g_vars["params"][f"deconv{i}"]["kernel"],
+                                                                             stride, pad)}
+                    for i, (_, kernel, stride, pad) in enumerate(config.generator_layers) if kernel % stride == 0}
+        variables = {**g_vars, layers.PREPARED: prepared}
+        outputs.append(jax.jit(lambda v, z: Generator(config).apply(v, z, periodic=(True, False, True)))(variables, z))
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5, rtol=0)
+
+
+def test_operands_of_the_wrong_rank_or_channel_count_are_refused_at_trace_time():
+    x, w = _arrays((1, 4, 4, 4, 2), (4, 4, 4, 3, 3), 41)
+    for op in (layers.conv3d, layers.conv_transpose3d):
+        with pytest.raises(AssertionError, match="on axis '3'"):
+            op(x, w, 2, 1)
+        with pytest.raises(AssertionError, match="has rank 4"):
+            op(x[0], w[..., :2, :], 2, 1)

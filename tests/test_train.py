@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,7 +77,7 @@ def test_resume_follows_the_uninterrupted_trajectory(tmp_path, volume):
     train.train([volume], PHASES, split, MICRO, config, resume=True, progress=False)
     assert _losses(_log(split)) == _losses(_log(straight))
     a, b = _state(straight, config), _state(split, config)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+    chex.assert_trees_all_equal(a, b)
     # k = 2 generator updates per discriminator update: Adam's step counters after 4 steps
     assert int(a["g_opt"][0].count) == 8 and int(a["d_opt"][0].count) == 4 and int(a["step"]) == 4
 
@@ -141,15 +142,14 @@ def test_the_generator_s_moving_average_may_start_on_resume_and_does_not_change_
         expected = train.ema_update(expected, weights[step], 0.5, step)
     state = _state(averaged, ema)
     assert "g_ema" not in _state(plain, config) and int(state["step"]) == 5
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state["g_ema"], expected)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, state["g_params"], weights[5])
+    chex.assert_trees_all_close(state["g_ema"], expected, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_equal(state["g_params"], weights[5])
     # generation uses the average, with standing statistics of the averaged weights
     _, frozen, _ = checkpoint.restore_generator(averaged)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, frozen["params"], state["g_ema"])
+    chex.assert_trees_all_equal(frozen["params"], state["g_ema"])
     standing = train.standing_statistics(MICRO, state["g_ema"], state["g_stats"], jax.random.fold_in(
         jax.random.PRNGKey(config.seed), 5), config.standing_batches, config.batch_size, train.make_mesh())
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                           frozen["batch_stats"], standing)
+    chex.assert_trees_all_close(frozen["batch_stats"], standing, rtol=1e-5, atol=1e-7)
     assert checkpoint.read_metadata(averaged)["ema_decay_history"] == [[0, 0.0], [2, 0.5]]
     leaf = train.ema_update({"w": jnp.ones(())}, {"w": jnp.zeros(())}, 0.999, 1)["w"]
     assert float(leaf) == pytest.approx(2 / 11)  # early steps fade quickly ...

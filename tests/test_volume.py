@@ -54,7 +54,7 @@ def test_integer_valued_floats_are_accepted():
     (np.full((4, 4, 4), 0.5, np.float32), "non-integer"),
     (np.where(np.eye(4, dtype=bool)[None].repeat(4, 0), np.nan, 1.0), "NaN"),
     (np.ones((4, 4, 4), np.uint8), "single phase"),
-    (np.arange(64, dtype=np.uint8).reshape(4, 4, 4), "more than the 8 allowed"),
+    (np.arange(64, dtype=np.uint8).reshape(4, 4, 4), "more than the 8 phases allowed"),
     (np.full((4, 4, 4), -1, np.int16), "outside 0..65535"),
 ])
 def test_bad_volumes_are_refused(volume, message):
@@ -63,7 +63,7 @@ def test_bad_volumes_are_refused(volume, message):
 
 
 def test_volume_smaller_than_crop_and_phase_limit():
-    with pytest.raises(PorejaxError, match="smaller than the crop size 64.*--crop 8"):
+    with pytest.raises(PorejaxError, match=r"smaller than the 64\^3 training crops.*--preset"):
         validate_volume(_labels(), min_size=64)
     assert len(np.unique(validate_volume(_labels(values=tuple(range(10))), max_phases=10))) == 10
 

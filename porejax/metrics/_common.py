@@ -10,8 +10,6 @@ import numpy as np
 
 from porejax.errors import PorejaxError
 
-AXIS_NAMES = ("x", "y", "z")
-
 
 def as_batch(volume, what: str = "volume") -> tuple[np.ndarray, bool]:
     """(D, H, W) or (B, D, H, W) array-like -> ((B, D, H, W) numpy array, was_batched)."""

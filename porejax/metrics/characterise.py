@@ -1,4 +1,4 @@
-"""All metrics of a label volume (or a batch) in one JSON-ready dict."""
+"""All metrics of a label volume (or a batch) in one dict of plain numbers (JSON only when written: porejax.jsonio)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from porejax.metrics._common import AXIS_NAMES, as_batch, check_voxel_size, phase_labels
+from porejax.axes import AXES
+from porejax.metrics._common import as_batch, check_voxel_size, phase_labels
 from porejax.metrics.correlation import two_point_correlation
 from porejax.metrics.morphology import specific_surface_area, tpb_edge_count, volume_fraction
 from porejax.metrics.diffusion import tortuosity as solve_tortuosity
-
-
-def json_number(value: float) -> float | str:
-    """A float for JSON: finite values as floats, infinity as the string "inf" (never NaN)."""
-    value = float(value)
-    if np.isnan(value):
-        raise ValueError("metric is NaN")  # a bug, not bad input: the metrics never produce NaN
-    return value if np.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
 def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None, tortuosity: bool = True,
@@ -28,7 +21,7 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
     voxel_size: um. phases: labels to report (default: the labels present in the whole input).
     periodic: SSA/TPB count wrap-around faces/edges, S2 wraps, and diffusion uses periodic side faces.
 
-    Each dict (JSON-serialisable, no NaN; infinite tau is the string "inf"):
+    Each dict (plain Python numbers, no NaN; tau is inf where no path spans the volume):
       {"voxel_size_um", "shape", "tpb_density" (1/um^2, null unless exactly three phases),
        "tpcf_lag_um": lags of the S2 lists,
        "phases": {"<label>": {"volume_fraction", "specific_surface_area" (1/um),
@@ -45,12 +38,12 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
     tpb = (tpb_edge_count(batch, labels_t, periodic) / (n_voxels * dx * dx) if len(labels_t) == 3
            else [None] * len(batch))
     out = [{"voxel_size_um": dx, "shape": list(batch.shape[1:]),
-            "tpb_density": None if t is None else json_number(t), "phases": {}} for t in tpb]
+            "tpb_density": None if t is None else float(t), "phases": {}} for t in tpb]
     side = "periodic" if periodic else "mirror"
     for lab in labels_t:
         mask = batch == lab
         per_axis_tau, per_axis_rel, per_axis_s2 = {}, {}, {}
-        for axis, name in enumerate(AXIS_NAMES):
+        for axis, name in enumerate(AXES):
             if tortuosity:
                 result = solve_tortuosity(mask, axis=axis, side_boundary=side)
                 per_axis_tau[name], per_axis_rel[name] = result.tau, result.relative_diffusivity
@@ -60,10 +53,10 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
         for i, record in enumerate(out):
             phase = {"volume_fraction": fractions[i][lab], "specific_surface_area": surfaces[i][lab]}
             if tortuosity:
-                phase["tortuosity"] = {k: json_number(v[i]) for k, v in per_axis_tau.items()}
-                phase["relative_diffusivity"] = {k: json_number(v[i]) for k, v in per_axis_rel.items()}
+                phase["tortuosity"] = {k: float(v[i]) for k, v in per_axis_tau.items()}
+                phase["relative_diffusivity"] = {k: float(v[i]) for k, v in per_axis_rel.items()}
             if tpcf:
-                phase["tpcf"] = {k: [json_number(s) for s in v[i]] for k, v in per_axis_s2.items()}
+                phase["tpcf"] = {k: [float(s) for s in v[i]] for k, v in per_axis_s2.items()}
                 record["tpcf_lag_um"] = [float(r) for r in lags]
             record["phases"][str(lab)] = phase
     return out if batched else out[0]

@@ -81,7 +81,7 @@ def two_point_correlation(mask, axis: int | None = None, periodic: bool = False,
 
     mask: (D, H, W) or (B, D, H, W), 0/1 or bool. axis: 0, 1 or 2 for S2 along that array axis (averaged
     over all positions), None for the radial average. max_lag: number of lags / radial bins (default
-    min(shape) // 2 for radial, shape[axis] // 2 along an axis; at most the side length, or half of it
+    min(shape) // 2 for radial, shape[axis] // 2 along an axis, at least 1; at most the side length, or half of it
     rounded up when periodic).
     voxel_size: um per voxel; r is in um when given, in voxels otherwise.
 
@@ -93,7 +93,7 @@ def two_point_correlation(mask, axis: int | None = None, periodic: bool = False,
     shape = batch.shape[1:]
     limit = min(shape) if axis is None else shape[check_axis(axis)]
     limit = (limit + 1) // 2 if periodic else limit  # periodic lags beyond half the side repeat
-    lags = limit // 2 if max_lag is None else int(max_lag)
+    lags = max(1, limit // 2) if max_lag is None else int(max_lag)  # a side of 1: lag 0 only (phi)
     if not 1 <= lags <= limit:
         raise PorejaxError(f"max_lag must be between 1 and {limit} for shape {shape}, got {max_lag}")
     data = jnp.asarray(batch, jnp.float32)

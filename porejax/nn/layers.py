@@ -9,9 +9,15 @@ stride s and padding p (kernels are stored (k, k, k, C_in, C_out)):
 With circular padding the input wraps around: the convolution pads circularly, and the transposed
 convolution wraps its output modulo s*n (size exactly s*n), so a periodic input gives a periodic output.
 
+Two formulations, chosen per backend at trace time (`conv_formulation`): "xla", XLA's own convolutions
+(`lax.conv_general_dilated`; transposed by input dilation), on GPU and TPU, where they run as cuDNN /
+TPU convolutions; and "matmul", the matrix-product forms below, on CPU. The environment variable
+POREJAX_CONV=xla|matmul overrides the choice (benchmarks); both give the same values within float
+rounding (tests).
+
 On XLA's CPU backend the textbook forms of a stride-2 transposed convolution (input dilation) and of the
-input gradient of a stride-2 convolution are 6-100x slower than equivalent stride-1 forms, and XLA's own
-convolutions run well below the speed of its matrix products. When k is a multiple of s, both layers are
+input gradient of a stride-2 convolution are much slower than equivalent stride-1 forms, and XLA's own
+convolutions run below the speed of its matrix products (measurements: benchmarks/NOTES.md). When k is a multiple of s, both layers are
 therefore computed exactly through stride-1 convolutions with a small kernel (q = k / s taps per axis):
 the transposed convolution as a sub-pixel (phase-decomposed) convolution followed by depth-to-space, the
 convolution as space-to-depth followed by a convolution. Every stride-1 convolution is then one matrix
@@ -30,14 +36,17 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from porejax.errors import PorejaxError
 from porejax.nn.padding import pad_spatial
 
 _DIMS = ("NDHWC", "DHWIO", "NDHWC")
@@ -54,6 +63,20 @@ WIDE_PRODUCT = 256
 CONTRACT_BLOCKS = 8
 CONTRACT_BLOCK_MIN_ROWS = 4096
 PREPARED = "prepared"  # optional variable collection: per layer, its kernel prepared for `op` ("kernel")
+CONV_ENV = "POREJAX_CONV"
+FORMULATIONS = ("matmul", "xla")
+
+
+def conv_formulation(form: str | None = None) -> str:
+    """The convolution formulation to trace: `form` if given, else $POREJAX_CONV, else "matmul" on CPU
+    and "xla" on GPU/TPU (`jax.default_backend()`)."""
+    choice = form if form is not None else os.environ.get(CONV_ENV, "").strip().lower()
+    if not choice:
+        return "matmul" if jax.default_backend() == "cpu" else "xla"
+    if choice not in FORMULATIONS:
+        raise PorejaxError(f"convolution formulation must be one of {FORMULATIONS}, got {choice!r}: "
+                           f"set {CONV_ENV}=matmul or {CONV_ENV}=xla, or unset it")
+    return choice
 
 
 def _conv_valid(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1) -> jnp.ndarray:
@@ -185,13 +208,16 @@ def _conv_col2im_bwd(pads, residuals, dy):
 _conv_col2im.defvjp(lambda x, kernel, pads: (_conv_col2im(x, kernel, pads), (x, kernel)), _conv_col2im_bwd)
 
 
-def _conv_stride1(x: jnp.ndarray, kernel: jnp.ndarray,
-                  pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3) -> jnp.ndarray:
+def _conv_stride1(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3,
+                  form: str = "matmul") -> jnp.ndarray:
     """Valid stride-1 convolution of x (B, D, H, W, C_in), zero-padded by `pads`, with kernel (q, q, q, C_in, C_out).
 
-    im2col multiplies at every output position, col2im at every input position (so it skips the
-    padding), each with an intermediate of q^3 C_in or q^3 C_out per position: the cheaper one is used.
+    form "xla": XLA's convolution. "matmul": im2col multiplies at every output position, col2im at every
+    input position (so it skips the padding), each with an intermediate of q^3 C_in or q^3 C_out per
+    position: the cheaper one is used.
     """
+    if form == "xla":
+        return _conv_valid(_pad_or_crop(x, pads), kernel)
     q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
     inputs = x.shape[0] * int(np.prod(x.shape[1:4]))
     outputs = x.shape[0] * int(np.prod([n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]))
@@ -254,11 +280,23 @@ def conv_transpose3d_output_size(n: int, kernel_size: int, stride: int, padding:
     return stride * n if circular else (n - 1) * stride - 2 * padding + kernel_size
 
 
+def _check_operands(x: jnp.ndarray, kernel: jnp.ndarray, kernel_ranks: tuple[int, ...]) -> None:
+    """At trace time: x is (B, D, H, W, C_in) and the kernel (k, k, k, C_in, ...) of one of `kernel_ranks`."""
+    chex.assert_rank(x, 5)
+    chex.assert_rank(kernel, set(kernel_ranks))
+    chex.assert_axis_dimension(kernel, 3, x.shape[-1])
+
+
 def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
-           modes: Modes = ZEROS) -> jnp.ndarray:
-    """Convolution (cross-correlation) of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out)."""
+           modes: Modes = ZEROS, form: str | None = None) -> jnp.ndarray:
+    """Convolution (cross-correlation) of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out).
+
+    form: "matmul" or "xla" (default `conv_formulation()`)."""
+    _check_operands(x, kernel, (5,))
     k, s = kernel.shape[0], stride
     x = pad_spatial(x, [(padding, padding)] * 3, modes)
+    if conv_formulation(form) == "xla":
+        return _conv_valid(x, kernel, s)
     if s == 1:
         return _conv_stride1(x, kernel)
     if k % s:
@@ -280,8 +318,7 @@ def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 
 # c_r = f_r + 1 - q.
 def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
     """Kernel (k, k, k, C_in, C_out) of a transposed convolution with k % stride == 0 -> its sub-pixel form
-    (q, q, q, C_in, s, s, s, C_out), q = k / s: what `conv_transpose3d` multiplies with. Generation computes
-    it once (`porejax.generate.FrozenGenerator`) and passes it in place of the kernel."""
+    (q, q, q, C_in, s, s, s, C_out), q = k / s: what the "matmul" form of `conv_transpose3d` multiplies with."""
     s, p = stride, padding
     q = kernel.shape[0] // s
     w = kernel
@@ -296,20 +333,51 @@ def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarr
     return w.transpose(0, 2, 4, 6, 1, 3, 5, 7)
 
 
+def prepare_transpose_kernel(kernel: jnp.ndarray, stride: int, padding: int, form: str | None = None) -> jnp.ndarray:
+    """The kernel (k, k, k, C_in, C_out) of `conv_transpose3d` in the form it computes with: the sub-pixel
+    form (`subpixel_kernel`) for "matmul" when k % stride == 0, else the kernel itself. Generation prepares
+    it once (`porejax.generate.FrozenGenerator`) and passes it in place of the kernel."""
+    if conv_formulation(form) == "matmul" and kernel.shape[0] % stride == 0:
+        return subpixel_kernel(kernel, stride, padding)
+    return kernel
+
+
+def _conv_transpose_xla(x: jnp.ndarray, kernel: jnp.ndarray, s: int, p: int, modes: Modes) -> jnp.ndarray:
+    """`conv_transpose3d` by XLA's input-dilated convolution. A circular axis is first padded circularly
+    by the inputs that reach its s*n outputs from beyond either end, so the wrap needs no sum."""
+    k = kernel.shape[0]
+    pads, crops = [], []
+    for n, mode in zip(x.shape[1:4], modes):
+        before, after = ((max(0, (k - 1 - p) // s), (s - 1 + p) // s) if mode == "circular" else (0, 0))
+        pads.append((before, after))
+        crops.append((p + s * before, conv_transpose3d_output_size(n, k, s, p, mode == "circular")))
+    x = pad_spatial(x, pads, ("circular",) * 3)
+    full = [(n - 1) * s + k for n in x.shape[1:4]]
+    extra = [max(0, start + size - f) for (start, size), f in zip(crops, full)]  # kernels shorter than s
+    y = jax.lax.conv_general_dilated(x, jnp.flip(kernel, (0, 1, 2)).astype(x.dtype), (1,) * 3,
+                                     [(k - 1, k - 1 + e) for e in extra], lhs_dilation=(s,) * 3,
+                                     dimension_numbers=_DIMS, preferred_element_type=kernel.dtype)
+    return y[:, crops[0][0]:sum(crops[0]), crops[1][0]:sum(crops[1]), crops[2][0]:sum(crops[2]), :]
+
+
 def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
-                     modes: Modes = ZEROS) -> jnp.ndarray:
+                     modes: Modes = ZEROS, form: str | None = None) -> jnp.ndarray:
     """Transposed convolution of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out), PyTorch semantics.
 
-    `kernel` may also be given in its sub-pixel form (`subpixel_kernel`, 8 axes)."""
+    `kernel` may also be given in its sub-pixel form (`subpixel_kernel`, 8 axes). form: "matmul" or "xla"
+    (default `conv_formulation()`); a sub-pixel kernel is computed in its sub-pixel form either way, with
+    XLA's stride-1 convolutions for "xla"."""
+    _check_operands(x, kernel, (5, 8))
     s, p = stride, padding
+    form = conv_formulation(form)
     if kernel.ndim == 8:
         w = kernel
         q, c_in, c_out = w.shape[0], w.shape[3], w.shape[7]
         k = q * s
     else:
         k = kernel.shape[0]
-        if k % s:
-            return conv_transpose3d_reference(x, kernel, s, p, modes)
+        if k % s or form == "xla":
+            return _conv_transpose_xla(x, kernel, s, p, modes)
         w, q, c_in, c_out = subpixel_kernel(kernel, s, p), k // s, kernel.shape[3], kernel.shape[4]
     first = (np.arange(s) + p) // s + 1 - q                               # c_r
 
@@ -322,7 +390,7 @@ def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, paddi
         # one convolution for all phases over the union of their input windows, then each phase's part
         span = [m + spread for m in blocks]
         window, pads = _window(x, [lo] * 3, [lo + m + q - 1 for m in span], modes)
-        z = _conv_stride1(window, w.reshape(q, q, q, c_in, s**3 * c_out), pads)
+        z = _conv_stride1(window, w.reshape(q, q, q, c_in, s**3 * c_out), pads, form)
         offsets = tuple(tuple(int(first[r]) - lo for r in rs) for rs in phase_list)
         y = _phase_windows(z.reshape(*z.shape[:4], s**3, c_out), offsets, tuple(blocks))
     else:
@@ -330,7 +398,7 @@ def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, paddi
         for rs in phase_list:
             begin = [int(first[r]) for r in rs]
             window, pads = _window(x, begin, [b0 + m + q - 1 for b0, m in zip(begin, blocks)], modes)
-            rows.append(_conv_stride1(window, w[:, :, :, :, rs[0], rs[1], rs[2], :], pads))
+            rows.append(_conv_stride1(window, w[:, :, :, :, rs[0], rs[1], rs[2], :], pads, form))
         y = jnp.stack(rows, axis=-2)
     b = x.shape[0]
     y = y.reshape(b, *blocks, s, s, s, c_out)

@@ -1,6 +1,8 @@
-"""Figures of the compare report (matplotlib, Agg, no pyplot state): each function returns a Figure.
+"""Every figure porejax draws (compare report, demo, training samples): matplotlib Figures on the Agg
+canvas, never pyplot, so there is no process-wide state and no matplotlib backend to set.
 
-Slices show the y-z plane (array axes 1, 2) at mid x unless stated; lengths are in micrometres.
+Slices show the y-z plane (array axes 1, 2) at mid x unless stated; lengths are in `length` units:
+micrometres when the voxel size is known, else voxels (`voxel_size` 1).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from porejax.axes import AXES
 from porejax.volume import PhaseMap, atomic_path, to_indices
 
 PHASE_COLOURS = ("#1b1b1b", "#9a9a9a", "#f0c419", "#3b7dd8", "#d8453b", "#49a35b", "#8e5cc4", "#e38b2c")
 SET_COLOURS = {"real": "#3b7dd8", "generated": "#d8453b"}
-AXES = "xyz"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -45,15 +47,15 @@ def save_png(fig: Figure, path: str | os.PathLike) -> bytes:
 
 
 def _phase_image(ax, labels: np.ndarray, phase_map: PhaseMap, voxel_size: float, title: str = "",
-                 axis_names: str = "yz") -> None:
-    """A 2D label image (rows = first axis) in phase colours, extent in um."""
+                 axis_names: str = "yz", length: str = "µm") -> None:
+    """A 2D label image (rows = first axis) in phase colours, extent in `length` units."""
     n = phase_map.n_phases
     cmap = ListedColormap(PHASE_COLOURS[:n])
     rows, cols = labels.shape
     ax.imshow(to_indices(labels, phase_map), cmap=cmap, norm=BoundaryNorm(np.arange(n + 1) - 0.5, n),
               origin="lower", interpolation="nearest", extent=(0, cols * voxel_size, 0, rows * voxel_size))
-    ax.set_xlabel(f"{axis_names[1]} (µm)")
-    ax.set_ylabel(f"{axis_names[0]} (µm)")
+    ax.set_xlabel(f"{axis_names[1]} ({length})")
+    ax.set_ylabel(f"{axis_names[0]} ({length})")
     if title:
         ax.set_title(title, fontsize=9)
 
@@ -63,7 +65,7 @@ def _phase_legend(fig: Figure, phase_map: PhaseMap) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncol=phase_map.n_phases, frameon=False)
 
 
-def slices(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap, voxel_size: float,
+def slices(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap, voxel_size: float, length: str = "µm",
            count: int = 4) -> Figure:
     """Mid-x slices of `count` real (top row) and generated (bottom row) volumes (paper Fig. 3)."""
     count = min(count, len(real), len(generated))
@@ -72,7 +74,8 @@ def slices(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap, voxel_s
     for row, (name, volumes) in enumerate((("real", real), ("generated", generated))):
         for i in range(count):
             volume = volumes[i]
-            _phase_image(axes[row, i], volume[volume.shape[0] // 2], phase_map, voxel_size, f"{name} #{i}")
+            _phase_image(axes[row, i], volume[volume.shape[0] // 2], phase_map, voxel_size, f"{name} #{i}",
+                         length=length)
     fig.suptitle("Real vs generated: y-z slices at mid x")
     _phase_legend(fig, phase_map)
     return fig
@@ -97,9 +100,9 @@ def box_plots(entries: Sequence[tuple[str, str, np.ndarray, np.ndarray]]) -> Fig
     return fig
 
 
-def two_point_correlation(summary: dict, phase_map: PhaseMap) -> Figure:
+def two_point_correlation(summary: dict, phase_map: PhaseMap, length: str = "µm") -> Figure:
     """S2(r)/S2(0) per phase (rows) along x, y, z (columns): means, real ±1 std band (Fig. 5/7)."""
-    r = np.asarray(summary["r_um"])
+    r = np.asarray(summary["r"])
     n = phase_map.n_phases
     fig = new_figure(9.5, 2.4 * n)
     axes = fig.subplots(n, 3, squeeze=False, sharex=True, sharey=True)
@@ -114,7 +117,7 @@ def two_point_correlation(summary: dict, phase_map: PhaseMap) -> Figure:
                     label="generated mean")
             ax.set_title(f"{phase_map.name(p)}, along {AXES[a]}", fontsize=9)
             if p == n - 1:
-                ax.set_xlabel("r (µm)")
+                ax.set_xlabel(f"r ({length})")
             if a == 0:
                 ax.set_ylabel("S2(r) / S2(0)")
     axes[0, 0].legend(fontsize=7)
@@ -141,7 +144,8 @@ def diffusivity_vs_fraction(real_vf: np.ndarray, real_drel: np.ndarray, gen_vf: 
 
 
 def periodic_tiling_and_flux(volume: np.ndarray, flux_mirror: np.ndarray, flux_periodic: np.ndarray,
-                             phase_map: PhaseMap, voxel_size: float, phase: int, drel: dict[str, float]) -> Figure:
+                             phase_map: PhaseMap, voxel_size: float, phase: int, drel: dict[str, float],
+                             length: str = "µm") -> Figure:
     """Fig. 8: 2x2 tiling of a periodic volume's mid-x slice, and the x-flux on the side face z = 0 of
     the diffusion solve along x through phase index `phase` with mirror vs periodic side boundaries
     (flux: (3, D, H, W)); `drel`: D_rel per side boundary ("mirror", "periodic")."""
@@ -149,7 +153,7 @@ def periodic_tiling_and_flux(volume: np.ndarray, flux_mirror: np.ndarray, flux_p
     axes = fig.subplots(1, 3)
     side = volume.shape[1]
     tiled = np.tile(volume[volume.shape[0] // 2], (2, 2))
-    _phase_image(axes[0], tiled, phase_map, voxel_size, "2x2 tiling, y-z slice at mid x")
+    _phase_image(axes[0], tiled, phase_map, voxel_size, "2x2 tiling, y-z slice at mid x", length=length)
     axes[0].axhline(side * voxel_size, color="#e0218a", ls="--", lw=1.2)
     axes[0].axvline(side * voxel_size, color="#e0218a", ls="--", lw=1.2)
     # flux[0][i] crosses the face between layers i and i + 1 along x: show the interior faces, grey where
@@ -164,20 +168,22 @@ def periodic_tiling_and_flux(volume: np.ndarray, flux_mirror: np.ndarray, flux_p
         image = ax.imshow(flux_map, origin="lower", cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest",
                           extent=(0, flux_map.shape[1] * voxel_size) + x_faces)
         ax.set_title(f"{name} sides: |flux along x| at z = 0\nD_rel = {drel[name]:.4g}", fontsize=9)
-        ax.set_xlabel("y (µm)")
-        ax.set_ylabel("x (µm)")
+        ax.set_xlabel(f"y ({length})")
+        ax.set_ylabel(f"x ({length})")
     fig.colorbar(image, ax=axes[1:], label=f"flux through {phase_map.name(phase)} voxel faces\n(D0 = 1, Δc = 1 over x; "
                  "grey: other phases)")
     _phase_legend(fig, phase_map)
     return fig
 
 
-def interpolation_strip(volumes: Sequence[np.ndarray], phase_map: PhaseMap, voxel_size: float) -> Figure:
+def interpolation_strip(volumes: Sequence[np.ndarray], phase_map: PhaseMap, voxel_size: float,
+                        length: str = "µm") -> Figure:
     """Mid-x slices of volumes generated along a latent path (paper S8)."""
     fig = new_figure(2.1 * len(volumes), 2.8)
     axes = fig.subplots(1, len(volumes), squeeze=False)[0]
     for i, (ax, volume) in enumerate(zip(axes, volumes)):
-        _phase_image(ax, volume[volume.shape[0] // 2], phase_map, voxel_size, f"t = {i / (len(volumes) - 1):.2f}")
+        _phase_image(ax, volume[volume.shape[0] // 2], phase_map, voxel_size, f"t = {i / (len(volumes) - 1):.2f}",
+                     length=length)
         if i:
             ax.set_ylabel("")
     fig.suptitle("Latent interpolation (slerp)")
@@ -186,7 +192,7 @@ def interpolation_strip(volumes: Sequence[np.ndarray], phase_map: PhaseMap, voxe
 
 
 def confidence_maps(labels: Sequence[np.ndarray], confidence: Sequence[np.ndarray], phase_map: PhaseMap,
-                    voxel_size: float) -> Figure:
+                    voxel_size: float, length: str = "µm") -> Figure:
     """Mid-x slices of generated volumes (top) and their confidence, the max phase probability (S9)."""
     count = len(labels)
     fig = new_figure(2.6 * count + 0.8, 5.4)
@@ -194,13 +200,13 @@ def confidence_maps(labels: Sequence[np.ndarray], confidence: Sequence[np.ndarra
     floor = 1.0 / phase_map.n_phases
     for i in range(count):
         mid = labels[i].shape[0] // 2
-        _phase_image(axes[0, i], labels[i][mid], phase_map, voxel_size, f"generated #{i}")
+        _phase_image(axes[0, i], labels[i][mid], phase_map, voxel_size, f"generated #{i}", length=length)
         conf = confidence[i][mid]
         image = axes[1, i].imshow(conf, origin="lower", cmap="viridis", vmin=floor, vmax=1.0, interpolation="nearest",
                                   extent=(0, conf.shape[1] * voxel_size, 0, conf.shape[0] * voxel_size))
         axes[1, i].set_title(f"confidence, mean {float(confidence[i].mean()):.3f}", fontsize=9)
-        axes[1, i].set_xlabel("z (µm)")
-        axes[1, i].set_ylabel("y (µm)")
+        axes[1, i].set_xlabel(f"z ({length})")
+        axes[1, i].set_ylabel(f"y ({length})")
     fig.colorbar(image, ax=axes[1, :], label="max phase probability")
     _phase_legend(fig, phase_map)
     return fig
@@ -221,4 +227,42 @@ def generation_time(voxels: np.ndarray, seconds: np.ndarray, slope: float, inter
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
     ax.set_title("Generation time vs volume size")
+    return fig
+
+
+def _index_image(ax, image: np.ndarray, vmax: int, title: str = "") -> None:
+    """A 2D phase-index image without ticks (viridis, 0..vmax)."""
+    ax.imshow(image, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def middle_slices(volumes: dict[str, np.ndarray], phase_map: PhaseMap, tiled: Sequence[str] = ()) -> Figure:
+    """One row per named label volume: its middle x, y and z slices; names in `tiled` shown 2 x 2 (the demo)."""
+    fig = new_figure(7.5, 2.6 * len(volumes))
+    axes = fig.subplots(len(volumes), 3, squeeze=False)
+    for row, (name, volume) in enumerate(volumes.items()):
+        index = to_indices(volume, phase_map)
+        for axis in range(3):
+            image = np.take(index, index.shape[axis] // 2, axis=axis)
+            if name in tiled:
+                image = np.tile(image, (2, 2))
+            _index_image(axes[row][axis], image, phase_map.n_phases - 1, f"{name}: {AXES[axis]} = "
+                         f"{volume.shape[axis] // 2}" + (" (2x2 tiled)" if name in tiled else ""))
+    return fig
+
+
+def training_samples(generated: np.ndarray, real: np.ndarray, title: str) -> Figure:
+    """Middle x slices of up to 4 generated (top) and real (bottom) phase-index volumes (B, D, H, W)."""
+    n = min(4, len(generated), len(real))
+    fig = new_figure(2.2 * n, 4.6)
+    axes = fig.subplots(2, n, squeeze=False)
+    vmax = max(int(generated.max()), int(real.max()), 1)
+    for row, (name, vols) in enumerate((("generated", generated), ("real", real))):
+        for i in range(n):
+            _index_image(axes[row][i], vols[i, vols.shape[1] // 2], vmax)
+        axes[row][0].set_ylabel(name)
+    fig.suptitle(title)
     return fig

@@ -1,0 +1,65 @@
+"""Zarr stores: generation tile by tile into a store, --part jobs, the lazy reader, read_volume."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from porejax import checkpoint, store
+from porejax.cli import main
+from porejax.errors import PorejaxError
+from porejax.volume import read_volume
+from tests.test_generate import _smooth_generator
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return _smooth_generator()
+
+
+@pytest.fixture(scope="module")
+def workdir(gen, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck")
+    checkpoint.write_metadata(path, gen.config, gen.phase_map)
+    checkpoint.save(path, 0, gen.variables)
+    return path
+
+
+def test_parts_fill_one_store_with_the_bytes_of_one_tiff(workdir, tmp_path, capsys):
+    """Two --part jobs (out of order) write the same bytes as a one-shot TIFF; the store carries the
+    PhaseMap and the settings; a store with a part missing is refused as incomplete."""
+    common = ["generate", "--checkpoint", str(workdir), "--size", "40", "--periodic", "xz", "--seed", "5",
+              "--chunk", "20"]
+    assert main(common + ["--out", str(tmp_path / "one.tif")]) == 0
+    expected = tifffile.imread(tmp_path / "one.tif")
+    out = tmp_path / "v.zarr"
+    assert main(common + ["--out", str(out), "--part", "2/2"]) == 0
+    with pytest.raises(PorejaxError, match="incomplete: 4 of its 8 chunks"):
+        read_volume(out)
+    assert main(common + ["--out", str(out), "--part", "1/2"]) == 0
+    assert np.array_equal(read_volume(out), expected)
+    lazy = store.StoreVolume(out)
+    assert lazy.shape == (40, 40, 40) and lazy.dtype == np.uint8
+    assert np.array_equal(lazy[13:29, :, 7:9], expected[13:29, :, 7:9])
+    assert lazy.attributes["phase_map"]["labels"] == [0, 128, 255]
+    assert lazy.attributes["generation"] == {"step": 0, "seed": 5, "periodic": "xz", "size": 40,
+                                             "latent_size": [5, 2, 5]}
+    capsys.readouterr()
+    assert main(common + ["--out", str(tmp_path / "x.zarr"), "--part", "1/3"]) == 2
+    assert "1 <= I <= N <= 2" in capsys.readouterr().err
+    assert main(common + ["--out", str(tmp_path / "x.tif"), "--part", "1/2"]) == 2
+    assert "--part needs a Zarr store" in capsys.readouterr().err
+    assert main(common[:-1] + ["24", "--out", str(out), "--part", "1/2"]) == 2
+    assert "another shape, dtype or chunk shape" in capsys.readouterr().err
+
+
+def test_store_with_confidence_equals_in_memory_generation(gen, tmp_path):
+    z = gen.latent(seed=1, size=2)
+    labels, confidence = gen.generate(z, size=(30, 33, 36), chunk=20)
+    shape = gen.write(tmp_path / "l.zarr", z, size=(30, 33, 36), chunk=20, confidence_path=tmp_path / "c.zarr")
+    assert shape == (30, 33, 36)
+    assert np.array_equal(read_volume(tmp_path / "l.zarr"), labels)
+    assert np.array_equal(np.asarray(store.StoreVolume(tmp_path / "c.zarr")), confidence)
+    with pytest.raises(PorejaxError, match="goes to a store too"):
+        gen.write(tmp_path / "m.zarr", z, chunk=20, confidence_path=tmp_path / "c.tif")
+    with pytest.raises(PorejaxError, match="not a Zarr store"):
+        store.StoreVolume(tmp_path)
