@@ -39,7 +39,8 @@ import optax
 
 from porejax import metrics
 from porejax.errors import PorejaxError
-from porejax.generate import AXES, FrozenGenerator, parse_periodic
+from porejax.axes import AXES
+from porejax.generate import FrozenGenerator, parse_periodic
 from porejax.metrics.soft import (
     soft_specific_surface_area,
     soft_tpb_density,

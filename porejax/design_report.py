@@ -15,15 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from porejax.axes import AXES
 from porejax.design import DesignResult, Problem, latent_statistics
+from porejax.figures import PHASE_COLOURS, _phase_image, new_figure, save_png
 from porejax.metrics import two_point_correlation
-from porejax.report_figures import (
-    AXES,
-    PHASE_COLOURS,
-    _phase_image,
-    new_figure,
-    save_png,
-)
 from porejax.volume import atomic_path, write_volume
 
 
