@@ -38,8 +38,8 @@ import numpy as np
 import optax
 
 from porejax import metrics
-from porejax.errors import PorejaxError
 from porejax.axes import AXES
+from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator, parse_periodic
 from porejax.metrics.soft import (
     soft_specific_surface_area,
