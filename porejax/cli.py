@@ -283,12 +283,25 @@ def _run_characterise(args) -> int:
 # --- train -----------------------------------------------------------------------------------------
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a generator on label volumes (resumable, data parallel)")
-    p.add_argument("--data", type=Path, action="append", required=True,
+    p.add_argument("--data", type=Path, action="append",
                    help="training label volume (TIFF/.npy); repeat for several volumes")
+    p.add_argument("--slices", type=Path, action="append", metavar="IMG",
+                   help="train from 2D images of an isotropic material: a 2D label image (TIFF/.npy) or a stack "
+                   "of images of one plane; repeat for several; one discriminator judges slices along x, y and z")
+    for axis, plane in zip("xyz", ("(y, z)", "(x, z)", "(x, y)")):
+        p.add_argument(f"--slices-{axis}", type=Path, action="append", metavar="IMG",
+                       help=f"2D label image(s) of the plane normal to {axis}, array axes {plane} (anisotropic "
+                       "material: give all three)")
+    p.add_argument("--discriminator", choices=("volume", "slices", "shared-slices"),
+                   help="volume: 3D crops (default for --data); slices: 2D, one per axis (--slices-x/-y/-z, or "
+                   "the slices of --data volumes); shared-slices: 2D, one for all axes (--slices)")
+    p.add_argument("--slices-per-volume", type=int,
+                   help="slice discriminators: random slices per generated volume and axis (default all)")
     p.add_argument("--workdir", type=Path, required=True, help="checkpoint directory (logs, samples, checkpoints)")
-    p.add_argument("--preset", default="cpu",
+    p.add_argument("--preset",
                    help="paper (GPU); for two CPU cores cpu (32^3 crops), cpu-smooth (cpu with a 3^3 output layer "
-                   "against the checkerboard) or cpu64 (64^3 crops); tiny (seconds); default cpu")
+                   "against the checkerboard) or cpu64 (64^3 crops); tiny (seconds); default cpu. From 2D "
+                   "images: slicegan (GPU), slices-cpu, slices-tiny; default slices-cpu")
     p.add_argument("--steps", type=int, help="total steps (a resumed run continues up to it)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, cpu-smooth 32, cpu64 64, tiny 32)")
@@ -352,23 +365,51 @@ def initialize_distributed() -> bool:
 def _run_train(args) -> int:
     from porejax import host, train
     from porejax.dataset import load_volumes
+    from porejax.slices import SHARED_KEY, load_images
 
     if host.cpu_backend_expected():
         host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
     initialize_distributed()
-    volumes, phase_map = load_volumes(args.data, None if args.names is None else args.names.split(","),
-                                      args.voxel_size)
-    model_config = train.model_for(args.preset, phase_map.n_phases, args.crop, args.precision)
-    config = train.train_preset(args.preset, steps=args.steps, batch_size=args.batch_size, loss=args.loss,
+    names = None if args.names is None else args.names.split(",")
+    image_paths = _slice_images(args)
+    if image_paths is None:
+        volumes, phase_map = load_volumes(args.data, names, args.voxel_size)
+        images, sources = None, [p.name for p in args.data]
+    else:
+        images, phase_map = load_images(image_paths, names, args.voxel_size)
+        volumes, sources = [], {key: [p.name for p in paths] for key, paths in image_paths.items()}
+    preset = args.preset or ("cpu" if images is None and args.discriminator in (None, "volume") else "slices-cpu")
+    discriminator = args.discriminator or (None if images is None else
+                                           "shared-slices" if SHARED_KEY in images else "slices")
+    model_config = train.model_for(preset, phase_map.n_phases, args.crop, args.precision)
+    config = train.train_preset(preset, discriminator=discriminator, slices_per_volume=args.slices_per_volume,
+                                steps=args.steps, batch_size=args.batch_size, loss=args.loss,
                                 lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment,
                                 holdout=args.holdout, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
                                 checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
                                 ema_decay=args.ema_decay)
-    summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume,
-                          preset=args.preset, sources=[p.name for p in args.data], generator_from=args.generator_from)
+    summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume, preset=preset,
+                          sources=sources, generator_from=args.generator_from, images=images)
     print(f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "
           f"generate with: porejax generate --checkpoint {args.workdir} --size 128 --out sample.tif")
     return 0
+
+
+def _slice_images(args) -> dict[str, list[Path]] | None:
+    """The 2D image paths per discriminator key ({"xyz": ...} or {"x", "y", "z"}), or None for --data."""
+    per_axis = {axis: getattr(args, f"slices_{axis}") for axis in "xyz" if getattr(args, f"slices_{axis}")}
+    given = [flag for flag, value in (("--data", args.data), ("--slices", args.slices),
+                                      ("--slices-x/-y/-z", per_axis)) if value]
+    if len(given) != 1:
+        raise PorejaxError(f"give one of --data (3D volumes), --slices (2D images, isotropic) or --slices-x, "
+                           f"--slices-y and --slices-z (2D images per plane); got {', '.join(given) or 'none'}")
+    if per_axis and len(per_axis) != 3:
+        raise PorejaxError(f"anisotropic training needs an image of each plane: got {', '.join(sorted(per_axis))}, "
+                           "missing " + ", ".join(f"--slices-{a}" for a in "xyz" if a not in per_axis)
+                           + " (for an isotropic material give one image with --slices)")
+    if args.slices:
+        return {"xyz": args.slices}
+    return per_axis or None
 
 
 # --- demo ------------------------------------------------------------------------------------------

@@ -266,3 +266,21 @@ def training_samples(generated: np.ndarray, real: np.ndarray, title: str) -> Fig
         axes[row][0].set_ylabel(name)
     fig.suptitle(title)
     return fig
+
+
+def face_bands(summary: dict) -> Figure:
+    """Phase fractions against distance from the nearest face: generated (solid, ±2 standard errors) and
+    real crops (dashed), one line per phase (`porejax.compare.statistics.face_band_summary`)."""
+    fig = new_figure(6.0, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.asarray(summary["band_start"]) + summary["band_voxels"] / 2
+    gen, se, real = (np.asarray(summary[k]) for k in ("generated_mean", "generated_se", "real_mean"))
+    for p, name in enumerate(summary["phases"]):
+        line, = ax.plot(x, gen[:, p], marker="o", label=f"{name}, generated")
+        ax.fill_between(x, gen[:, p] - 2 * se[:, p], gen[:, p] + 2 * se[:, p], color=line.get_color(), alpha=0.2)
+        ax.plot(x, real[:, p], linestyle="--", color=line.get_color(), label=f"{name}, real")
+    ax.set_xlabel("distance from the nearest face (voxels)")
+    ax.set_ylabel("phase fraction")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

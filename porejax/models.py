@@ -9,7 +9,7 @@ L = len(g_widths) stride-2 layers, a latent of spatial size a gives a volume of 
 padding (paper: 64 + 16 (a - 1)) and exactly 2^L a with circular padding (periodic in that axis).
 Discriminator: stride-2 convs (k=4, p=1) with LeakyReLU 0.2 (normalised after the first), then a k=4
 valid conv to one logit per sample; with M = len(d_widths) >= L stride-2 layers it judges crops of side
-4 * 2^M (the paper: M = L).
+4 * 2^M (the paper: M = L). SliceDiscriminator: the same network in 2D, judging slices of that side.
 """
 
 from __future__ import annotations
@@ -117,6 +117,13 @@ PRESETS: dict[str, ModelConfig] = {
     "cpu64-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64), head_width=8),
     # seconds per step: tests and the demo (32^3 crops)
     "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
+    # training from 2D images (slice discriminators, `porejax.slices`): SliceGAN's field of view for a GPU
+    # (64^3 volumes judged on 64^2 slices; its critic widths, without normalisation) with the paper's generator
+    "slicegan": ModelConfig(d_widths=(64, 128, 256, 512), d_norm="none"),
+    # two CPU cores: the cpu generator making 64^3 volumes, judged on 64^2 slices
+    "slices-cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64, 128)),
+    # seconds per step: tests (the tiny generator, 32^2 slices)
+    "slices-tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(8, 16, 32)),
 }
 
 
@@ -187,6 +194,39 @@ class Discriminator(nn.Module):
             x = nn.leaky_relu(x, 0.2)
         x = Conv3d(1, 4, 1, 0, dtype=self.config.conv_dtype, name=f"conv{len(self.config.d_widths)}")(x)
         return x.reshape(x.shape[0])
+
+
+class SliceDiscriminator(nn.Module):
+    """x (B, S, S, n_phases) slices with S = crop_size -> one logit per slice (B,): the 2D counterpart of
+    `Discriminator` (same widths, normalisation and field of view) for training from 2D images
+    (`porejax.slices`)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        def conv(width, stride, pad, dtype, name):
+            return nn.Conv(width, (4, 4), stride, ((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
+                           kernel_init=normal_init(0.02), name=name)
+
+        for i, width in enumerate(self.config.d_widths):
+            x = conv(width, 2, 1, None if i == 0 else self.config.conv_dtype, f"conv{i}")(x)
+            if i > 0 and self.config.d_norm == "batch":
+                x = _batch_norm(train)(x)
+            elif i > 0 and self.config.d_norm == "layer":
+                x = nn.LayerNorm(epsilon=1e-5)(x)
+            x = nn.leaky_relu(x, 0.2)
+        x = conv(1, 1, 0, self.config.conv_dtype, f"conv{len(self.config.d_widths)}")(x)
+        return x.reshape(x.shape[0]).astype(jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def init_slice_discriminators(config: ModelConfig, keys: tuple[str, ...], key: jax.Array) -> dict:
+    """Fresh slice discriminators {"params": {name: ...}, "batch_stats": {name: ...}}, one per name in `keys`."""
+    x = jnp.zeros((1, config.crop_size, config.crop_size, config.n_phases), jnp.float32)
+    found = {name: SliceDiscriminator(config).init(k, x) for name, k in zip(keys, jax.random.split(key, len(keys)))}
+    return {"params": {name: v["params"] for name, v in found.items()},
+            "batch_stats": {name: v.get("batch_stats", {}) for name, v in found.items()}}
 
 
 def generator_batch_statistics(config: ModelConfig, params: dict, batch_stats: dict, z: jnp.ndarray,

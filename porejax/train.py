@@ -54,7 +54,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from porejax import checkpoint, dataset, losses, metrics
+from porejax import checkpoint, dataset, losses, metrics, slices
 from porejax.errors import PorejaxError
 from porejax.lock import workdir_lock
 from porejax.models import PRESETS as MODEL_PRESETS
-from porejax.models import Discriminator, Generator, ModelConfig, generator_batch_statistics, init_variables
+from porejax.models import (Discriminator, Generator, ModelConfig, generator_batch_statistics, init_slice_discriminators,
+                            init_variables)
 from porejax.models import preset as model_preset
 from porejax.volume import PhaseMap
 
@@ -78,6 +79,7 @@ SAMPLES_DIR = "samples"
 REAL_EVAL_CROPS = 32  # real crops the quick evaluation compares against (drawn once per run)
 _ADAM_DEFAULTS = {"bce": (2e-5, 0.5, 0.999), "wgan-gp": (1e-4, 0.0, 0.9)}
 LATENTS = ("periodic", "point")
+DISCRIMINATORS = ("volume",) + slices.LAYOUTS
 # periodic-latent runs estimate the generator's standing statistics on periodic latents this many times the
 # training side per axis (experiments/results/cathode/README.md, "BatchNorm statistics")
 STATISTICS_SCALE = 2
@@ -112,6 +114,8 @@ class TrainConfig:
     eval_samples: int = 8            # generated volumes per quick evaluation
     standing_batches: int = 32       # batches of latents for the generator's standing statistics
     ema_decay: float = 0.0           # > 0: generate from an exponential moving average of the generator's weights
+    discriminator: str = "volume"    # "volume" (3D crops), "slices" (2D, one per axis) or "shared-slices" (2D, one)
+    slices_per_volume: int = 0       # slice discriminators: random slices per generated volume and axis (0: all)
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -130,6 +134,10 @@ class TrainConfig:
             raise PorejaxError(f"latent must be one of {LATENTS}, got {self.latent!r}")
         if self.sampling not in dataset.MODES:
             raise PorejaxError(f"sampling must be one of {dataset.MODES}, got {self.sampling!r}")
+        if self.discriminator not in DISCRIMINATORS:
+            raise PorejaxError(f"discriminator must be one of {DISCRIMINATORS}, got {self.discriminator!r}")
+        if self.slices_per_volume < 0:
+            raise PorejaxError(f"slices-per-volume must be 0 (all) or positive, got {self.slices_per_volume}")
 
     def resolved(self) -> TrainConfig:
         """This config with the loss's default Adam hyperparameters filled in."""
@@ -160,6 +168,14 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # seconds: tests and the demo
     "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
                         eval_samples=4, standing_batches=4),
+    # slice discriminators (`porejax.train_slices`): SliceGAN's recipe (WGAN-GP, lambda 10, 5 critic steps,
+    # Adam 1e-4, betas (0, 0.9), batch 8, every slice of every generated volume) for a GPU
+    "slicegan": TrainConfig(batch_size=8, loss="wgan-gp", discriminator="slices", steps=20_000, eval_every=1000,
+                            checkpoint_every=500, keep_every=5000),
+    "slices-cpu": dataclasses.replace(_CPU, batch_size=2, loss="wgan-gp", lr=None, discriminator="slices",
+                                      slices_per_volume=16),
+    "slices-tiny": TrainConfig(batch_size=4, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
+                               eval_samples=4, standing_batches=4, discriminator="slices"),
 }
 
 
@@ -263,6 +279,9 @@ def init_state(model_config: ModelConfig, config: TrainConfig) -> TrainState:
     """Fresh state from `config.seed` (network init, step key and data key are independent streams)."""
     k_init, k_step, k_data = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     g_vars, d_vars = init_variables(model_config, k_init)
+    if config.discriminator != "volume":
+        d_vars = init_slice_discriminators(model_config, slices.discriminator_keys(config.discriminator),
+                                           jax.random.split(k_init)[1])
     tx = _optimizer(config)
     return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
                       d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
@@ -392,7 +411,12 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
         return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
                              d_opt=d_opt, g_opt=g_opt, key=key), metrics
 
-    step = bce_step if config.loss == "bce" else wgan_step
+    if config.discriminator != "volume":
+        from porejax import train_slices  # it builds on this module
+
+        step = train_slices.step_fn(model_config, config, spec, mesh)
+    else:
+        step = bce_step if config.loss == "bce" else wgan_step
     if config.ema_decay == 0:
         return step
 
@@ -474,9 +498,47 @@ def data_fingerprint(volumes: Sequence[np.ndarray], sources: Sequence[str] | Non
 
 
 def _same_data(a: dict, b: dict) -> bool:
-    keys = ("sha256", "shape", "labels")
-    return ([{k: v[k] for k in keys} for v in a["volumes"]] == [{k: v[k] for k in keys} for v in b["volumes"]]
-            and a.get("holdout") == b.get("holdout"))
+    def content(record):
+        keys = ("sha256", "shape", "labels")
+        images = record.get("slices", {}).get("images", {})
+        return ([{k: v[k] for k in keys} for v in record["volumes"]], record.get("holdout"),
+                record.get("slices", {}).get("discriminators"),
+                {name: [{k: v[k] for k in keys} for v in found] for name, found in images.items()})
+    return content(a) == content(b)
+
+
+def _training_data(volumes: Sequence[np.ndarray], images: slices.ImageSets | None, phase_map: PhaseMap,
+                   model_config: ModelConfig, config: TrainConfig, sources) -> tuple[Any, dict, str, dict]:
+    """(sampling spec, host arrays the step samples from, a description, the data record of porejax.json)."""
+    holdout = {"axis": "x", "slices": config.holdout,
+               "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes]}
+    train_parts = [dataset.split_holdout(v, config.holdout, axis=0)[0] for v in volumes]
+    if config.discriminator == "volume":
+        if images is not None:
+            raise PorejaxError("2D images train slice discriminators: use --discriminator slices (an image per "
+                               "axis) or shared-slices (one image set), or give 3D volumes with --data")
+        stack, shapes = dataset.prepare(train_parts, phase_map, model_config.crop_size)
+        spec = dataset.CropSpec(model_config.crop_size, config.batch_size, phase_map.n_phases, shapes,
+                                config.sampling, config.stride, config.augment)
+        dataset.check_spec(spec)
+        data = {"volumes": data_fingerprint(volumes, sources), "holdout": holdout}
+        return spec, dataset.device_arrays(stack, spec), f"training volume(s) {shapes}, {spec.crop}^3 crops", data
+    if config.sampling != "random" or config.augment:
+        raise PorejaxError("slice discriminators sample random slices without augmentation: drop --sampling "
+                           "strided and --augment")
+    if images is not None and config.holdout:
+        raise PorejaxError("--holdout applies to 3D volumes, not to 2D images: drop it (hold out part of an image "
+                           "by cropping the image)")
+    sets = slices.image_sets(config.discriminator, train_parts, images)
+    spec, arrays = slices.prepare(sets, phase_map, model_config.crop_size, config.batch_size,
+                                  config.slices_per_volume or model_config.crop_size)
+    names = sources if isinstance(sources, Mapping) else {}
+    fingerprints = {} if images is None else {name: data_fingerprint(sets[name], names.get(name)) for name in spec.keys}
+    data = {"volumes": data_fingerprint(volumes, None if images is not None else sources), "holdout": holdout,
+            "slices": {"discriminators": list(spec.keys), "images": fingerprints}}
+    described = (f"slice discriminator(s) {list(spec.keys)} on {spec.crop}^2 slices ({spec.per_volume} per "
+                 f"generated volume and axis) of images {dict(zip(spec.keys, spec.shapes))}")
+    return spec, arrays, described, data
 
 
 def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase_map: PhaseMap,
@@ -520,10 +582,11 @@ def _evaluation(gen: np.ndarray, real: np.ndarray, phase_map: PhaseMap) -> dict:
     vf_g, ssa_g = _phase_statistics(gen, phase_map.n_phases, dx)
     vf_r, ssa_r = _phase_statistics(real, phase_map.n_phases, dx)
     rnd = lambda a: [round(float(v), 5) for v in a]  # noqa: E731
+    # real 2D slices (B, 1, S, S) have no surface area comparable with a volume's
+    surface = {"ssa_real": rnd(ssa_r.mean(0))} if real.shape[1] > 1 else {}
     return {"phases": [phase_map.name(i) for i in range(phase_map.n_phases)],
             "vf": rnd(vf_g.mean(0)), "vf_std": rnd(vf_g.std(0)), "vf_real": rnd(vf_r.mean(0)),
-            "ssa": rnd(ssa_g.mean(0)), "ssa_real": rnd(ssa_r.mean(0)),
-            "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel"}
+            "ssa": rnd(ssa_g.mean(0)), **surface, "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel"}
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -585,8 +648,11 @@ def _copy(tree: Any) -> Any:
     return jax.tree_util.tree_map(jnp.copy, tree)
 
 
-def _real_reference(arrays: dict, spec: dataset.CropSpec, seed: int) -> np.ndarray:
-    """REAL_EVAL_CROPS phase-index crops (B, S, S, S) of the training data, the same for every evaluation."""
+def _real_reference(arrays: dict, spec: dataset.CropSpec | slices.SliceSpec, seed: int) -> np.ndarray:
+    """REAL_EVAL_CROPS phase-index crops (B, S, S, S) of the training data, the same for every evaluation
+    ((B, 1, S, S) slices for slice discriminators)."""
+    if isinstance(spec, slices.SliceSpec):
+        return slices.real_reference(arrays, spec, REAL_EVAL_CROPS, seed)
     spec = dataclasses.replace(spec, batch_size=REAL_EVAL_CROPS, augment=False)
     sample = jax.jit(lambda a, k: dataset.sample_batch(a, spec, k, jax.random.PRNGKey(0), 0))
     return np.asarray(jnp.argmax(sample(arrays, jax.random.PRNGKey(seed + 1)), -1))
@@ -623,8 +689,13 @@ def _progress_line(record: dict, config: TrainConfig) -> str:
 def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.PathLike,
           model_config: ModelConfig, config: TrainConfig, *, resume: bool = False, preset: str | None = None,
           sources: Sequence[str] | None = None, devices: Sequence[jax.Device] | None = None,
-          generator_from: str | os.PathLike | None = None, progress: bool = True) -> dict:
+          generator_from: str | os.PathLike | None = None, progress: bool = True,
+          images: slices.ImageSets | None = None) -> dict:
     """Train on label `volumes` (original label values, mapped by `phase_map`) into `workdir`.
+
+    With `config.discriminator` "slices" or "shared-slices" the discriminators judge 2D slices
+    (`porejax.train_slices`): of the `volumes`, or of 2D label `images` ({"xyz": stacks} or {"x", "y", "z"},
+    see `porejax.slices`; `volumes` then empty, `sources` optionally {key: names}).
 
     Holds out the last `config.holdout` x-slices of every volume. Writes WORKDIR/porejax.json (model,
     PhaseMap, train config, data fingerprint and held-out region), WORKDIR/checkpoints/<step>/ (generator
@@ -654,13 +725,14 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
         for partial in store.remove_partial():
             print(f"porejax train: removed {partial}, the unfinished save of an earlier run", file=sys.stderr)
         return _train(store, volumes, phase_map, model_config, config, resume=resume, preset=preset,
-                      sources=sources, devices=devices, generator_from=generator_from, progress=progress)
+                      sources=sources, devices=devices, generator_from=generator_from, progress=progress,
+                      images=images)
 
 
 def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_map: PhaseMap,
            model_config: ModelConfig, config: TrainConfig, *, resume: bool, preset: str | None,
            sources: Sequence[str] | None, devices: Sequence[jax.Device] | None,
-           generator_from: str | os.PathLike | None, progress: bool) -> dict:
+           generator_from: str | os.PathLike | None, progress: bool, images: slices.ImageSets | None) -> dict:
     """`train` in a locked workdir whose saved steps `store` manages."""
     workdir = store.workdir
     config = config.resolved()
@@ -671,14 +743,7 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
     if config.batch_size % mesh.size:
         raise PorejaxError(f"batch size {config.batch_size} is not divisible by the {mesh.size} devices: "
                            f"use a multiple of {mesh.size}")
-    train_parts = [dataset.split_holdout(v, config.holdout, axis=0)[0] for v in volumes]
-    stack, shapes = dataset.prepare(train_parts, phase_map, model_config.crop_size)
-    spec = dataset.CropSpec(model_config.crop_size, config.batch_size, phase_map.n_phases, shapes,
-                            config.sampling, config.stride, config.augment)
-    dataset.check_spec(spec)
-    data = {"volumes": data_fingerprint(volumes, sources),
-            "holdout": {"axis": "x", "slices": config.holdout,
-                        "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes]}}
+    spec, host_arrays, described, data = _training_data(volumes, images, phase_map, model_config, config, sources)
 
     saved = store.steps() if (workdir / checkpoint.METADATA_FILE).exists() else []
     start_step = saved[-1] if saved else None
@@ -713,15 +778,15 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
         variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
         state = dataclasses.replace(state, g_params=variables["params"], g_stats=variables["batch_stats"],
                                     g_ema=None if state.g_ema is None else _copy(variables["params"]))
-    arrays = _replicate(dataset.device_arrays(stack, spec), mesh)
+    arrays = _replicate(host_arrays, mesh)
     compile_start = time.perf_counter()
     step_fn = compile_step(model_config, config, spec, mesh, state, arrays)
     compile_s = time.perf_counter() - compile_start
     real = _real_reference(arrays, spec, config.seed)
     step = int(state.step)
     if progress and is_main:
-        print(f"porejax train: {workdir}, {mesh.size} device(s), training volume(s) {shapes}, "
-              f"{spec.crop}^3 crops, batch {config.batch_size}, loss {config.loss}, from step {step} "
+        print(f"porejax train: {workdir}, {mesh.size} device(s), {described}, batch {config.batch_size}, "
+              f"loss {config.loss}, from step {step} "
               f"to {config.steps}; step compiled in {compile_s:.1f} s", file=sys.stderr, flush=True)
 
     last_saved, metrics, rate = start_step, {}, float("nan")

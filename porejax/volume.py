@@ -93,8 +93,8 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
         raise PorejaxError(f"{what} of shape {arr.shape} looks like an RGB image (last axis {arr.shape[-1]}: "
                            "colour channels): segment it into labels first (one integer phase label per voxel)")
     if arr.ndim != 3:
-        hint = ("a 2D image; porejax needs a 3D stack of slices" if arr.ndim == 2 else
-                "squeeze or select the channel/time axis to get a single 3D label volume")
+        hint = ("a 2D image; porejax needs a 3D stack of slices (or train from 2D images: --slices)"
+                if arr.ndim == 2 else "squeeze or select the channel/time axis to get a single 3D label volume")
         raise PorejaxError(f"{what} has {arr.ndim} dimensions {arr.shape}, expected 3 (x, y, z): {hint}")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -125,10 +125,9 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
     return arr.astype(dtype, copy=False)
 
 
-def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
-                min_size: int | None = None) -> np.ndarray:
-    """Read and validate a label volume from a TIFF stack (.tif/.tiff), a NumPy file (.npy) or a Zarr store
-    (.zarr, read whole; `porejax.store.StoreVolume` reads one lazily)."""
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """The array stored in a TIFF (.tif/.tiff), NumPy (.npy) file or Zarr store (.zarr, read whole;
+    `porejax.store.StoreVolume` reads one lazily), unvalidated."""
     path = Path(path)
     if not path.exists():
         raise PorejaxError(f"file not found: {path} (check the path; volumes are .tif, .tiff, .npy or .zarr)")
@@ -139,23 +138,27 @@ def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
         if suffix == ".zarr":
             from porejax.store import StoreVolume
 
-            arr = np.asarray(StoreVolume(path))
-        elif suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
+            return np.asarray(StoreVolume(path))
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 if tif.pages and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB:
                     raise PorejaxError(f"{path} is an RGB image (TIFF photometric RGB, {tif.pages[0].samplesperpixel} "
                                        "samples per pixel): segment it into labels first")
-                arr = tif.asarray()
-        else:
-            raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff, .npy or .zarr volume")
+                return tif.asarray()
+        raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff, .npy or .zarr volume")
     except PorejaxError:
         raise
     except Exception as exc:  # tifffile / numpy raise many types for corrupt files
         raise PorejaxError(f"cannot read {path} ({type(exc).__name__}: {exc}): is it a valid "
                            f"{'NumPy' if suffix == '.npy' else 'TIFF'} file?") from None
-    return validate_volume(arr, max_phases=max_phases, min_size=min_size, what=str(path))
+
+
+def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
+                min_size: int | None = None) -> np.ndarray:
+    """Read and validate a label volume from a TIFF stack (.tif/.tiff), a NumPy file (.npy) or a Zarr store."""
+    return validate_volume(read_array(path), max_phases=max_phases, min_size=min_size, what=str(path))
 
 
 def to_indices(volume: np.ndarray, phase_map: PhaseMap) -> np.ndarray:

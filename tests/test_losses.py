@@ -22,7 +22,7 @@ def test_discriminator_bce_uses_smoothed_real_label_and_zero_fake_label():
 
 def test_generator_bce_is_minimal_where_d_outputs_the_real_label():
     # d/dl BCE(l, 0.9) = sigmoid(l) - 0.9: zero at l = log(9), i.e. D(G(z)) = 0.9 (smoothing), not 1
-    grad = jax.grad(lambda l: losses.bce_generator(l[None], target=0.9))(jnp.log(9.0))
+    grad = jax.grad(lambda logit: losses.bce_generator(logit[None], target=0.9))(jnp.log(9.0))
     assert abs(float(grad)) < 1e-6
     np.testing.assert_allclose(losses.bce_generator(jnp.array([np.log(9.0)])), _closed_form_bce(np.log(9.0), 0.9),
                                rtol=1e-6)

@@ -87,6 +87,18 @@ def test_s2_band_holds_for_the_same_structure_only(synthetic_sets):
     assert all(r["fraction_inside"] < 0.5 and r["max_gap_in_real_std"] > 3 for r in pore), pore
 
 
+def test_face_bands_flag_a_generator_whose_faces_differ(synthetic_sets):
+    from porejax.compare.statistics import face_band_summary
+
+    real, same = _cathodes(SEEDS_A), _cathodes(SEEDS_B)
+    assert face_band_summary(real, same, PHASES)["deviating_bands"] == 0
+    banded = same.copy()
+    for axis in (1, 2, 3):  # the outer two layers at every face all NMC, as zero-padded faces gave
+        np.moveaxis(banded, axis, 1)[:, [0, 1, -2, -1]] = synthetic.CATHODE_LABELS[1]
+    summary = face_band_summary(real, banded, PHASES)
+    assert summary["deviating_bands"] >= 1 and summary["generated_mean"][0][1] > 0.5
+
+
 def test_seam_continuity_of_periodic_and_open_volumes():
     periodic = _cathodes(range(30, 46))  # synthetic structures tile seamlessly
     ratios = [v["ratio"] for v in compare.seam_continuity(periodic).values()]
@@ -233,9 +245,11 @@ def test_compare_writes_report_whose_table_is_metrics_json(files, capsys):
     assert json.loads((out / "metrics.json").read_text()) == results
     for name in results["figures"] + ["report.md", "report.html"]:
         assert (out / name).stat().st_size > 1000, name
-    assert len(results["figures"]) == 8
+    assert len(results["figures"]) == 9
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 8 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 9 and "<table>" in html
+    assert "by distance from the nearest face" in (out / "report.md").read_text()
+    assert len(results["face_bands"]["band_start"]) == SIDE // 2 // 4
     rows = _table((out / "report.md").read_text(), "metric")
     assert len(rows) == len(results["table"]) == 6  # 3 metrics x 2 phases, no TPB for two phases
     names = [p["name"] for p in results["phases"]]

@@ -167,6 +167,16 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
     doc.heading("Two-point correlation inside the real band")
     doc.table(["phase", "axis", "lags inside real mean ± std", "max |Δ| (real std)"],
               [[r["phase"], r["axis"], f"{r['fraction_inside']:.0%}", fmt(r["max_gap_in_real_std"], 2)] for r in band])
+    if "face_bands" in results:
+        fb = results["face_bands"]
+        doc.heading("Phase fractions by distance from the nearest face")
+        doc.table(["distance (voxels)"] + [f"{name}: generated / real" for name in fb["phases"]],
+                  [[f"{start}-{start + fb['band_voxels'] - 1}"] +
+                   [f"{fmt(g)} ± {fmt(e)} / {fmt(r)}" for g, e, r in zip(gen, se, real)]
+                   for start, gen, se, real in zip(fb["band_start"], fb["generated_mean"], fb["generated_se"],
+                                                   fb["real_mean"])])
+        doc.text(f"**{fb['deviating_bands']} of {len(fb['band_start'])} generated bands deviate** "
+                 f"({fb['rule']}; ± one standard error over the volumes).")
     if "seams" in results:
         doc.heading("Seams of the periodic generated volumes")
         doc.table(["axis", "seam mismatch", "interior mismatch", "ratio", "same-phase interior", "same-phase ratio"],

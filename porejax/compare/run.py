@@ -38,8 +38,8 @@ from porejax.compare.sampling import (
     real_source,
 )
 from porejax.compare.sets import SetMetrics, characterise_set, length_unit
-from porejax.compare.statistics import (VERDICT_RULE, compare_metrics, s2_band_summary, s2_summary, seam_continuity,
-                                        table_entries)
+from porejax.compare.statistics import (VERDICT_RULE, compare_metrics, face_band_summary, s2_band_summary, s2_summary,
+                                        seam_continuity, table_entries)
 from porejax.compare.studies import periodic_flux_study, time_generation
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator, interpolate_latents, load_generator
@@ -69,6 +69,7 @@ class SetStatistics:
     generated: SetMetrics
     table: list[dict]
     s2: dict
+    face_bands: dict
 
 
 def check_voxel_size(voxel_size: float | None, phase_map: PhaseMap) -> float | None:
@@ -101,7 +102,8 @@ def set_statistics(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap,
     real_metrics = real_metrics or characterise_set(real, phase_map, dx, progress, "real")
     gen_metrics = characterise_set(generated, phase_map, dx, progress, "generated")
     table = compare_metrics(real_metrics, gen_metrics, phase_map, length_unit(voxel_size))
-    return SetStatistics(real_metrics, gen_metrics, table, s2_summary(real_metrics, gen_metrics, dx))
+    return SetStatistics(real_metrics, gen_metrics, table, s2_summary(real_metrics, gen_metrics, dx),
+                         face_band_summary(real, generated, phase_map))
 
 
 def memorisation(real: RealSet, generated: np.ndarray, phase_map: PhaseMap, max_blocks: int, seed: int,
@@ -139,6 +141,9 @@ def report_figures(real: np.ndarray, generated: np.ndarray, confidence: np.ndarr
     return {
         "slices.png": ("Real (top) and generated (bottom) volumes: y-z slices at mid x (paper Fig. 3).",
                        lambda: figs.slices(real, generated, phase_map, dx, length)),
+        "face_bands.png": ("Phase fractions against distance from the nearest face: generated (solid, ±2 standard "
+                           "errors) and real (dashed); a faithful generator has no face band.",
+                           lambda: figs.face_bands(stats.face_bands)),
         "boxplots.png": ("Distribution of each metric over the real and generated volumes (paper Figs. 4/6).",
                          lambda: figs.box_plots(box_entries)),
         "two_point_correlation.png": ("S2(r)/S2(0) per phase along x, y, z: means, real ±1 std band (paper Figs. 5/7).",
@@ -186,6 +191,7 @@ def results_json(real: RealSet, stats: SetStatistics, memorised: dict, studies: 
         "samples": {"real": stats.real.to_json(), "generated": stats.generated.to_json()},
         "two_point_correlation": {"r": stats.s2["r"], "axes": list(AXES), "real": stats.s2["real"],
                                   "generated": stats.s2["generated"], "band": s2_band_summary(stats.s2, phase_map)},
+        "face_bands": stats.face_bands,
         **({"seams": seams} if seams is not None else {}),
         "memorisation": memorised,
         "periodic_boundaries": {"side": flux["side"], "seed": flux["seed"], "phase": phase_map.name(flux["phase"]),

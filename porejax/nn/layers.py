@@ -109,7 +109,7 @@ def _shifted_sum(z: jnp.ndarray, out: Sequence[int], sign: int, origin: Sequence
     total = None
     for i, t in enumerate(_taps(q)):
         lo = [o + sign * ti for o, ti in zip(origin, t)]
-        part = _pad_or_crop(z[..., i, :], [(-l, m + l - n) for l, m, n in zip(lo, out, z.shape[1:4])])
+        part = _pad_or_crop(z[..., i, :], [(-a, m + a - n) for a, m, n in zip(lo, out, z.shape[1:4])])
         total = part if total is None else total + part
     return total
 
