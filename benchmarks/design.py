@@ -50,8 +50,9 @@ def _tolerance(name: str, value: float) -> float:
 def _summary(objectives: list[float], hits: list[bool], seconds: list[float], best_hard: np.ndarray, goal) -> dict:
     first = next((i + 1 for i, h in enumerate(hits) if h), None)
     errors = {n: float(best_hard[PROPERTIES.index(n)] - v) for n, (v, _) in goal.items()}
+    to_tolerance = None if first is None else float(sum(seconds[:first]))
     return {"evaluations": len(objectives), "best_objective": float(min(objectives)), "reached": first is not None,
-            "evaluations_to_tolerance": first, "seconds_to_tolerance": None if first is None else float(sum(seconds[:first])),
+            "evaluations_to_tolerance": first, "seconds_to_tolerance": to_tolerance,
             "seconds": float(sum(seconds)), "final_error": errors}
 
 
@@ -107,7 +108,10 @@ def main() -> None:
     args = parser.parse_args()
     g = load_generator(args.checkpoint)
     everything = make_problem(g, [f"{n}=1" for n in PROPERTIES], args.size, "xyz")
-    evaluate = lambda z: np.asarray(jax.device_get(everything.hard_program(jnp.asarray(z))), np.float64)
+
+    def evaluate(z: np.ndarray) -> np.ndarray:
+        return np.asarray(jax.device_get(everything.hard_program(jnp.asarray(z))), np.float64)
+
     t0 = time.perf_counter()
     pool_z = np.stack([g.latent(1000 + i, everything.latent_shape) for i in range(args.samples)])
     pool_hard, pool_s = [], []

@@ -460,7 +460,8 @@ def _run_design(args) -> int:
     problem = make_problem(gen, args.target, args.size, args.periodic, args.maximise, args.minimise,
                            args.prior_weight)
     start = gen.latent(args.seed, problem.latent_shape)
-    result = run_design(problem, args.seed, args.steps, args.learning_rate, progress=lambda line: print(line, flush=True))
+    result = run_design(problem, args.seed, args.steps, args.learning_rate,
+                        progress=lambda line: print(line, flush=True))
     info = {"checkpoint": str(args.checkpoint), "step": gen.step, "size": args.size, "periodic": args.periodic,
             "seed": args.seed, "steps": args.steps, "prior_weight": args.prior_weight,
             "learning_rate": args.learning_rate}

@@ -38,8 +38,9 @@ import numpy as np
 import optax
 
 from porejax import metrics
+from porejax.axes import AXES
 from porejax.errors import PorejaxError
-from porejax.generate import AXES, FrozenGenerator, parse_periodic
+from porejax.generate import FrozenGenerator, parse_periodic
 from porejax.metrics.soft import (
     soft_specific_surface_area,
     soft_tpb_density,
@@ -213,8 +214,7 @@ class Problem:
 
     @functools.cached_property
     def window(self) -> tuple[slice, slice, slice]:
-        if all(self.periodic):
-            return (slice(None),) * 3
+        """The part of the generator's output that forms the volume (all of it on periodic axes)."""
         return self.generator.output_window(self.latent_shape, self.periodic, self.size)
 
     @property

@@ -9,21 +9,16 @@ the design, and the unconstrained samples' range.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from porejax import jsonio
+from porejax.axes import AXES
 from porejax.design import DesignResult, Problem, latent_statistics
+from porejax.figures import PHASE_COLOURS, _phase_image, new_figure, save_png
 from porejax.metrics import two_point_correlation
-from porejax.report_figures import (
-    AXES,
-    PHASE_COLOURS,
-    _phase_image,
-    new_figure,
-    save_png,
-)
 from porejax.volume import atomic_path, write_volume
 
 
@@ -100,7 +95,6 @@ def write_design(out: str | os.PathLike, problem: Problem, result: DesignResult,
                                         k: [min(s[k] for s in sample_stats), max(s[k] for s in sample_stats)]
                                         for k in sample_stats[0]}},
               "times": result.times, "history": result.history}
-    with atomic_path(out / "design.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    jsonio.write(out / "design.json", record)
     save_png(design_figure(problem, result, sample_labels), out / "design.png")
     return out
