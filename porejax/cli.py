@@ -347,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (130 when interrupted), unless --debug asks for the traceback."""
     args = build_parser().parse_args(argv)
     if not args.debug:  # orbax's warnings about damaged checkpoints would precede the one-line error
-        logging.getLogger("absl").setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
     try:
         return args.run(args)
     except (PorejaxError, OSError) as exc:
