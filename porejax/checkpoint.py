@@ -8,8 +8,9 @@ Layout of a checkpoint directory DIR:
                               params and the normalisation statistics generation uses) and, when
                               written by training, the item "state" (the full train state for resuming)
 
-Every write is atomic: orbax finalises a step directory only when it is complete, and the metadata file
-is written under a temporary name and renamed.
+Every write is atomic: orbax finalises a step directory only when it is complete (a failed save removes
+its temporary folder), and the metadata file is written under a temporary name and renamed. Reading
+validates: porejax.json's syntax, keys and types, and the saved array shapes against it.
 """
 
 from __future__ import annotations

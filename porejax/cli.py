@@ -519,8 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every failure a user can cause or meet ends as one line on stderr and status 2
     (130 when interrupted), unless --debug asks for the traceback."""
     args = build_parser().parse_args(argv)
-    if not args.debug:  # orbax's warnings about damaged checkpoints would precede the one-line error
-        logging.getLogger("absl").setLevel(logging.ERROR)
+    if not args.debug:  # orbax's logs and its orphaned reads of damaged checkpoints would bury the one line
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
+        sys.unraisablehook = lambda unraisable: None
     try:
         return args.run(args)
     except (PorejaxError, OSError) as exc:

@@ -720,9 +720,10 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     if resume and not workdir.is_dir():
         raise PorejaxError(f"cannot resume {workdir}: it does not exist: check the path, or drop --resume to "
                            "start a new run there")
-    lock = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
-    with lock, checkpoint.Checkpoints(workdir, keep_period=config.keep_every) as store:
-        for partial in store.remove_partial():
+    is_main = jax.process_index() == 0
+    with workdir_lock(workdir) if is_main else contextlib.nullcontext(), \
+            checkpoint.Checkpoints(workdir, keep_period=config.keep_every) as store:
+        for partial in store.remove_partial() if is_main else []:
             print(f"porejax train: removed {partial}, the unfinished save of an earlier run", file=sys.stderr)
         return _train(store, volumes, phase_map, model_config, config, resume=resume, preset=preset,
                       sources=sources, devices=devices, generator_from=generator_from, progress=progress,

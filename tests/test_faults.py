@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,7 +24,8 @@ from porejax.volume import PhaseMap, validate_volume
 
 MICRO = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4,))  # 8^3 crops: compiles fast
 PHASES = PhaseMap((0, 85, 170), ("pore", "nmc", "binder"), 0.5)
-QUIET = dict(log_every=1, eval_every=1000, checkpoint_every=2, eval_samples=2, standing_batches=2, batch_size=4)
+QUIET = {"log_every": 1, "eval_every": 1000, "checkpoint_every": 2, "eval_samples": 2, "standing_batches": 2,
+         "batch_size": 4}
 FULL_DISK = ValueError("RESOURCE_EXHAUSTED: Error writing \"a/0\" in OCDBT database: Failed to write 230143 bytes "
                        "to file 11: No space left on device [os_error_code='28']")  # what tensorstore raises
 
@@ -131,9 +133,10 @@ def test_a_second_run_is_refused_naming_the_owner_and_a_killed_owner_s_lock_is_t
                                                f".* since {re.escape(owner['started'])}"):
             train.train([synthetic.cathode(12)], PHASES, tmp_path / "run", MICRO, train.TrainConfig(**QUIET))
     assert not (tmp_path / "run").exists()  # created by the lock, left empty: removed
-    killed = subprocess.run([sys.executable, "-c", "import os, signal; from porejax.lock import workdir_lock\n"
-                             f"with workdir_lock({str(tmp_path / 'run')!r}): os.kill(os.getpid(), signal.SIGKILL)"],
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    script = ("import os, signal; from porejax.lock import workdir_lock\n"
+              f"with workdir_lock({str(tmp_path / 'run')!r}): os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(lock.__file__).parents[1])},
+                            check=False)
     assert killed.returncode == -signal.SIGKILL and (tmp_path / "run" / lock.LOCK_FILE).exists()
     with lock.workdir_lock(tmp_path / "run"):
         assert json.loads((tmp_path / "run" / lock.LOCK_FILE).read_text())["pid"] == os.getpid()
