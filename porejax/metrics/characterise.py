@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from porejax.metrics._common import AXIS_NAMES, as_batch, check_voxel_size, phase_labels
@@ -21,12 +22,13 @@ def json_number(value: float) -> float | str:
 
 
 def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None, tortuosity: bool = True,
-                 tpcf: bool = True, periodic: bool = False) -> dict | list[dict]:
+                 tpcf: bool = True, periodic: bool = False, devices=None) -> dict | list[dict]:
     """Every metric for every phase and all three axes.
 
     labels: (D, H, W) label volume, or a batch (B, D, H, W) -> a list of B dicts (one per volume).
     voxel_size: um. phases: labels to report (default: the labels present in the whole input).
     periodic: SSA/TPB count wrap-around faces/edges, S2 wraps, and diffusion uses periodic side faces.
+    devices: the devices each diffusion solve is partitioned over (default: all local devices).
 
     Each dict (JSON-serialisable, no NaN; infinite tau is the string "inf"):
       {"voxel_size_um", "shape", "tpb_density" (1/um^2, null unless exactly three phases),
@@ -47,12 +49,13 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
     out = [{"voxel_size_um": dx, "shape": list(batch.shape[1:]),
             "tpb_density": None if t is None else json_number(t), "phases": {}} for t in tpb]
     side = "periodic" if periodic else "mirror"
+    devices = jax.local_devices() if devices is None else devices
     for lab in labels_t:
         mask = batch == lab
         per_axis_tau, per_axis_rel, per_axis_s2 = {}, {}, {}
         for axis, name in enumerate(AXIS_NAMES):
             if tortuosity:
-                result = solve_tortuosity(mask, axis=axis, side_boundary=side)
+                result = solve_tortuosity(mask, axis=axis, side_boundary=side, devices=devices)
                 per_axis_tau[name], per_axis_rel[name] = result.tau, result.relative_diffusivity
             if tpcf:
                 lags, per_axis_s2[name] = two_point_correlation(mask, axis=axis, periodic=periodic,
