@@ -66,9 +66,9 @@ def test_store_with_confidence_equals_in_memory_generation(gen, tmp_path):
 
 
 @pytest.mark.parametrize("periodic", [False, True])
-def test_slab_by_slab_morphology_of_a_store_equals_the_in_memory_metrics(tmp_path, periodic):
+def test_slab_by_slab_metrics_of_a_store_equal_the_in_memory_metrics(tmp_path, periodic):
     from porejax import metrics, synthetic
-    from porejax.metrics.slabs import morphology_by_slabs
+    from porejax.metrics.slabs import morphology_by_slabs, s2_by_slabs
 
     volume = synthetic.cathode(30, seed=2)[:, :27, :22]
     labels = tuple(int(v) for v in np.unique(volume))
@@ -79,3 +79,8 @@ def test_slab_by_slab_morphology_of_a_store_equals_the_in_memory_metrics(tmp_pat
     assert got["specific_surface_area"] == metrics.specific_surface_area(volume, 0.4, labels, periodic)
     assert got["tpb_density"] == metrics.triple_phase_boundary_density(volume, 0.4, labels, periodic)
     assert got["tpb_density"] > 0
+    for axis in range(3):
+        for label in labels[:2]:
+            _, expected = metrics.two_point_correlation(volume == label, axis=axis, periodic=periodic)
+            assert np.array_equal(s2_by_slabs(store.StoreVolume(tmp_path / "c.zarr"), label, axis, periodic, 7),
+                                  expected)

@@ -1,10 +1,12 @@
-"""Counting metrics of a volume too large for memory, read slab by slab along x.
+"""Counting metrics and two-point correlations of a volume too large for memory, read slab by slab.
 
 `morphology_by_slabs` takes anything with `.shape` whose `[a:b]` gives the label layers a..b-1 as an
 array: a numpy array, or a `porejax.store.StoreVolume` (which reads only those chunks). Each slab is
 counted with the same jitted per-layer kernels as the in-memory metrics (`porejax.metrics.morphology`),
 with one extra layer from the next slab (or, periodic, from the first) so that the faces and edges
 between slabs are counted once; the integer counts, hence the results, are exactly the in-memory ones.
+`s2_by_slabs` counts pairs along an axis in slabs along another axis (x, or y for S2 along x), so every
+line lies whole in one slab; its counts are exact integers too (`correlation._s2_axis_counts`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from porejax.errors import PorejaxError
 from porejax.metrics._common import check_voxel_size, device_labels
+from porejax.metrics.correlation import _s2_axis_counts, s2_from_counts
 from porejax.metrics.morphology import _face_counts, _tpb_counts
 
 
@@ -58,3 +61,22 @@ def morphology_by_slabs(volume, voxel_size: float, phases: Sequence[int], period
     return {"volume_fraction": {lab: float(c / n) for lab, c in zip(labels, voxels)},
             "specific_surface_area": {lab: float(c / (n * dx)) for lab, c in zip(labels, faces)},
             "tpb_density": float(edges / (n * dx * dx)) if len(labels) == 3 else None}
+
+
+def s2_by_slabs(volume, label: int, axis: int, periodic: bool = False, slab: int = 64) -> np.ndarray:
+    """S2 (max_lag,) float32 of phase `label` along array `axis` (0, 1, 2) of a (D, H, W) volume read
+    `slab` layers at a time; max_lag as the default of `two_point_correlation` (whose result it equals)."""
+    shape = tuple(int(s) for s in volume.shape)
+    if axis not in (0, 1, 2):
+        raise PorejaxError(f"axis must be 0, 1 or 2 (x, y, z), got {axis!r}")
+    n = shape[axis]
+    lags = ((n + 1) // 2 if periodic else n) // 2
+    if lags < 1:
+        raise PorejaxError(f"a volume of {n} voxels along axis {axis} is too short for S2")
+    along = 1 if axis == 0 else 0  # the slab axis: any other than the lag axis
+    counts = np.zeros(lags, np.int64)
+    for a in range(0, shape[along], slab):
+        index = (slice(None),) * along + (slice(a, min(a + slab, shape[along])),)
+        mask = (np.asarray(volume[index]) == label).astype(np.float32)[None]
+        counts += np.asarray(_s2_axis_counts(mask, axis + 1, lags, periodic))[0].sum(axis=0, dtype=np.int64)
+    return s2_from_counts(counts[None], n, int(np.prod(shape)), periodic)[0]
