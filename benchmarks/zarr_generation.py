@@ -38,7 +38,7 @@ def _job(args: list[str]) -> dict:
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"porejax {' '.join(args)} failed:\n{out}")
-    printed = re.findall(r", ([0-9.]+) s$", out.strip(), re.M)
+    printed = re.findall(r", ([0-9.]+) s$", out.strip(), re.MULTILINE)
     return {"wall_s": round(wall, 2), "generate_s": float(printed[-1]), "peak_rss_mb": usage.ru_maxrss // 1024}
 
 
@@ -80,7 +80,7 @@ def main(argv=None) -> None:
             shutil.rmtree(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rate = lambda r: r["generate_s"] / r["size"] ** 3 * 1e9  # noqa: E731  (seconds per 10^9 voxels)
+    rate = lambda r: r["generate_s"] / r["size"] ** 3 * 1e9  # seconds per 10^9 voxels
     result["s_per_gvoxel"] = {"small": round(rate(result["small"]), 2), "one_job": round(rate(result["one_job"]), 2)}
     result["load_average_end"] = os.getloadavg()
     print(json.dumps(result, indent=1))

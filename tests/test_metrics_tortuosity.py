@@ -3,9 +3,11 @@
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage
 
 from porejax.errors import PorejaxError
 from porejax.metrics import characterise, effective_diffusivity, tortuosity
@@ -275,3 +277,16 @@ def test_bit_packed_flood_fill_matches_reference(periodic, shape):
         mask = rng.random(shape) < fraction
         expected = _reference_spanning_cluster(mask, periodic)
         np.testing.assert_array_equal(np.asarray(fill(jnp.asarray(mask), periodic)), expected)
+
+
+@pytest.mark.parametrize("side", ["mirror", "periodic"])
+def test_a_solve_partitioned_over_two_devices_gives_the_single_device_tau(side):
+    """Domain decomposition along the first side axis (conftest fakes two CPU devices)."""
+    devices = jax.devices()[:2]
+    assert len(devices) == 2
+    field = ndimage.gaussian_filter(np.random.default_rng(3).standard_normal((20, 16, 18)), 1.5)
+    mask = field > np.quantile(field, 0.4)  # 60% conducting: spans, with tortuous paths
+    one = tortuosity(mask, axis=0, side_boundary=side, rtol=1e-5)
+    two = tortuosity(mask, axis=0, side_boundary=side, rtol=1e-5, devices=devices)
+    assert np.isfinite(one.tau) and one.tau > 1.05
+    assert abs(two.tau / one.tau - 1) < 1e-4 and two.converged

@@ -63,3 +63,24 @@ def test_store_with_confidence_equals_in_memory_generation(gen, tmp_path):
         gen.write(tmp_path / "m.zarr", z, chunk=20, confidence_path=tmp_path / "c.tif")
     with pytest.raises(PorejaxError, match="not a Zarr store"):
         store.StoreVolume(tmp_path)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_slab_by_slab_metrics_of_a_store_equal_the_in_memory_metrics(tmp_path, periodic):
+    from porejax import metrics, synthetic
+    from porejax.metrics.slabs import morphology_by_slabs, s2_by_slabs
+
+    volume = synthetic.cathode(30, seed=2)[:, :27, :22]
+    labels = tuple(int(v) for v in np.unique(volume))
+    out = store.create(tmp_path / "c.zarr", volume.shape, volume.dtype, (8, 16, 16), {})
+    store.write_block(out, (0, 0, 0), volume)
+    got = morphology_by_slabs(store.StoreVolume(tmp_path / "c.zarr"), 0.4, labels, periodic, slab=7)
+    assert got["volume_fraction"] == metrics.volume_fraction(volume, labels)
+    assert got["specific_surface_area"] == metrics.specific_surface_area(volume, 0.4, labels, periodic)
+    assert got["tpb_density"] == metrics.triple_phase_boundary_density(volume, 0.4, labels, periodic)
+    assert got["tpb_density"] > 0
+    for axis in range(3):
+        for label in labels[:2]:
+            _, expected = metrics.two_point_correlation(volume == label, axis=axis, periodic=periodic)
+            assert np.array_equal(s2_by_slabs(store.StoreVolume(tmp_path / "c.zarr"), label, axis, periodic, 7),
+                                  expected)

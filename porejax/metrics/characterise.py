@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from porejax.axes import AXES
@@ -14,12 +15,13 @@ from porejax.metrics.diffusion import tortuosity as solve_tortuosity
 
 
 def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None, tortuosity: bool = True,
-                 tpcf: bool = True, periodic: bool = False) -> dict | list[dict]:
+                 tpcf: bool = True, periodic: bool = False, devices=None) -> dict | list[dict]:
     """Every metric for every phase and all three axes.
 
     labels: (D, H, W) label volume, or a batch (B, D, H, W) -> a list of B dicts (one per volume).
     voxel_size: um. phases: labels to report (default: the labels present in the whole input).
     periodic: SSA/TPB count wrap-around faces/edges, S2 wraps, and diffusion uses periodic side faces.
+    devices: the devices each diffusion solve is partitioned over (default: all local devices).
 
     Each dict (plain Python numbers, no NaN; tau is inf where no path spans the volume):
       {"voxel_size_um", "shape", "tpb_density" (1/um^2, null unless exactly three phases),
@@ -40,12 +42,13 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
     out = [{"voxel_size_um": dx, "shape": list(batch.shape[1:]),
             "tpb_density": None if t is None else float(t), "phases": {}} for t in tpb]
     side = "periodic" if periodic else "mirror"
+    devices = jax.local_devices() if devices is None else devices
     for lab in labels_t:
         mask = batch == lab
         per_axis_tau, per_axis_rel, per_axis_s2 = {}, {}, {}
         for axis, name in enumerate(AXES):
             if tortuosity:
-                result = solve_tortuosity(mask, axis=axis, side_boundary=side)
+                result = solve_tortuosity(mask, axis=axis, side_boundary=side, devices=devices)
                 per_axis_tau[name], per_axis_rel[name] = result.tau, result.relative_diffusivity
             if tpcf:
                 lags, per_axis_s2[name] = two_point_correlation(mask, axis=axis, periodic=periodic,

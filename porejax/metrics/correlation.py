@@ -50,12 +50,28 @@ def _autocorrelation(mask: jax.Array, axes: tuple[int, ...], max_lag: int, perio
 
 
 @functools.partial(jax.jit, static_argnames=("axis", "max_lag", "periodic"))
-def _s2_axis(mask: jax.Array, axis: int, max_lag: int, periodic: bool) -> jax.Array:
-    """mask (B, D, H, W) -> (B, max_lag) S2 at lags 0..max_lag-1 along array axis `axis` (1..3)."""
-    corr = _autocorrelation(mask, (axis,), max_lag, periodic)[:, max_lag - 1:]
-    n = mask.shape[axis]
-    pairs = (n if periodic else n - jnp.arange(max_lag)) * (mask[0].size // n)
-    return (corr / pairs).at[:, 0].set(jnp.mean(mask, axis=(1, 2, 3)))
+def _s2_axis_counts(mask: jax.Array, axis: int, max_lag: int, periodic: bool) -> jax.Array:
+    """mask (B, D, H, W) -> (B, rows, max_lag) int32: pairs in the phase at lags 0..max_lag-1 along array
+    axis `axis` (1..3), summed over the lines of each row (rows: axis 1, or axis 2 when axis is 1).
+
+    Each line's FFT autocorrelation is an integer up to rounding (far below 0.5 for any line length in
+    float32), so it is rounded before the sums: the counts are exact, whatever slabs they are summed over.
+    """
+    size = mask.shape[axis] if periodic else mask.shape[axis] + max_lag
+    spec = jnp.fft.rfft(mask, n=size, axis=axis)
+    corr = jax.lax.slice_in_dim(jnp.fft.irfft(spec * jnp.conj(spec), n=size, axis=axis), 0, max_lag, axis=axis)
+    counts = jnp.round(corr).astype(jnp.int32)
+    row = 2 if axis == 1 else 1
+    counts = jnp.sum(counts, axis=tuple(a for a in (1, 2, 3) if a not in (axis, row)))
+    return jnp.swapaxes(counts, 1, 2) if axis < row else counts  # (B, rows, lags)
+
+
+def s2_from_counts(counts: np.ndarray, n: int, voxels: int, periodic: bool) -> np.ndarray:
+    """S2 (B, max_lag) float32 from pair counts (B, max_lag) (int64) along an axis of `n` voxels in a volume
+    of `voxels`: counts / valid pairs, so S2(0) = phi exactly."""
+    lags = np.arange(counts.shape[-1])
+    pairs = (n if periodic else n - lags) * (voxels // n)
+    return (counts / pairs).astype(np.float32)
 
 
 @functools.partial(jax.jit, static_argnames=("max_lag", "periodic"))
@@ -101,7 +117,8 @@ def two_point_correlation(mask, axis: int | None = None, periodic: bool = False,
         s2 = _s2_radial(data, lags, periodic)
         r = (np.arange(lags) + 0.5) * scale
     else:
-        s2 = _s2_axis(data, axis + 1, lags, periodic)
+        counts = np.asarray(_s2_axis_counts(data, axis + 1, lags, periodic)).sum(axis=1, dtype=np.int64)
+        s2 = s2_from_counts(counts, shape[axis], int(np.prod(shape)), periodic)
         r = np.arange(lags) * scale
     s2 = np.asarray(s2)
     return r, (s2 if batched else s2[0])

@@ -411,9 +411,21 @@ def _solve_batch(batch: jax.Array, rtol: jax.Array, periodic_sides: bool, max_it
                                  preconditioner=preconditioner)
 
 
+def _domain_sharding(devices, shape: tuple[int, ...]) -> jax.sharding.Sharding:
+    """Where a transport-frame batch (B, L, H, W) lives: split along H over the largest number of `devices`
+    that divides H (None: the default device). Every later array of the solve follows by XLA's sharding
+    propagation, which inserts the exchanges of neighbouring planes (halos) and the global sums."""
+    if devices is None:
+        return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    devices = list(devices)
+    n = max(k for k in range(1, len(devices) + 1) if shape[2] % k == 0)
+    mesh = jax.sharding.Mesh(np.asarray(devices[:n]), ("domain",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, None, "domain"))
+
+
 def effective_diffusivity(diffusivity, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3,
                           max_iter: int = 20000, return_field: bool = False, dtype=jnp.float32,
-                          volume_fraction=None, preconditioner: str = "multigrid") -> TortuosityResult:
+                          volume_fraction=None, preconditioner: str = "multigrid", devices=None) -> TortuosityResult:
     """Solve steady diffusion through a diffusivity field D >= 0 (voxel units, D0 = 1) along `axis`.
 
     diffusivity: (D, H, W) or (B, D, H, W), finite and non-negative (0 = non-conducting).
@@ -426,11 +438,12 @@ def effective_diffusivity(diffusivity, axis: int = 0, side_boundary: str = "mirr
     if not np.all(np.isfinite(field)) or np.any(field < 0):
         raise PorejaxError("diffusivity must be finite and non-negative everywhere: clip or fix the field")
     return _run(field if field.ndim == 4 else field[None], field.ndim == 4, axis, side_boundary, rtol,
-                max_iter, return_field, dtype, volume_fraction, preconditioner)
+                max_iter, return_field, dtype, volume_fraction, preconditioner, devices)
 
 
 def tortuosity(mask, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3, max_iter: int = 20000,
-               return_field: bool = False, dtype=jnp.float32, preconditioner: str = "multigrid") -> TortuosityResult:
+               return_field: bool = False, dtype=jnp.float32, preconditioner: str = "multigrid",
+               devices=None) -> TortuosityResult:
     """Tortuosity factor of a binary phase along array axis `axis` (0, 1, 2 = x, y, z).
 
     mask: (D, H, W) or (B, D, H, W), 0/1 or bool, True = conducting phase. side_boundary: "mirror"
@@ -441,16 +454,19 @@ def tortuosity(mask, axis: int = 0, side_boundary: str = "mirror", rtol: float =
     dtype: jnp.float32 or jnp.float64.
     preconditioner: "multigrid" (one V-cycle per CG iteration, fastest) or "jacobi" (diagonal).
     A batch is solved by `jax.vmap` of the jitted solver (the loop runs until every volume converged).
+    devices: None (one device) or a sequence of devices (e.g. `jax.local_devices()`) over which the field
+    is partitioned along the first side axis (domain decomposition; XLA's partitioner exchanges the halos).
 
     Returns a TortuosityResult of Python floats/ints/bools for one volume, numpy (B,) arrays for a batch;
     tau = inf and relative_diffusivity = 0 when no path spans the volume along `axis`.
     """
     batch, batched = as_mask_batch(mask, "mask")
-    return _run(batch, batched, axis, side_boundary, rtol, max_iter, return_field, dtype, None, preconditioner)
+    return _run(batch, batched, axis, side_boundary, rtol, max_iter, return_field, dtype, None, preconditioner,
+                devices)
 
 
 def _run(batch: np.ndarray, batched: bool, axis: int, side_boundary: str, rtol: float, max_iter: int,
-         return_field: bool, dtype, volume_fraction, preconditioner: str) -> TortuosityResult:
+         return_field: bool, dtype, volume_fraction, preconditioner: str, devices=None) -> TortuosityResult:
     axis = check_axis(axis)
     if side_boundary not in SIDE_BOUNDARIES:
         raise PorejaxError(f"side_boundary must be one of {SIDE_BOUNDARIES}, got {side_boundary!r}")
@@ -466,8 +482,9 @@ def _run(batch: np.ndarray, batched: bool, axis: int, side_boundary: str, rtol: 
     phi = (np.count_nonzero(batch > 0, axis=(1, 2, 3)) / np.prod(batch.shape[1:]) if volume_fraction is None
            else np.broadcast_to(np.asarray(volume_fraction, np.float64), batch.shape[:1]))
     with jax.enable_x64(dtype == jnp.float64):
+        field = np.moveaxis(batch, axis + 1, 1).astype(dtype)
         d_rel, iterations, converged, conc, flux = jax.device_get(_solve_batch(
-            jnp.asarray(np.moveaxis(batch, axis + 1, 1), dtype), jnp.asarray(rtol, dtype),
+            jax.device_put(field, _domain_sharding(devices, field.shape)), jnp.asarray(rtol, dtype),
             periodic_sides=side_boundary == "periodic", max_iter=int(max_iter), return_field=return_field,
             preconditioner=preconditioner))
     if return_field:  # back from the transport frame (transport axis first) to array axes
