@@ -51,9 +51,15 @@ def _summary(objectives: list[float], hits: list[bool], seconds: list[float], be
     first = next((i + 1 for i, h in enumerate(hits) if h), None)
     errors = {n: float(best_hard[PROPERTIES.index(n)] - v) for n, (v, _) in goal.items()}
     to_tolerance = None if first is None else float(sum(seconds[:first]))
-    return {"evaluations": len(objectives), "best_objective": float(min(objectives)), "reached": first is not None,
-            "evaluations_to_tolerance": first, "seconds_to_tolerance": to_tolerance,
-            "seconds": float(sum(seconds)), "final_error": errors}
+    return {
+        "evaluations": len(objectives),
+        "best_objective": float(min(objectives)),
+        "reached": first is not None,
+        "evaluations_to_tolerance": first,
+        "seconds_to_tolerance": to_tolerance,
+        "seconds": float(sum(seconds)),
+        "final_error": errors,
+    }
 
 
 def _random_search(pool_hard: np.ndarray, pool_s: np.ndarray, goal: dict, budget: int) -> dict:
@@ -62,8 +68,15 @@ def _random_search(pool_hard: np.ndarray, pool_s: np.ndarray, goal: dict, budget
     return _summary(objectives, hits, list(pool_s[:budget]), pool_hard[int(np.argmin(objectives))], goal)
 
 
-def _bayesian(evaluate, pool_z: np.ndarray, pool_hard: np.ndarray, pool_s: np.ndarray, goal: dict, evals: int,
-              rng: np.random.Generator) -> dict:
+def _bayesian(
+    evaluate,
+    pool_z: np.ndarray,
+    pool_hard: np.ndarray,
+    pool_s: np.ndarray,
+    goal: dict,
+    evals: int,
+    rng: np.random.Generator,
+) -> dict:
     zs = [z.reshape(-1) for z in pool_z[:5]]
     hards = list(pool_hard[:5])
     seconds = list(pool_s[:5])
@@ -81,11 +94,11 @@ def _bayesian(evaluate, pool_z: np.ndarray, pool_hard: np.ndarray, pool_s: np.nd
         best = x[int(np.argmin(y))]
         fresh = rng.standard_normal((128, x.shape[1]))
         s = rng.uniform(0.1, 0.5, (128, 1))
-        cand = np.concatenate([fresh, best * np.sqrt(1 - s ** 2) + s * rng.standard_normal((128, x.shape[1]))])
+        cand = np.concatenate([fresh, best * np.sqrt(1 - s**2) + s * rng.standard_normal((128, x.shape[1]))])
         k = np.exp(-0.5 * (np.sqrt(np.maximum(((cand[:, None] - x[None]) ** 2).sum(-1), 0)) / length) ** 2)
         mean = k @ alpha
         v = np.linalg.solve(chol, k.T)
-        std = np.sqrt(np.maximum(1 - (v ** 2).sum(0), 1e-12))
+        std = np.sqrt(np.maximum(1 - (v**2).sum(0), 1e-12))
         gap = yn.min() - mean
         ei = gap * norm.cdf(gap / std) + std * norm.pdf(gap / std)
         z = cand[int(np.argmax(ei))].astype(np.float32)
@@ -123,11 +136,24 @@ def main() -> None:
     eval_first_s, pool_s[0] = pool_s[0], np.median(pool_s[1:])  # the first call compiles
     finite = np.ma.masked_invalid(pool_hard)  # tau = inf without a spanning path
     mean, std = finite.mean(0).filled(np.nan), finite.std(0).filled(np.nan)
-    stats = {n: {"mean": float(mean[i]), "std": float(std[i]), "min": float(pool_hard[:, i].min()),
-                 "max": float(pool_hard[:, i].max()), "spanning": int(np.isfinite(pool_hard[:, i]).sum())}
-             for i, n in enumerate(PROPERTIES)}
-    targets = [("vf.pore", -1.5), ("vf.pore", 1.5), ("ssa.nmc", -1.5), ("ssa.nmc", 1.5), ("tpb", -1.5),
-               ("tau.pore.x", 1.0)]
+    stats = {
+        n: {
+            "mean": float(mean[i]),
+            "std": float(std[i]),
+            "min": float(pool_hard[:, i].min()),
+            "max": float(pool_hard[:, i].max()),
+            "spanning": int(np.isfinite(pool_hard[:, i]).sum()),
+        }
+        for i, n in enumerate(PROPERTIES)
+    }
+    targets = [
+        ("vf.pore", -1.5),
+        ("vf.pore", 1.5),
+        ("ssa.nmc", -1.5),
+        ("ssa.nmc", 1.5),
+        ("tpb", -1.5),
+        ("tau.pore.x", 1.0),
+    ]
     goals = [{n: float(mean[PROPERTIES.index(n)] + k * std[PROPERTIES.index(n)])} for n, k in targets]
     goals.append({"vf.pore": float(mean[0] - std[0]), "ssa.nmc": float(mean[1] + std[1])})
     goals = [{n: (v, _tolerance(n, v)) for n, v in goal.items()} for goal in goals]
@@ -145,22 +171,38 @@ def main() -> None:
         hard_rows = [np.array([r["hard"].get(n, np.nan) for n in PROPERTIES]) for r in hist]
         seconds = [r["seconds"] for r in hist]
         seconds[0] = result.times["median_step_s"]  # compilation reported separately
-        gradient = _summary([_objective(h, goal) for h in hard_rows], [_met(h, goal) for h in hard_rows], seconds,
-                            hard_rows[result.step], goal)
+        gradient = _summary(
+            [_objective(h, goal) for h in hard_rows],
+            [_met(h, goal) for h in hard_rows],
+            seconds,
+            hard_rows[result.step],
+            goal,
+        )
         gradient["compile_s"] = result.times["compile_s"]
         gradient["total_s_with_compile"] = result.times["total_s"]
         equal_time = max(1, min(args.samples, int(gradient["seconds"] / np.median(pool_s))))
-        row = {"target": {n: v for n, (v, _) in goal.items()}, "gradient": gradient,
-               "random_equal_evaluations": _random_search(pool_hard, pool_s, goal, len(hist)),
-               "random_equal_time": _random_search(pool_hard, pool_s, goal, equal_time),
-               "random_pool": _random_search(pool_hard, pool_s, goal, args.samples),
-               "bayesian": _bayesian(evaluate, pool_z, pool_hard, pool_s, goal, args.bo_evals, rng)}
+        row = {
+            "target": {n: v for n, (v, _) in goal.items()},
+            "gradient": gradient,
+            "random_equal_evaluations": _random_search(pool_hard, pool_s, goal, len(hist)),
+            "random_equal_time": _random_search(pool_hard, pool_s, goal, equal_time),
+            "random_pool": _random_search(pool_hard, pool_s, goal, args.samples),
+            "bayesian": _bayesian(evaluate, pool_z, pool_hard, pool_s, goal, args.bo_evals, rng),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = {"size": args.size, "samples": args.samples, "steps": args.steps, "bo_evals": args.bo_evals,
-           "evaluation_s": float(np.median(pool_s)), "evaluation_first_call_s": float(eval_first_s),
-           "pool_s": time.perf_counter() - t0, "range": stats, "rows": rows,
-           "load_average": os.getloadavg()}
+    out = {
+        "size": args.size,
+        "samples": args.samples,
+        "steps": args.steps,
+        "bo_evals": args.bo_evals,
+        "evaluation_s": float(np.median(pool_s)),
+        "evaluation_first_call_s": float(eval_first_s),
+        "pool_s": time.perf_counter() - t0,
+        "range": stats,
+        "rows": rows,
+        "load_average": os.getloadavg(),
+    }
     text = json.dumps(out, indent=1)
     print(text)
     if args.out:

@@ -3,7 +3,8 @@ a large tortuosity solve, on whatever device JAX and PyTorch find (meant for one
 
     python -m benchmarks.device_check --out DIR [--smoke] [--only train generate tortuosity]
 
-Each part runs in its own process (clean device memory: JAX preallocates most of a GPU's; its own time limit) and writes DIR/<part>.json;
+Each part runs in its own process (clean device memory: JAX preallocates most of a GPU's; its own time limit) and
+writes DIR/<part>.json;
 DIR/device_check.json collects them with the devices and the library versions. `--smoke` runs every part
 at tiny sizes on any machine (tiny preset at batch 2, 32^3 generation, a 32^3 solve) to check the script
 itself. benchmarks/device_check.sh runs this after the test subset.
@@ -21,12 +22,22 @@ import time
 from pathlib import Path
 
 PARTS = ("train_porejax", "train_torch", "generate", "tortuosity")
-_TRAIN, _TRAIN_SMOKE = {"preset": "paper", "batch": 32, "rounds": 5, "warmup": 2}, {"preset": "tiny", "batch": 2,
-                                                                                    "rounds": 2, "warmup": 1}
-FULL = {"train_porejax": _TRAIN, "train_torch": _TRAIN, "generate": {"preset": "paper", "latent": 32},
-        "tortuosity": {"side": 256}}
-SMOKE = {"train_porejax": _TRAIN_SMOKE, "train_torch": _TRAIN_SMOKE, "generate": {"preset": "tiny", "latent": 4},
-         "tortuosity": {"side": 32}}
+_TRAIN, _TRAIN_SMOKE = (
+    {"preset": "paper", "batch": 32, "rounds": 5, "warmup": 2},
+    {"preset": "tiny", "batch": 2, "rounds": 2, "warmup": 1},
+)
+FULL = {
+    "train_porejax": _TRAIN,
+    "train_torch": _TRAIN,
+    "generate": {"preset": "paper", "latent": 32},
+    "tortuosity": {"side": 256},
+}
+SMOKE = {
+    "train_porejax": _TRAIN_SMOKE,
+    "train_torch": _TRAIN_SMOKE,
+    "generate": {"preset": "tiny", "latent": 4},
+    "tortuosity": {"side": 32},
+}
 # seconds per part (its own process: JAX and PyTorch never share the device memory); with the test subset's
 # 120 s the whole check stays under 8 minutes
 TIME_LIMIT_S = {"train_porejax": 100, "train_torch": 55, "generate": 85, "tortuosity": 55}
@@ -66,8 +77,13 @@ def part_train_porejax(preset: str, batch: int, rounds: int, warmup: int) -> dic
         holder["state"], metrics = step(holder["state"], arrays)
         jax.block_until_ready(metrics)
 
-    return {"preset": preset, "batch": batch, "formulation": conv_formulation(), "compile_s": round(compile_s, 2),
-            **_timed(run, rounds, warmup)}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "formulation": conv_formulation(),
+        "compile_s": round(compile_s, 2),
+        **_timed(run, rounds, warmup),
+    }
 
 
 def part_train_torch(preset: str, batch: int, rounds: int, warmup: int) -> dict:
@@ -86,13 +102,19 @@ def part_train_torch(preset: str, batch: int, rounds: int, warmup: int) -> dict:
 
     def run() -> None:
         origins = torch.randint(0, VOLUME_SIDE - crop + 1, (batch, 3)).tolist()
-        crops = torch.stack([volume[a:a + crop, b:b + crop, c:c + crop] for a, b, c in origins])
+        crops = torch.stack([volume[a : a + crop, b : b + crop, c : c + crop] for a, b, c in origins])
         model(torch.nn.functional.one_hot(crops.long(), N_PHASES).permute(0, 4, 1, 2, 3).float())
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return {"preset": preset, "batch": batch, "device": device, "torch": torch.__version__,
-            "cudnn_tf32": torch.backends.cudnn.allow_tf32, **_timed(run, rounds, warmup)}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "device": device,
+        "torch": torch.__version__,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        **_timed(run, rounds, warmup),
+    }
 
 
 def part_generate(preset: str, latent: int) -> dict:
@@ -114,8 +136,14 @@ def part_generate(preset: str, latent: int) -> dict:
             start = time.perf_counter()
             shape = gen.write(Path(folder) / "g.tif", z, "xyz")
             times.append(round(time.perf_counter() - start, 2))
-    return {"preset": preset, "latent": latent, "shape": list(shape), "periodic": "xyz",
-            "first_s": times[0], "second_s": times[1]}
+    return {
+        "preset": preset,
+        "latent": latent,
+        "shape": list(shape),
+        "periodic": "xyz",
+        "first_s": times[0],
+        "second_s": times[1],
+    }
 
 
 def part_tortuosity(side: int) -> dict:
@@ -128,8 +156,14 @@ def part_tortuosity(side: int) -> dict:
     for _ in range(2):
         start = time.perf_counter()
         result = tortuosity(mask, axis=0)
-        runs.append({"seconds": round(time.perf_counter() - start, 2), "tau": result.tau,
-                     "iterations": result.iterations, "converged": result.converged})
+        runs.append(
+            {
+                "seconds": round(time.perf_counter() - start, 2),
+                "tau": result.tau,
+                "iterations": result.iterations,
+                "converged": result.converged,
+            }
+        )
     return {"side": side, "phase": "pore", "axis": "x", "first": runs[0], "second": runs[1]}
 
 
@@ -139,8 +173,13 @@ def _run_part(name: str, smoke: bool, out: Path) -> dict:
     limit = TIME_LIMIT_S[name] * (SMOKE_TIME_FACTOR if smoke else 1)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd + (["--smoke"] if smoke else []), capture_output=True, text=True,
-                              timeout=limit, cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(
+            cmd + (["--smoke"] if smoke else []),
+            capture_output=True,
+            text=True,
+            timeout=limit,
+            cwd=Path(__file__).resolve().parents[1],
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"over its {limit} s limit"}
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
@@ -152,8 +191,13 @@ def _run_part(name: str, smoke: bool, out: Path) -> dict:
 def _environment() -> dict:
     import jax
 
-    return {"jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-            "conv_formulation_env": os.environ.get("POREJAX_CONV"), "date": time.strftime("%Y-%m-%d %H:%M")}
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "conv_formulation_env": os.environ.get("POREJAX_CONV"),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def main(argv=None) -> None:
@@ -166,8 +210,12 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = SMOKE if args.smoke else FULL
     if args.part:
-        run = {"train_porejax": part_train_porejax, "train_torch": part_train_torch, "generate": part_generate,
-               "tortuosity": part_tortuosity}[args.part]
+        run = {
+            "train_porejax": part_train_porejax,
+            "train_torch": part_train_torch,
+            "generate": part_generate,
+            "tortuosity": part_tortuosity,
+        }[args.part]
         (args.out / f"{args.part}.json").write_text(json.dumps(run(**sizes[args.part]), indent=1))
         return
     result = {"benchmark": "device_check", "smoke": args.smoke, **_environment(), "parts": {}}

@@ -3,7 +3,8 @@
 The paper's generator (widths 512..64, 3 phases, freshly initialised: speed does not depend on the
 weights) on latents of side a = 1, 5, ..., 29 (volumes of side 16 (a + 3) = 64 ... 512). porejax uses
 `FrozenGenerator.slabs`: labels and confidence map, default tiling (one piece up to 384^3, tiles of 256
-above; every layer computes only what its tile needs); PyTorch runs the reference generator one-shot in eval mode (probabilities, argmax, max)
+above; every layer computes only what its tile needs); PyTorch runs the reference generator one-shot in eval mode
+(probabilities, argmax, max)
 while it fits in memory. Every point is its own process (clean peak RSS); the first call (with
 compilation) and the steady time of a second call are reported, porejax and PyTorch alternating per
 size. Linear fits (steady time vs voxels) give the throughput in voxels per second and R².
@@ -94,8 +95,13 @@ def _fit(voxels: list[float], seconds: list[float]) -> dict:
     v, t = np.asarray(voxels, float), np.asarray(seconds, float)
     slope, intercept = np.polyfit(v, t, 1)
     r2 = 1 - np.sum((t - (slope * v + intercept)) ** 2) / np.sum((t - t.mean()) ** 2)
-    return {"voxels_per_s": round(1 / slope), "seconds_per_million_voxels": round(slope * 1e6, 4),
-            "intercept_s": round(float(intercept), 3), "r2": round(float(r2), 5), "points": len(v)}
+    return {
+        "voxels_per_s": round(1 / slope),
+        "seconds_per_million_voxels": round(slope * 1e6, 4),
+        "intercept_s": round(float(intercept), 3),
+        "r2": round(float(r2), 5),
+        "points": len(v),
+    }
 
 
 def _available_mb() -> float:
@@ -115,19 +121,32 @@ def cli_512(workdir: Path) -> dict:
     """`porejax generate --size 512` from a paper-preset checkpoint: wall time and peak RSS of that process."""
     porejax = [sys.executable, "-m", "porejax.cli"]
     ckpt = workdir / "paper-init"
-    subprocess.run(porejax + ["init", "--workdir", str(ckpt), "--preset", "paper", "--labels", "0,128,255"],
-                   check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        porejax + ["init", "--workdir", str(ckpt), "--preset", "paper", "--labels", "0,128,255"],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     out = workdir / "generated_512.tif"
     start = time.perf_counter()
-    proc = subprocess.Popen(porejax + ["generate", "--checkpoint", str(ckpt), "--size", "512", "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        porejax + ["generate", "--checkpoint", str(ckpt), "--size", "512", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status:
         raise RuntimeError(f"porejax generate failed: {proc.stderr.read().strip()}")
-    return {"command": "porejax generate --checkpoint <paper init> --size 512 --out x.tif",
-            "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "file_mb": round(out.stat().st_size / 2**20),
-            "output": proc.stdout.read().strip().replace(f"{workdir}{os.sep}", "")}
+    return {
+        "command": "porejax generate --checkpoint <paper init> --size 512 --out x.tif",
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "file_mb": round(out.stat().st_size / 2**20),
+        "output": proc.stdout.read().strip().replace(f"{workdir}{os.sep}", ""),
+    }
 
 
 def plot(result: dict, path: Path) -> None:
@@ -146,8 +165,13 @@ def plot(result: dict, path: Path) -> None:
         fit = result["fits"].get(name)
         if fit:
             xs = np.linspace(0, v.max(), 50)
-            ax_t.plot(xs, fit["intercept_s"] + fit["seconds_per_million_voxels"] * xs, "-", alpha=0.6,
-                      label=f"{label}: {fit['voxels_per_s'] / 1e6:.2f} Mvox/s, R² {fit['r2']:.4f}")
+            ax_t.plot(
+                xs,
+                fit["intercept_s"] + fit["seconds_per_million_voxels"] * xs,
+                "-",
+                alpha=0.6,
+                label=f"{label}: {fit['voxels_per_s'] / 1e6:.2f} Mvox/s, R² {fit['r2']:.4f}",
+            )
         ax_m.plot(v, [p["peak_rss_mb"] / 1024 for p in points], marker + "-", label=label)
     ax_t.set_xlabel("voxels (millions)")
     ax_t.set_ylabel("generation time (s)")
@@ -162,8 +186,12 @@ def plot(result: dict, path: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latents", type=int, nargs="+", default=list(LATENTS))
-    parser.add_argument("--torch-max-side", type=int, default=384,
-                        help="largest side PyTorch runs one-shot (memory; also skipped when it would not fit)")
+    parser.add_argument(
+        "--torch-max-side",
+        type=int,
+        default=384,
+        help="largest side PyTorch runs one-shot (memory; also skipped when it would not fit)",
+    )
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "generation.png")
     parser.add_argument("--skip-cli", action="store_true", help="skip the 512^3 `porejax generate` run")
     parser.add_argument("--worker", choices=("porejax", "torch"), help=argparse.SUPPRESS)
@@ -173,28 +201,45 @@ def main(argv=None) -> None:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    result = {"benchmark": "generation", "load_average_start": os.getloadavg(),
-              "points": {"porejax": [], "torch": []}, "fits": {}}
+    result = {
+        "benchmark": "generation",
+        "load_average_start": os.getloadavg(),
+        "points": {"porejax": [], "torch": []},
+        "fits": {},
+    }
     for latent in args.latents:
         for name in ("porejax", "torch"):
-            if name == "torch" and (side(latent) > args.torch_max_side
-                                    or _torch_estimate_mb(latent) > 0.8 * _available_mb()):
+            if name == "torch" and (
+                side(latent) > args.torch_max_side or _torch_estimate_mb(latent) > 0.8 * _available_mb()
+            ):
                 continue
             out = _run([sys.executable, "-m", "benchmarks.generation", "--worker", name, "--latents", str(latent)])
-            point = {"latent": latent, "side": side(latent), "voxels": side(latent) ** 3,
-                     "first_s": round(out["first_s"], 3), "steady_s": round(out["steady_s"], 3),
-                     "peak_rss_mb": round(out["peak_rss_mb"])}
+            point = {
+                "latent": latent,
+                "side": side(latent),
+                "voxels": side(latent) ** 3,
+                "first_s": round(out["first_s"], 3),
+                "steady_s": round(out["steady_s"], 3),
+                "peak_rss_mb": round(out["peak_rss_mb"]),
+            }
             result["points"][name].append(point)
             print(json.dumps({name: point}), file=sys.stderr, flush=True)
     for name, points in result["points"].items():
         if len(points) >= 3:
             result["fits"][name] = _fit([p["voxels"] for p in points], [p["steady_s"] for p in points])
     shared = [p["side"] for p in result["points"]["torch"]]
-    ratios = [t["steady_s"] / p["steady_s"] for p in result["points"]["porejax"] for t in result["points"]["torch"]
-              if p["side"] == t["side"]]
+    ratios = [
+        t["steady_s"] / p["steady_s"]
+        for p in result["points"]["porejax"]
+        for t in result["points"]["torch"]
+        if p["side"] == t["side"]
+    ]
     if ratios:
-        result["speedup_vs_torch"] = {"sides": shared, "per_side": [round(r, 3) for r in ratios],
-                                      "median": round(float(np.median(ratios)), 3)}
+        result["speedup_vs_torch"] = {
+            "sides": shared,
+            "per_side": [round(r, 3) for r in ratios],
+            "median": round(float(np.median(ratios)), 3),
+        }
     if not args.skip_cli:
         with tempfile.TemporaryDirectory() as tmp:
             result["cli_512"] = cli_512(Path(tmp))

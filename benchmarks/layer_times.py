@@ -16,10 +16,18 @@ import sys
 import time
 
 # (name, transposed, input side, C_in, C_out, stride, padding) of the paper's networks
-LAYERS = [("G1", True, 1, 100, 512, 1, 0), ("G2", True, 4, 512, 256, 2, 1), ("G3", True, 8, 256, 128, 2, 1),
-          ("G4", True, 16, 128, 64, 2, 1), ("G5", True, 32, 64, 3, 2, 1),
-          ("D1", False, 64, 3, 16, 2, 1), ("D2", False, 32, 16, 32, 2, 1), ("D3", False, 16, 32, 64, 2, 1),
-          ("D4", False, 8, 64, 128, 2, 1), ("D5", False, 4, 128, 1, 1, 0)]
+LAYERS = [
+    ("G1", True, 1, 100, 512, 1, 0),
+    ("G2", True, 4, 512, 256, 2, 1),
+    ("G3", True, 8, 256, 128, 2, 1),
+    ("G4", True, 16, 128, 64, 2, 1),
+    ("G5", True, 32, 64, 3, 2, 1),
+    ("D1", False, 64, 3, 16, 2, 1),
+    ("D2", False, 32, 16, 32, 2, 1),
+    ("D3", False, 16, 32, 64, 2, 1),
+    ("D4", False, 8, 64, 128, 2, 1),
+    ("D5", False, 4, 128, 1, 1, 0),
+]
 LAYER_FORMS = ("textbook", "xla", "subpixel-xla", "porejax", "porejax-bf16", "torch")
 
 
@@ -57,6 +65,7 @@ def layer_times(batch: int, forms: list[str], rounds: int) -> dict:
                     mod.zero_grad()
                     tx.grad = None
                     mod(tx).backward(tg)
+
                 fns[form] = run
                 continue
             if form == "textbook":
@@ -84,8 +93,10 @@ def layer_times(batch: int, forms: list[str], rounds: int) -> dict:
                 if r:
                     times[f].append(time.perf_counter() - start)
         flops = 3 * 2 * batch * (n if transposed else m) ** 3 * 64 * c_in * c_out
-        out[name] = {"gflop_fwd_bwd": round(flops / 1e9, 2),
-                     **{f: round(1e3 * float(np.median(v)), 1) for f, v in times.items()}}
+        out[name] = {
+            "gflop_fwd_bwd": round(flops / 1e9, 2),
+            **{f: round(1e3 * float(np.median(v)), 1) for f, v in times.items()},
+        }
         print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
     return out
 
@@ -96,10 +107,20 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--forms", nargs="+", choices=LAYER_FORMS, default=list(LAYER_FORMS[1:]))
     args = parser.parse_args(argv)
-    print(json.dumps({"benchmark": "layers", "batch": args.batch, "unit": "ms (median wall, fwd + bwd)",
-                      "rounds": args.rounds, "load_average_start": os.getloadavg(),
-                      "layers": layer_times(args.batch, args.forms, args.rounds),
-                      "load_average_end": os.getloadavg()}, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "layers",
+                "batch": args.batch,
+                "unit": "ms (median wall, fwd + bwd)",
+                "rounds": args.rounds,
+                "load_average_start": os.getloadavg(),
+                "layers": layer_times(args.batch, args.forms, args.rounds),
+                "load_average_end": os.getloadavg(),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

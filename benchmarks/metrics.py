@@ -23,8 +23,13 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from porejax.metrics import (characterise, specific_surface_area, tortuosity, triple_phase_boundary_density,
-                             two_point_correlation)
+from porejax.metrics import (
+    characterise,
+    specific_surface_area,
+    tortuosity,
+    triple_phase_boundary_density,
+    two_point_correlation,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 VOXEL_UM = 100 / 256
@@ -40,13 +45,19 @@ def _timed(fn, repeat: int) -> dict:
         result = fn()
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
-    return {"first_call_s": round(first, 4), "s": round(min(times), 4), "cpu_s": round(min(cpu_times), 4),
-            "result": result}
+    return {
+        "first_call_s": round(first, 4),
+        "s": round(min(times), 4),
+        "cpu_s": round(min(cpu_times), 4),
+        "result": result,
+    }
 
 
 def _porejax(volume: np.ndarray, solve: bool, preconditioners: list[str], repeat: int) -> dict:
-    out = {"ssa": _timed(lambda: specific_surface_area(volume, VOXEL_UM), repeat),
-           "tpb": _timed(lambda: triple_phase_boundary_density(volume, VOXEL_UM), repeat)}
+    out = {
+        "ssa": _timed(lambda: specific_surface_area(volume, VOXEL_UM), repeat),
+        "tpb": _timed(lambda: triple_phase_boundary_density(volume, VOXEL_UM), repeat),
+    }
     for record in out.values():
         record.pop("result")
     for label in np.unique(volume).tolist():
@@ -70,7 +81,8 @@ def _porejax(volume: np.ndarray, solve: bool, preconditioners: list[str], repeat
             "all_9_s": round(sum(r["s"] for r in runs.values()), 3),
             "all_9_cpu_s": round(sum(r["cpu_s"] for r in runs.values()), 3),
             "iterations": [min(r["iterations"] for r in runs.values()), max(r["iterations"] for r in runs.values())],
-            "solves": runs}
+            "solves": runs,
+        }
     return out
 
 
@@ -93,8 +105,7 @@ def _peers(volume: np.ndarray, solve: bool) -> dict:
             start = time.perf_counter()
             for label in np.unique(volume):
                 for axis in range(3):
-                    solver = taufactor.Solver(np.moveaxis(volume == label, axis, 0).astype(np.float32),
-                                              device="cpu")
+                    solver = taufactor.Solver(np.moveaxis(volume == label, axis, 0).astype(np.float32), device="cpu")
                     solver.solve(verbose=False)
             out["taufactor_all_9_s"] = round(time.perf_counter() - start, 3)
         except ImportError:
@@ -107,8 +118,11 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cathode_nmc_256.tif"))
     parser.add_argument("--sizes", default="64,128,256")
     parser.add_argument("--tortuosity-sizes", default="64,128,256")
-    parser.add_argument("--preconditioners", default="multigrid,jacobi",
-                        help="tortuosity preconditioners to time, interleaved per solve")
+    parser.add_argument(
+        "--preconditioners",
+        default="multigrid,jacobi",
+        help="tortuosity preconditioners to time, interleaved per solve",
+    )
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--peers", action="store_true", help="also time TauFactor / PoreSpy if importable")
@@ -126,13 +140,18 @@ def main() -> None:
     if args.batch:
         rng = np.random.default_rng(0)
         corners = rng.integers(0, volume.shape[0] - 64, (args.batch, 3))
-        batch = np.stack([volume[a:a + 64, b:b + 64, c:c + 64] for a, b, c in corners])
+        batch = np.stack([volume[a : a + 64, b : b + 64, c : c + 64] for a, b, c in corners])
         start, cpu_start = time.perf_counter(), time.process_time()
         characterise(batch, VOXEL_UM)
         total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        report["characterise_batch"] = {"volumes": args.batch, "shape": [64, 64, 64], "total_s": round(total, 2),
-                                        "cpu_s": round(cpu, 2), "per_volume_s": round(total / args.batch, 3),
-                                        "note": "first call: compilation included"}
+        report["characterise_batch"] = {
+            "volumes": args.batch,
+            "shape": [64, 64, 64],
+            "total_s": round(total, 2),
+            "cpu_s": round(cpu, 2),
+            "per_volume_s": round(total / args.batch, 3),
+            "note": "first call: compilation included",
+        }
     report["load_average_end"] = os.getloadavg()
     print(json.dumps(report, indent=1))
 

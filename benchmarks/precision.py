@@ -65,14 +65,21 @@ def precision_comparison(runs: dict, seeds) -> dict:
     keys = [f"{k}_mean_second_half" for k in PRECISION_KEYS] + ["vf", "ssa"]
     out = {}
     for key in keys:
-        arms = {p: np.array([runs[f"{p} seed {seed}"][key] for seed in seeds], dtype=float)
-                for p in ("float32", "bfloat16")}
+        arms = {
+            p: np.array([runs[f"{p} seed {seed}"][key] for seed in seeds], dtype=float) for p in ("float32", "bfloat16")
+        }
         f32, bf16 = arms["float32"], arms["bfloat16"]
         difference = bf16.mean(0) - f32.mean(0)
         error = np.sqrt(bf16.var(0, ddof=1) / len(bf16) + f32.var(0, ddof=1) / len(f32))
-        values = {"float32_mean": f32.mean(0), "float32_std": f32.std(0, ddof=1), "bfloat16_mean": bf16.mean(0),
-                  "bfloat16_std": bf16.std(0, ddof=1), "difference": difference, "standard_error": error,
-                  "t": difference / error}
+        values = {
+            "float32_mean": f32.mean(0),
+            "float32_std": f32.std(0, ddof=1),
+            "bfloat16_mean": bf16.mean(0),
+            "bfloat16_std": bf16.std(0, ddof=1),
+            "difference": difference,
+            "standard_error": error,
+            "t": difference / error,
+        }
         out[key.replace("_mean_second_half", "")] = {k: np.round(v, 4).tolist() for k, v in values.items()}
     return out
 
@@ -88,9 +95,22 @@ def precision_check(steps: int, seeds=PRECISION_SEEDS, reuse: dict | None = None
             name = f"{precision} seed {seed}"
             if name in runs:
                 continue
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.precision", "--worker", precision,
-                                   "--check", str(steps), "--seed", str(seed)], capture_output=True,
-                                  text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.precision",
+                    "--worker",
+                    precision,
+                    "--check",
+                    str(steps),
+                    "--seed",
+                    str(seed),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            )
             if proc.returncode:
                 raise RuntimeError(proc.stderr.strip().splitlines()[-1])
             records = json.loads(proc.stdout)
@@ -125,8 +145,9 @@ def update_noise(steps: int, draws: int = 6) -> dict:
 
     mesh = train.make_mesh(jax.devices()[:1])
     with tempfile.TemporaryDirectory() as tmp:
-        volume, phase_map, model_config, config = synthetic_cpu_run(Path(tmp), "float32", steps, log_every=steps,
-                                                                     eval_every=steps)
+        volume, phase_map, model_config, config = synthetic_cpu_run(
+            Path(tmp), "float32", steps, log_every=steps, eval_every=steps
+        )
         target = jax.eval_shape(lambda: train.init_state(model_config, config)).to_dict()
         state = train.TrainState(**checkpoint.restore_state(Path(tmp), target, steps)[0])
     stack, shapes = dataset.prepare([volume], phase_map, model_config.crop_size)
@@ -141,8 +162,9 @@ def update_noise(steps: int, draws: int = 6) -> dict:
         step = train.make_step(dataclasses.replace(model_config, compute_dtype=precision), config, spec, mesh)
         for i in range(draws):
             new, _ = step(jax.tree.map(jnp.copy, state.replace(key=jax.random.PRNGKey(1000 + i))), arrays)
-            updates[precision, i] = {net: flat(getattr(new, net)) - flat(getattr(state, net))
-                                     for net in ("g_params", "d_params")}
+            updates[precision, i] = {
+                net: flat(getattr(new, net)) - flat(getattr(state, net)) for net in ("g_params", "d_params")
+            }
 
     out = {"steps_trained": steps, "draws": draws, "model": "cpu preset", "data": "synthetic cathode 96^3"}
     for net in ("g_params", "d_params"):
@@ -152,19 +174,29 @@ def update_noise(steps: int, draws: int = 6) -> dict:
         noise = np.median([np.linalg.norm(f32[i] - f32[j]) for i, j in itertools.combinations(range(draws), 2)])
         out[net.split("_")[0]] = {
             "update_norm": round(float(np.median([np.linalg.norm(u) for u in f32])), 6),
-            "precision_error": round(float(error), 6), "sampling_noise": round(float(noise), 6),
+            "precision_error": round(float(error), 6),
+            "sampling_noise": round(float(noise), 6),
             "error_over_noise": round(float(error / noise), 4),
-            "bias": round(float(np.linalg.norm(np.mean(errors, axis=0)) / np.linalg.norm(np.mean(f32, axis=0))), 4)}
+            "bias": round(float(np.linalg.norm(np.mean(errors, axis=0)) / np.linalg.norm(np.mean(f32, axis=0))), 4),
+        }
     return out
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     task = parser.add_mutually_exclusive_group(required=True)
-    task.add_argument("--check", type=int, metavar="STEPS",
-                      help="train the cpu preset STEPS steps with float32 and bfloat16 products from each of --seeds")
-    task.add_argument("--update-noise", type=int, metavar="STEPS",
-                      help="after STEPS float32 steps, the bfloat16 change of one update vs its sampling noise")
+    task.add_argument(
+        "--check",
+        type=int,
+        metavar="STEPS",
+        help="train the cpu preset STEPS steps with float32 and bfloat16 products from each of --seeds",
+    )
+    task.add_argument(
+        "--update-noise",
+        type=int,
+        metavar="STEPS",
+        help="after STEPS float32 steps, the bfloat16 change of one update vs its sampling noise",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(PRECISION_SEEDS))
     parser.add_argument("--reuse", metavar="JSON", help="with --check: keep the runs of this earlier result")
     parser.add_argument("--worker", choices=("float32", "bfloat16"), help=argparse.SUPPRESS)
@@ -177,11 +209,25 @@ def main(argv=None) -> None:
         print(json.dumps(precision_run(args.worker, args.check, args.seed)))
     elif args.check:
         reuse = json.loads(open(args.reuse).read()) if args.reuse else None
-        print(json.dumps({"benchmark": "mixed_precision", "steps": args.check, "model": "cpu preset",
-                          "data": "synthetic cathode 96^3", **precision_check(args.check, args.seeds, reuse)}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "benchmark": "mixed_precision",
+                    "steps": args.check,
+                    "model": "cpu preset",
+                    "data": "synthetic cathode 96^3",
+                    **precision_check(args.check, args.seeds, reuse),
+                },
+                indent=1,
+            )
+        )
     else:
-        print(json.dumps({"benchmark": "update_noise", "date": time.strftime("%Y-%m-%d"),
-                          **update_noise(args.update_noise)}, indent=1))
+        print(
+            json.dumps(
+                {"benchmark": "update_noise", "date": time.strftime("%Y-%m-%d"), **update_noise(args.update_noise)},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

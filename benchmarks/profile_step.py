@@ -62,11 +62,25 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
     kinds: collections.Counter = collections.Counter()
     for name, ms in per_op.items():
         kinds[_op_kind(name, hlo)] += ms
-    top = [{"op": name, "ms": round(ms, 1), "share": round(ms / total, 4), "kind": _op_kind(name, hlo),
-            "hlo": hlo[name][:160]} for name, ms in per_op.most_common(15)]
-    return {"batch": batch, "precision": precision, "wall_s_per_iteration": round(wall, 2),
-            "op_ms_total": round(total, 1), "load_average": os.getloadavg(),
-            "by_kind": {k: round(v / total, 4) for k, v in kinds.most_common()}, "top_ops": top}
+    top = [
+        {
+            "op": name,
+            "ms": round(ms, 1),
+            "share": round(ms / total, 4),
+            "kind": _op_kind(name, hlo),
+            "hlo": hlo[name][:160],
+        }
+        for name, ms in per_op.most_common(15)
+    ]
+    return {
+        "batch": batch,
+        "precision": precision,
+        "wall_s_per_iteration": round(wall, 2),
+        "op_ms_total": round(total, 1),
+        "load_average": os.getloadavg(),
+        "by_kind": {k: round(v / total, 4) for k, v in kinds.most_common()},
+        "top_ops": top,
+    }
 
 
 def main(argv=None) -> None:

@@ -46,10 +46,17 @@ def measure(preset: str, batch: int, loss: str, per_volume: list[int], rounds: i
     if loss == "wgan-gp" and model.d_norm == "batch":
         model = dataclasses.replace(model, d_norm="layer")
     crop = model.crop_size
-    variants = {"volume": dataclasses.replace(base, discriminator="volume"),
-                "slices-all": dataclasses.replace(base, discriminator="slices")}
-    variants.update({f"slices-{n}": dataclasses.replace(base, discriminator="slices", slices_per_volume=n)
-                     for n in per_volume if n < crop})
+    variants = {
+        "volume": dataclasses.replace(base, discriminator="volume"),
+        "slices-all": dataclasses.replace(base, discriminator="slices"),
+    }
+    variants.update(
+        {
+            f"slices-{n}": dataclasses.replace(base, discriminator="slices", slices_per_volume=n)
+            for n in per_volume
+            if n < crop
+        }
+    )
     volume = synthetic.cathode(side, seed=0)
     mesh = train.make_mesh()
     runs = {}
@@ -69,14 +76,26 @@ def measure(preset: str, batch: int, loss: str, per_volume: list[int], rounds: i
     out = {}
     for name, run in runs.items():
         median = statistics.median(run["times"])
-        out[name] = {"step_s_median": round(median, 4), "step_s": [round(t, 4) for t in run["times"]],
-                     "us_per_generated_voxel": round(1e6 * median / voxels, 4), "compile_s": round(run["compile_s"], 1)}
+        out[name] = {
+            "step_s_median": round(median, 4),
+            "step_s": [round(t, 4) for t in run["times"]],
+            "us_per_generated_voxel": round(1e6 * median / voxels, 4),
+            "compile_s": round(run["compile_s"], 1),
+        }
     volume_s = out["volume"]["step_s_median"]
     for row in out.values():
         row["vs_volume"] = round(row["step_s_median"] / volume_s, 3)
-    return {"preset": preset, "model": dataclasses.asdict(model), "batch": batch, "loss": loss, "field_of_view": crop,
-            "generated_voxels_per_step": voxels, "rounds": rounds, "devices": [str(d) for d in jax.devices()],
-            "variants": out}
+    return {
+        "preset": preset,
+        "model": dataclasses.asdict(model),
+        "batch": batch,
+        "loss": loss,
+        "field_of_view": crop,
+        "generated_voxels_per_step": voxels,
+        "rounds": rounds,
+        "devices": [str(d) for d in jax.devices()],
+        "variants": out,
+    }
 
 
 def main(argv=None) -> int:

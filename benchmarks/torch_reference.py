@@ -28,8 +28,11 @@ class Generator(nn.Module):
         c_in = latent_channels
         for i, width in enumerate(widths):
             stride, pad = (1, 0) if i == 0 else (2, 1)
-            layers += [nn.ConvTranspose3d(c_in, width, 4, stride, pad, bias=False), nn.BatchNorm3d(width),
-                       nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose3d(c_in, width, 4, stride, pad, bias=False),
+                nn.BatchNorm3d(width),
+                nn.ReLU(True),
+            ]
             c_in = width
         layers += [nn.ConvTranspose3d(c_in, n_phases, 4, 2, 1, bias=False), nn.Softmax(dim=1)]
         self.main = nn.Sequential(*layers)
@@ -70,10 +73,19 @@ def init_weights(module: nn.Module) -> None:
 class TrainStep:
     """The paper's training iteration: one D update on (real, G(z)) then `k` G updates with fresh latents."""
 
-    def __init__(self, n_phases: int = 3, latent_channels: int = 100, g_widths: Sequence[int] = PAPER_G_WIDTHS,
-                 d_widths: Sequence[int] = PAPER_D_WIDTHS, k: int = 2, lr: float = 2e-5,
-                 betas: tuple[float, float] = (0.5, 0.999), real_label: float = 0.9, seed: int = 0,
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        n_phases: int = 3,
+        latent_channels: int = 100,
+        g_widths: Sequence[int] = PAPER_G_WIDTHS,
+        d_widths: Sequence[int] = PAPER_D_WIDTHS,
+        k: int = 2,
+        lr: float = 2e-5,
+        betas: tuple[float, float] = (0.5, 0.999),
+        real_label: float = 0.9,
+        seed: int = 0,
+        device: str = "cpu",
+    ):
         torch.manual_seed(seed)
         self.device = torch.device(device)
         self.generator = Generator(n_phases, latent_channels, g_widths).to(self.device)

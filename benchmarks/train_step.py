@@ -65,7 +65,7 @@ def _torch_worker(batch: int):
 
     def run() -> None:
         origins = torch.randint(0, VOLUME_SIDE - crop + 1, (batch, 3))
-        crops = torch.stack([volume[a:a + crop, b:b + crop, c:c + crop] for a, b, c in origins.tolist()])
+        crops = torch.stack([volume[a : a + crop, b : b + crop, c : c + crop] for a, b, c in origins.tolist()])
         real = torch.nn.functional.one_hot(crops.long(), N_PHASES).permute(0, 4, 1, 2, 3).float()
         model(real)
 
@@ -90,8 +90,14 @@ def _start(variant: str, batch: int) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)  # one device, default flags
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.Popen([sys.executable, "-m", "benchmarks.train_step", "--worker", variant, "--batch", str(batch)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.train_step", "--worker", variant, "--batch", str(batch)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env=env,
+    )
 
 
 def _ask(proc: subprocess.Popen, command: str | None) -> dict:
@@ -144,10 +150,17 @@ def main(argv=None) -> None:
     if args.worker:
         worker(args.worker, args.batch[0])
         return
-    out = {"benchmark": "train_step", "flops_per_sample_gflop": round(flops_per_sample() / 1e9, 2),
-           "crop": 64, "widths": {"g": [512, 256, 128, 64], "d": [16, 32, 64, 128]}, "k": 2,
-           "rounds": args.rounds, "warmup": args.warmup,
-           "load_average_start": os.getloadavg(), "batches": {}}
+    out = {
+        "benchmark": "train_step",
+        "flops_per_sample_gflop": round(flops_per_sample() / 1e9, 2),
+        "crop": 64,
+        "widths": {"g": [512, 256, 128, 64], "d": [16, 32, 64, 128]},
+        "k": 2,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "load_average_start": os.getloadavg(),
+        "batches": {},
+    }
     for batch in args.batch:
         out["batches"][str(batch)] = measure(batch, args.variants, args.rounds, args.warmup)
         print(json.dumps({"batch": batch, **out["batches"][str(batch)]}), file=sys.stderr, flush=True)

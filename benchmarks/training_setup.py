@@ -9,8 +9,9 @@ N_PHASES = 3
 VOLUME_SIDE = 96
 
 
-def flops_per_sample(g_widths=(512, 256, 128, 64), d_widths=(16, 32, 64, 128), latent=100, n_phases=N_PHASES,
-                     k: int = 2) -> float:
+def flops_per_sample(
+    g_widths=(512, 256, 128, 64), d_widths=(16, 32, 64, 128), latent=100, n_phases=N_PHASES, k: int = 2
+) -> float:
     """Floating-point operations of one iteration per sample, counting what PyTorch's autograd computes.
 
     Forward cost of a layer = 2 * k^3 * C_in * C_out per input voxel (transposed convolution) or per
@@ -19,13 +20,13 @@ def flops_per_sample(g_widths=(512, 256, 128, 64), d_widths=(16, 32, 64, 128), l
     detached fakes).
     """
     g_channels = (latent, *g_widths, n_phases)
-    g_inputs = [1] + [4 * 2**i for i in range(len(g_widths))]                  # input sides 1, 4, 8, 16, 32
+    g_inputs = [1] + [4 * 2**i for i in range(len(g_widths))]  # input sides 1, 4, 8, 16, 32
     g = [2 * n**3 * 64 * a * b for n, a, b in zip(g_inputs, g_channels[:-1], g_channels[1:])]
     d_channels = (n_phases, *d_widths, 1)
-    d_outputs = [32 // 2**i for i in range(len(d_widths))] + [1]                # output sides 32, 16, 8, 4, 1
+    d_outputs = [32 // 2**i for i in range(len(d_widths))] + [1]  # output sides 32, 16, 8, 4, 1
     d = [2 * n**3 * 64 * a * b for n, a, b in zip(d_outputs, d_channels[:-1], d_channels[1:])]
     g_fwd, d_fwd = sum(g), sum(d)
-    d_step = g_fwd + 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - d[0])                # fwd, weight grads, input grads
+    d_step = g_fwd + 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - d[0])  # fwd, weight grads, input grads
     g_step = g_fwd + d_fwd + 2 * d_fwd + 2 * g_fwd - g[0]
     return float(d_step + k * g_step)
 
@@ -55,7 +56,6 @@ def paper_training(batch: int, precision: str = "float32", latent: str = "point"
     mesh = train.make_mesh(jax.devices()[:1])
     state = train.init_state(model_config, config)
     return model_config, config, spec, mesh, state, jax.device_put(dataset.device_arrays(stack, spec))
-
 
 
 def synthetic_cpu_run(workdir, precision: str, steps: int, seed: int = 0, **cadence):

@@ -31,8 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def _job(args: list[str]) -> dict:
     """Run one `porejax` command; its wall time, peak RSS and the generation seconds it printed."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "porejax.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "porejax.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -46,7 +51,9 @@ def _same(a: Path, b: Path) -> bool:
     from porejax.store import StoreVolume
 
     va, vb = StoreVolume(a), StoreVolume(b)
-    return va.shape == vb.shape and all(np.array_equal(va[x:x + 64], vb[x:x + 64]) for x in range(0, va.shape[0], 64))
+    return va.shape == vb.shape and all(
+        np.array_equal(va[x : x + 64], vb[x : x + 64]) for x in range(0, va.shape[0], 64)
+    )
 
 
 def main(argv=None) -> None:
@@ -69,18 +76,27 @@ def main(argv=None) -> None:
         result["parts"] = []
         for n in args.parts:
             out = tmp / f"parts{n}.zarr"
-            jobs = [_job(base + ["--size", str(args.size), "--out", str(out), "--part", f"{i}/{n}"])
-                    for i in range(1, n + 1)]
-            record = {"parts": n, "jobs": jobs, "sum_wall_s": round(sum(j["wall_s"] for j in jobs), 2),
-                      "sum_generate_s": round(sum(j["generate_s"] for j in jobs), 2),
-                      "max_peak_rss_mb": max(j["peak_rss_mb"] for j in jobs),
-                      "identical_bytes": _same(tmp / "one.zarr", out)}
+            jobs = [
+                _job(base + ["--size", str(args.size), "--out", str(out), "--part", f"{i}/{n}"])
+                for i in range(1, n + 1)
+            ]
+            record = {
+                "parts": n,
+                "jobs": jobs,
+                "sum_wall_s": round(sum(j["wall_s"] for j in jobs), 2),
+                "sum_generate_s": round(sum(j["generate_s"] for j in jobs), 2),
+                "max_peak_rss_mb": max(j["peak_rss_mb"] for j in jobs),
+                "identical_bytes": _same(tmp / "one.zarr", out),
+            }
             result["parts"].append(record)
             print(json.dumps(record), file=sys.stderr, flush=True)
             shutil.rmtree(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rate = lambda r: r["generate_s"] / r["size"] ** 3 * 1e9  # seconds per 10^9 voxels
+
+    def rate(r):  # seconds per 10^9 voxels
+        return r["generate_s"] / r["size"] ** 3 * 1e9
+
     result["s_per_gvoxel"] = {"small": round(rate(result["small"]), 2), "one_job": round(rate(result["one_job"]), 2)}
     result["load_average_end"] = os.getloadavg()
     print(json.dumps(result, indent=1))

@@ -25,7 +25,7 @@ HOLDOUT = 64
 
 def central_planes(volume, holdout: int = HOLDOUT) -> dict:
     """{"x": (Y, Z), "y": (X - holdout, Z), "z": (X - holdout, Y)} label images outside the held-out x-slices."""
-    train = volume[:volume.shape[0] - holdout]
+    train = volume[: volume.shape[0] - holdout]
     planes = volume_slices(train)
     return {axis: planes[axis][planes[axis].shape[0] // 2] for axis in "xyz"}
 
@@ -40,8 +40,10 @@ def main(argv=None) -> int:
         tifffile.imwrite(args.out / f"{axis}.tif", image)
         print(f"wrote {args.out / f'{axis}.tif'}: plane normal to {axis}, {image.shape[0]}x{image.shape[1]}")
     flags = " ".join(f"--slices-{a} {args.out / f'{a}.tif'}" for a in "xyz")
-    print(f"train with: porejax train {flags} --preset slices-cpu --names pore,nmc,cbd --voxel-size 0.390625 "
-          "--workdir runs/slices2d")
+    print(
+        f"train with: porejax train {flags} --preset slices-cpu --names pore,nmc,cbd --voxel-size 0.390625 "
+        "--workdir runs/slices2d"
+    )
     return 0
 
 

@@ -23,8 +23,12 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--step", type=int, help="saved step to export (default the newest)")
-    parser.add_argument("--stationary-latent", type=int, default=0,
-                        help="re-estimate BatchNorm statistics on periodic latents of this side (0: keep)")
+    parser.add_argument(
+        "--stationary-latent",
+        type=int,
+        default=0,
+        help="re-estimate BatchNorm statistics on periodic latents of this side (0: keep)",
+    )
     args = parser.parse_args(argv)
     meta = checkpoint.read_metadata(args.checkpoint)
     gen = load_generator(args.checkpoint, args.step)

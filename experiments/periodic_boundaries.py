@@ -44,8 +44,9 @@ def _sides(text: str) -> list[int]:
 def solve_all_axes(mask: np.ndarray, side_boundary: str) -> tuple[np.ndarray, float]:
     """D_rel along x, y, z (3,) of a binary volume and the seconds the three solves took."""
     start = time.perf_counter()
-    drel = np.array([float(metrics.tortuosity(mask, axis=a, side_boundary=side_boundary).relative_diffusivity)
-                     for a in range(3)])
+    drel = np.array(
+        [float(metrics.tortuosity(mask, axis=a, side_boundary=side_boundary).relative_diffusivity) for a in range(3)]
+    )
     return drel, time.perf_counter() - start
 
 
@@ -54,8 +55,16 @@ def periodic_volume(generator, side: int, seed: int) -> np.ndarray:
     return volume
 
 
-def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_side: int, reference_samples: int,
-        phase: str | None, seed: int) -> dict:
+def run(
+    checkpoint: Path,
+    out: Path,
+    sides: list[int],
+    samples: int,
+    reference_side: int,
+    reference_samples: int,
+    phase: str | None,
+    seed: int,
+) -> dict:
     generator = load_generator(checkpoint)
     phase_map, unit = generator.phase_map, generator.config.period_unit
     voxel_size = phase_map.voxel_size or 1.0
@@ -68,7 +77,9 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
         raise PorejaxError(f"--reference-side {reference_side} is not a multiple of the period unit {unit}")
     out.mkdir(parents=True, exist_ok=True)
 
-    reference_volumes = [periodic_volume(generator, reference_side, seed + 10_000 + i) for i in range(reference_samples)]
+    reference_volumes = [
+        periodic_volume(generator, reference_side, seed + 10_000 + i) for i in range(reference_samples)
+    ]
     if phase is None:
         counts = [sum(np.count_nonzero(v == lab) for v in reference_volumes) for lab in phase_map.labels]
         index = int(np.argmax(counts))
@@ -82,13 +93,17 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
     for i, volume in enumerate(reference_volumes):
         drel, seconds = solve_all_axes(volume == label, "periodic")
         reference_values.append(drel)
-        print(f"reference {i + 1}/{reference_samples}: {reference_side}^3, D_rel({name}) x/y/z = "
-              f"{np.round(drel, 4).tolist()} ({seconds:.0f} s)", flush=True)
+        print(
+            f"reference {i + 1}/{reference_samples}: {reference_side}^3, D_rel({name}) x/y/z = "
+            f"{np.round(drel, 4).tolist()} ({seconds:.0f} s)",
+            flush=True,
+        )
     reference_values = np.concatenate(reference_values)
     reference = float(reference_values.mean())
     if reference <= 0:
-        raise PorejaxError(f"{name} does not span the {reference_side}^3 reference volumes (D_rel = 0): choose "
-                           "another --phase")
+        raise PorejaxError(
+            f"{name} does not span the {reference_side}^3 reference volumes (D_rel = 0): choose another --phase"
+        )
     reference_sem = float(reference_values.std(ddof=1) / np.sqrt(reference_values.size))
 
     rows = []
@@ -101,17 +116,25 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
                 drel, t = solve_all_axes(mask, bc)
                 values[bc].append(drel)
                 seconds[bc] += t
-        row = {"side": side, "voxels": side ** 3, "solves": samples * 3}
+        row = {"side": side, "voxels": side**3, "solves": samples * 3}
         for bc in BOUNDARIES:
             v = np.concatenate(values[bc])
             error = v - reference
-            row[bc] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "bias": float(error.mean()),
-                       "rms_error": float(np.sqrt(np.mean(error ** 2))),
-                       "relative_rms_error": float(np.sqrt(np.mean(error ** 2)) / reference),
-                       "seconds_per_solve": seconds[bc] / (samples * 3), "values": v}
+            row[bc] = {
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)),
+                "bias": float(error.mean()),
+                "rms_error": float(np.sqrt(np.mean(error**2))),
+                "relative_rms_error": float(np.sqrt(np.mean(error**2)) / reference),
+                "seconds_per_solve": seconds[bc] / (samples * 3),
+                "values": v,
+            }
         rows.append(row)
-        print(f"side {side}: D_rel mirror {row['mirror']['mean']:.4f} (rms err {row['mirror']['rms_error']:.4f}), "
-              f"periodic {row['periodic']['mean']:.4f} (rms err {row['periodic']['rms_error']:.4f})", flush=True)
+        print(
+            f"side {side}: D_rel mirror {row['mirror']['mean']:.4f} (rms err {row['mirror']['rms_error']:.4f}), "
+            f"periodic {row['periodic']['mean']:.4f} (rms err {row['periodic']['rms_error']:.4f})",
+            flush=True,
+        )
     for row in rows:
         target = row["mirror"]["rms_error"]
         equal = [r["side"] for r in rows if r["periodic"]["rms_error"] <= target]
@@ -119,17 +142,40 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
         row["voxel_ratio"] = row["voxels"] / min(equal) ** 3 if equal else None
 
     study = periodic_flux_study(generator, min(max(usable), 64), seed)
-    fig8 = figures.periodic_tiling_and_flux(study["volume"], study["flux"]["mirror"], study["flux"]["periodic"],
-                                                   phase_map, voxel_size, study["phase"], study["relative_diffusivity"])
+    fig8 = figures.periodic_tiling_and_flux(
+        study["volume"],
+        study["flux"]["mirror"],
+        study["flux"]["periodic"],
+        phase_map,
+        voxel_size,
+        study["phase"],
+        study["relative_diffusivity"],
+    )
     figures.save_png(fig8, out / "figure8.png")
     figures.save_png(error_figure(rows, reference, name), out / "error_vs_side.png")
-    results = {"checkpoint": str(checkpoint), "step": generator.step, "phase": name, "label": label,
-               "period_unit": unit, "samples_per_side": samples, "axes": "x, y, z",
-               "reference": {"side": reference_side, "volumes": reference_samples, "side_boundary": "periodic",
-                             "relative_diffusivity": reference, "standard_error": reference_sem,
-                             "values": reference_values},
-               "rows": rows, "figure8": {"side": study["side"], "phase": phase_map.name(study["phase"]),
-                                         "relative_diffusivity": study["relative_diffusivity"]}}
+    results = {
+        "checkpoint": str(checkpoint),
+        "step": generator.step,
+        "phase": name,
+        "label": label,
+        "period_unit": unit,
+        "samples_per_side": samples,
+        "axes": "x, y, z",
+        "reference": {
+            "side": reference_side,
+            "volumes": reference_samples,
+            "side_boundary": "periodic",
+            "relative_diffusivity": reference,
+            "standard_error": reference_sem,
+            "values": reference_values,
+        },
+        "rows": rows,
+        "figure8": {
+            "side": study["side"],
+            "phase": phase_map.name(study["phase"]),
+            "relative_diffusivity": study["relative_diffusivity"],
+        },
+    }
     results = jsonio.jsonable(results)
     jsonio.write(out / "results.json", results)
     with atomic_path(out / "results.md") as tmp:
@@ -141,28 +187,37 @@ def run(checkpoint: Path, out: Path, sides: list[int], samples: int, reference_s
 def markdown(results: dict) -> str:
     ref = results["reference"]
     lines = [
-        "# D_rel of periodic volumes: mirror vs periodic side boundaries", "",
+        "# D_rel of periodic volumes: mirror vs periodic side boundaries",
+        "",
         f"Checkpoint `{results['checkpoint']}` (step {results['step']}), phase **{results['phase']}**, "
         f"{results['samples_per_side']} generated periodic volumes per side, D_rel along x, y and z of each "
         f"(so {3 * results['samples_per_side']} values per cell). Reference: mean D_rel of "
         f"{ref['volumes']} periodic {ref['side']}^3 volumes (periodic sides, x, y, z) = "
-        f"{ref['relative_diffusivity']:.4f} ± {ref['standard_error']:.4f} (standard error).", "",
+        f"{ref['relative_diffusivity']:.4f} ± {ref['standard_error']:.4f} (standard error).",
+        "",
         "| side L | D_rel mirror | D_rel periodic | bias mirror | bias periodic | rel. RMS error mirror | "
         "rel. RMS error periodic | s / solve (mirror, periodic) | smallest periodic L with RMS error ≤ mirror's | "
         "voxel ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results["rows"]:
         m, p = r["mirror"], r["periodic"]
         smallest = r["smallest_periodic_side_with_error_at_most_mirror"]
         ratio = "n/a" if r["voxel_ratio"] is None else f"{r['voxel_ratio']:.2g}x"
-        lines.append(f"| {r['side']} | {m['mean']:.4f} ± {m['std']:.4f} | {p['mean']:.4f} ± {p['std']:.4f} | "
-                     f"{m['bias']:+.4f} | {p['bias']:+.4f} | {100 * m['relative_rms_error']:.1f}% | "
-                     f"{100 * p['relative_rms_error']:.1f}% | {m['seconds_per_solve']:.2f}, "
-                     f"{p['seconds_per_solve']:.2f} | {smallest if smallest is not None else 'none tested'} | {ratio} |")
-    lines += ["", "Bias = mean(D_rel - reference); RMS error includes the sample-to-sample spread of small volumes "
-              "(both boundary conditions are solved on the same volumes, so their difference is the boundary "
-              "effect alone). Voxel ratio: voxels of the mirror volume / voxels of the smallest periodic volume "
-              "with an RMS error at most as large.", ""]
+        lines.append(
+            f"| {r['side']} | {m['mean']:.4f} ± {m['std']:.4f} | {p['mean']:.4f} ± {p['std']:.4f} | "
+            f"{m['bias']:+.4f} | {p['bias']:+.4f} | {100 * m['relative_rms_error']:.1f}% | "
+            f"{100 * p['relative_rms_error']:.1f}% | {m['seconds_per_solve']:.2f}, "
+            f"{p['seconds_per_solve']:.2f} | {smallest if smallest is not None else 'none tested'} | {ratio} |"
+        )
+    lines += [
+        "",
+        "Bias = mean(D_rel - reference); RMS error includes the sample-to-sample spread of small volumes "
+        "(both boundary conditions are solved on the same volumes, so their difference is the boundary "
+        "effect alone). Voxel ratio: voxels of the mirror volume / voxels of the smallest periodic volume "
+        "with an RMS error at most as large.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -172,10 +227,21 @@ def error_figure(rows: list[dict], reference: float, phase: str):
     ax = fig.subplots()
     sides = [r["side"] for r in rows]
     for bc, marker, colour in zip(BOUNDARIES, ("o", "s"), ("#3b7dd8", "#d8453b")):
-        ax.plot(sides, [100 * r[bc]["relative_rms_error"] for r in rows], marker=marker, color=colour,
-                label=f"{bc} sides: RMS error of one volume")
-        ax.plot(sides, [100 * abs(r[bc]["bias"]) / reference for r in rows], marker=marker, color=colour, ls=":",
-                label=f"{bc} sides: |bias| of the mean")
+        ax.plot(
+            sides,
+            [100 * r[bc]["relative_rms_error"] for r in rows],
+            marker=marker,
+            color=colour,
+            label=f"{bc} sides: RMS error of one volume",
+        )
+        ax.plot(
+            sides,
+            [100 * abs(r[bc]["bias"]) / reference for r in rows],
+            marker=marker,
+            color=colour,
+            ls=":",
+            label=f"{bc} sides: |bias| of the mean",
+        )
     ax.set_xlabel("side L of the periodic volume (voxels)")
     ax.set_ylabel(f"error of D_rel({phase}) vs reference (%)")
     ax.set_yscale("log")
@@ -196,8 +262,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
-        run(args.checkpoint, args.out, args.sides, args.samples, args.reference_side, args.reference_samples,
-            args.phase, args.seed)
+        run(
+            args.checkpoint,
+            args.out,
+            args.sides,
+            args.samples,
+            args.reference_side,
+            args.reference_samples,
+            args.phase,
+            args.seed,
+        )
     except PorejaxError as exc:
         print(f"periodic_boundaries: error: {exc}", file=sys.stderr)
         return 2

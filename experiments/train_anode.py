@@ -33,9 +33,12 @@ def main(argv=None) -> int:
         volumes = [np.tile(v, TILES) for v in volumes]
         sources = [f"{p.name} tiled {TILES}" for p in args.data]
     else:
-        print("note: training on the built-in synthetic anode; the paper's generated SOFC volumes (not "
-              "tomography) are a stand-in: --data ../shared/data/paper_generated/sofc/periodic/sofc_0.tif "
-              "(repeat --data for sofc_1..4; labels 0/128/255 = pore/Ni/YSZ, 0.065 um voxels)", file=sys.stderr)
+        print(
+            "note: training on the built-in synthetic anode; the paper's generated SOFC volumes (not "
+            "tomography) are a stand-in: --data ../shared/data/paper_generated/sofc/periodic/sofc_0.tif "
+            "(repeat --data for sofc_1..4; labels 0/128/255 = pore/Ni/YSZ, 0.065 um voxels)",
+            file=sys.stderr,
+        )
         volume, phase_map = default_dataset("anode", 128)
         volumes, sources = [volume], ["synthetic anode 128^3, seed 0"]
     return run(args, volumes, phase_map, 0, sources)

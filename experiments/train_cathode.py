@@ -28,9 +28,11 @@ def main(argv=None) -> int:
         volumes, phase_map = load_volumes(args.data, NAMES, VOXEL_UM)
         sources = [p.name for p in args.data]
     else:
-        print("note: training on the built-in synthetic cathode; for the real one pass "
-              "--data ../shared/data/cathode_nmc_256.tif (labels 0/85/170 = pore/NMC/CBD, 0.390625 um voxels)",
-              file=sys.stderr)
+        print(
+            "note: training on the built-in synthetic cathode; for the real one pass "
+            "--data ../shared/data/cathode_nmc_256.tif (labels 0/85/170 = pore/NMC/CBD, 0.390625 um voxels)",
+            file=sys.stderr,
+        )
         volume, phase_map = default_dataset("cathode", 160)
         volumes, sources = [volume], ["synthetic cathode 160^3, seed 0"]
     return run(args, volumes, phase_map, HOLDOUT, sources)

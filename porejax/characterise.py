@@ -37,13 +37,16 @@ def parse_metrics(names: Sequence[str] | None) -> tuple[str, ...]:
     chosen = {_ALIASES.get(n.strip(), n.strip()) for item in names for n in item.split(",") if n.strip()}
     unknown = sorted(chosen - set(METRICS))
     if unknown or not chosen:
-        raise PorejaxError(f"unknown metric(s) {unknown or names}: choose from {', '.join(METRICS)} "
-                           "(relative_diffusivity comes with tortuosity)")
+        raise PorejaxError(
+            f"unknown metric(s) {unknown or names}: choose from {', '.join(METRICS)} "
+            "(relative_diffusivity comes with tortuosity)"
+        )
     return tuple(m for m in METRICS if m in chosen)
 
 
-def characterise_volume(volume: np.ndarray, voxel_size: float | None = None, periodic: bool = False,
-                        selected: Sequence[str] = METRICS) -> dict:
+def characterise_volume(
+    volume: np.ndarray, voxel_size: float | None = None, periodic: bool = False, selected: Sequence[str] = METRICS
+) -> dict:
     """The record of one (D, H, W) label volume (without "path"); lengths in um, or voxels if voxel_size is None.
 
     periodic: faces and edges across the volume's boundary count, and the diffusion solve has periodic
@@ -53,21 +56,26 @@ def characterise_volume(volume: np.ndarray, voxel_size: float | None = None, per
     dx = 1.0 if voxel_size is None else float(voxel_size)
     unit = "voxel" if voxel_size is None else "um"
     labels = tuple(int(v) for v in np.unique(volume))
-    record: dict = {"shape": list(volume.shape), "voxel_size_um": voxel_size,
-                    "units": {"specific_surface_area": f"{unit}^-1", "tpb_density": f"{unit}^-2"}}
+    record: dict = {
+        "shape": list(volume.shape),
+        "voxel_size_um": voxel_size,
+        "units": {"specific_surface_area": f"{unit}^-1", "tpb_density": f"{unit}^-2"},
+    }
     if "volume_fraction" in selected:
         record["volume_fraction"] = _by_label(metrics.volume_fraction(volume, labels))
     if "specific_surface_area" in selected:
         record["specific_surface_area"] = _by_label(metrics.specific_surface_area(volume, dx, labels, periodic))
     if "tpb_density" in selected:
-        record["tpb_density"] = (metrics.triple_phase_boundary_density(volume, dx, labels, periodic)
-                                 if len(labels) == 3 else None)
+        record["tpb_density"] = (
+            metrics.triple_phase_boundary_density(volume, dx, labels, periodic) if len(labels) == 3 else None
+        )
     if "tortuosity" in selected:
         side = "periodic" if periodic else "mirror"
         solves = {lab: [metrics.tortuosity(volume == lab, axis, side) for axis in range(3)] for lab in labels}
         record["tortuosity"] = {str(lab): {a: r.tau for a, r in zip(AXES, rs)} for lab, rs in solves.items()}
-        record["relative_diffusivity"] = {str(lab): {a: r.relative_diffusivity for a, r in zip(AXES, rs)}
-                                          for lab, rs in solves.items()}
+        record["relative_diffusivity"] = {
+            str(lab): {a: r.relative_diffusivity for a, r in zip(AXES, rs)} for lab, rs in solves.items()
+        }
     return record
 
 
@@ -75,8 +83,13 @@ def _by_label(values: dict[int, float]) -> dict[str, float]:
     return {str(label): float(v) for label, v in values.items()}
 
 
-def characterise_files(paths: Sequence[str | os.PathLike], voxel_size: float | None = None, periodic: bool = False,
-                       selected: Sequence[str] = METRICS, progress: Callable[[str], None] | None = None) -> dict:
+def characterise_files(
+    paths: Sequence[str | os.PathLike],
+    voxel_size: float | None = None,
+    periodic: bool = False,
+    selected: Sequence[str] = METRICS,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """{"volumes": [record, ...]} for label files; voxel_size (um) overrides each TIFF's recorded one."""
     records = []
     for i, path in enumerate(paths, 1):

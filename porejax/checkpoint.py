@@ -35,13 +35,17 @@ METADATA_FILE = "porejax.json"
 STEPS_DIR = "checkpoints"
 
 
-def write_metadata(workdir: str | os.PathLike, model_config: ModelConfig, phase_map: PhaseMap,
-                   **extra: Any) -> dict:
+def write_metadata(workdir: str | os.PathLike, model_config: ModelConfig, phase_map: PhaseMap, **extra: Any) -> dict:
     """Write DIR/porejax.json atomically; `extra` holds e.g. `train` (config) and `data` (fingerprint)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "model": model_config.to_dict(),
-            "phase_map": phase_map.to_dict(), **extra}
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model": model_config.to_dict(),
+        "phase_map": phase_map.to_dict(),
+        **extra,
+    }
     if model_config.n_phases != phase_map.n_phases:
         raise PorejaxError(f"model has {model_config.n_phases} phases but the PhaseMap has {phase_map.n_phases}")
     with atomic_path(workdir / METADATA_FILE) as tmp:
@@ -55,11 +59,14 @@ def read_metadata(workdir: str | os.PathLike) -> dict:
     workdir = Path(workdir)
     path = workdir / METADATA_FILE
     if not workdir.is_dir():
-        raise PorejaxError(f"checkpoint directory not found: {workdir} (create one with `porejax init` "
-                           "or `porejax train`)")
+        raise PorejaxError(
+            f"checkpoint directory not found: {workdir} (create one with `porejax init` or `porejax train`)"
+        )
     if not path.exists():
-        raise PorejaxError(f"{workdir} is not a porejax checkpoint directory (no {METADATA_FILE}); "
-                           "point --checkpoint at the directory `porejax train` or `porejax init` wrote")
+        raise PorejaxError(
+            f"{workdir} is not a porejax checkpoint directory (no {METADATA_FILE}); "
+            "point --checkpoint at the directory `porejax train` or `porejax init` wrote"
+        )
     corrupt = f"{path} is corrupt: restore it from a copy or re-create the checkpoint"
     try:
         meta = json.loads(path.read_bytes().decode("utf-8"))
@@ -73,15 +80,21 @@ def read_metadata(workdir: str | os.PathLike) -> dict:
     if missing:
         raise PorejaxError(f"{corrupt} (no {', '.join(repr(k) for k in missing)})")
     if meta["format"] != FORMAT or not isinstance(meta["version"], int):
-        raise PorejaxError(f"{corrupt} (format {meta['format']!r} version {meta['version']!r}, expected "
-                           f"{FORMAT!r} and an integer version)")
+        raise PorejaxError(
+            f"{corrupt} (format {meta['format']!r} version {meta['version']!r}, expected "
+            f"{FORMAT!r} and an integer version)"
+        )
     if meta["version"] > FORMAT_VERSION:
-        raise PorejaxError(f"{path} has format version {meta['version']}; this porejax reads {FORMAT} up to "
-                           f"version {FORMAT_VERSION}: upgrade porejax")
+        raise PorejaxError(
+            f"{path} has format version {meta['version']}; this porejax reads {FORMAT} up to "
+            f"version {FORMAT_VERSION}: upgrade porejax"
+        )
     config, phase_map = _model_and_phases(meta, corrupt)
     if config.n_phases != phase_map.n_phases:
-        raise PorejaxError(f"{corrupt} (the model has {config.n_phases} phases but the phase map "
-                           f"{list(phase_map.labels)} has {phase_map.n_phases})")
+        raise PorejaxError(
+            f"{corrupt} (the model has {config.n_phases} phases but the phase map "
+            f"{list(phase_map.labels)} has {phase_map.n_phases})"
+        )
     return meta
 
 
@@ -131,8 +144,9 @@ class Checkpoints:
     def __init__(self, workdir: str | os.PathLike, keep: int | None = 3, keep_period: int = 0):
         self.workdir = Path(workdir)
         self.steps_dir = self.workdir.resolve() / STEPS_DIR
-        self._options = ocp.CheckpointManagerOptions(max_to_keep=keep, keep_period=keep_period or None,
-                                                     create=True, enable_async_checkpointing=False)
+        self._options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, keep_period=keep_period or None, create=True, enable_async_checkpointing=False
+        )
         self._manager: ocp.CheckpointManager | None = None
 
     def __enter__(self) -> Checkpoints:
@@ -184,9 +198,11 @@ class Checkpoints:
                 raise
             need_mb = _nbytes((generator, state)) / 2**20
             free_mb = shutil.disk_usage(self.steps_dir).free / 2**20
-            raise PorejaxError(f"no space left on device saving step {step} in {self.steps_dir}: a checkpoint needs "
-                               f"about {need_mb:.1f} MB ({free_mb:.1f} MB free); free that much, then continue "
-                               f"with --resume (saved steps {self.steps()} are intact)") from None
+            raise PorejaxError(
+                f"no space left on device saving step {step} in {self.steps_dir}: a checkpoint needs "
+                f"about {need_mb:.1f} MB ({free_mb:.1f} MB free); free that much, then continue "
+                f"with --resume (saved steps {self.steps()} are intact)"
+            ) from None
 
     def restore(self, name: str, target: Any, step: int | None = None) -> tuple[Any, int]:
         """Item `name` ("generator" or "state") of the newest (or given) step, in the structure of `target`
@@ -194,7 +210,9 @@ class Checkpoints:
         `target`'s are a PorejaxError naming them."""
         saved = self.steps()
         if not saved:
-            raise PorejaxError(f"{self.workdir} has no saved step yet (no {STEPS_DIR}/<step>/): train it or re-run init")
+            raise PorejaxError(
+                f"{self.workdir} has no saved step yet (no {STEPS_DIR}/<step>/): train it or re-run init"
+            )
         step = saved[-1] if step is None else step
         if step not in saved:
             raise PorejaxError(f"{self.workdir} has no saved step {step}; its saved steps are {saved}")
@@ -229,10 +247,15 @@ class Checkpoints:
 def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     """{"a/0/mu/conv0/kernel": shape} of a tree's arrays, with dict keys, indices and attributes alike
     (orbax's metadata tree has dicts where the train state has named tuples)."""
+
     def name(entry) -> str:
         return str(getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", entry))))
-    return {"/".join(name(e) for e in path): tuple(leaf.shape)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if hasattr(leaf, "shape")}
+
+    return {
+        "/".join(name(e) for e in path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        if hasattr(leaf, "shape")
+    }
 
 
 def _check_shapes(metadata: Any, target: Any, what: str) -> None:
@@ -240,13 +263,21 @@ def _check_shapes(metadata: Any, target: Any, what: str) -> None:
     saved, wanted = _leaf_shapes(metadata), _leaf_shapes(target)
     differ = [f"{k} {saved.get(k, 'absent')} vs {shape}" for k, shape in wanted.items() if saved.get(k) != shape]
     if differ:
-        raise PorejaxError(f"the arrays of {what} do not fit its {METADATA_FILE} (saved vs expected shapes: "
-                           f"{'; '.join(differ[:3])}): restore {METADATA_FILE} (e.g. its phase labels and model) "
-                           "from a copy")
+        raise PorejaxError(
+            f"the arrays of {what} do not fit its {METADATA_FILE} (saved vs expected shapes: "
+            f"{'; '.join(differ[:3])}): restore {METADATA_FILE} (e.g. its phase labels and model) "
+            "from a copy"
+        )
 
 
-def save(workdir: str | os.PathLike, step: int, generator: dict, state: Any = None, keep: int | None = 3,
-         keep_period: int = 0) -> None:
+def save(
+    workdir: str | os.PathLike,
+    step: int,
+    generator: dict,
+    state: Any = None,
+    keep: int | None = 3,
+    keep_period: int = 0,
+) -> None:
     """Save step `step` of `workdir` (see `Checkpoints.save`)."""
     with Checkpoints(workdir, keep, keep_period) as store:
         store.save(step, generator, state)

@@ -63,8 +63,10 @@ def _run_init(args) -> int:
     g_vars, _ = init_variables(config, jax.random.PRNGKey(args.seed))
     checkpoint.write_metadata(args.workdir, config, phase_map, preset=args.preset, seed=args.seed)
     checkpoint.save(args.workdir, 0, g_vars)
-    print(f"wrote {args.workdir}: preset {args.preset}, {phase_map.n_phases} phases {phase_map.labels}, "
-          f"generator {count_params(g_vars['params']):,} parameters")
+    print(
+        f"wrote {args.workdir}: preset {args.preset}, {phase_map.n_phases} phases {phase_map.labels}, "
+        f"generator {count_params(g_vars['params']):,} parameters"
+    )
     return 0
 
 
@@ -74,8 +76,11 @@ def _add_synth(sub) -> None:
     p.add_argument("kind", choices=("cathode", "anode"))
     p.add_argument("--size", type=int, required=True, help="side in voxels")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fractions", type=_float_list,
-                   help="volume fractions of the three phases (pore, solid 1, solid 2), summing to 1")
+    p.add_argument(
+        "--fractions",
+        type=_float_list,
+        help="volume fractions of the three phases (pore, solid 1, solid 2), summing to 1",
+    )
     p.add_argument("--out", type=Path, required=True, help="output .tif (or .npy)")
     p.set_defaults(run=_run_synth)
 
@@ -98,31 +103,51 @@ def _run_synth(args) -> int:
 def _add_checkpoint_step(p) -> None:
     """--checkpoint DIR and --step N (a saved step; default the newest)."""
     p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--step", type=int, help="saved step of the checkpoint to use (default the newest; "
-                   "`porejax info` lists them)")
+    p.add_argument(
+        "--step", type=int, help="saved step of the checkpoint to use (default the newest; `porejax info` lists them)"
+    )
 
 
 def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate volumes from a checkpoint (any size, periodic, chunked)")
     _add_checkpoint_step(p)
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--size", type=int, help="output side in voxels (exact; every voxel a sample of the material: "
-                      "non-periodic volumes of generators trained on periodic latents come from the latent's "
-                      "interior, away from zero-padded faces)")
-    size.add_argument("--latent-size", type=int,
-                      help="latent side A: the whole output of A (periodic axes u A voxels, u the period unit; "
-                           "non-periodic axes u (A - 6) for generators trained on periodic latents, the interior "
-                           "only, or u (A + 3) for 1^3-trained ones)")
-    p.add_argument("--periodic", default="", metavar="AXES",
-                   help="periodic axes, any subset of xyz (x, y, z = array axes 0, 1, 2); default none")
+    size.add_argument(
+        "--size",
+        type=int,
+        help="output side in voxels (exact; every voxel a sample of the material: "
+        "non-periodic volumes of generators trained on periodic latents come from the latent's "
+        "interior, away from zero-padded faces)",
+    )
+    size.add_argument(
+        "--latent-size",
+        type=int,
+        help="latent side A: the whole output of A (periodic axes u A voxels, u the period unit; "
+        "non-periodic axes u (A - 6) for generators trained on periodic latents, the interior "
+        "only, or u (A + 3) for 1^3-trained ones)",
+    )
+    p.add_argument(
+        "--periodic",
+        default="",
+        metavar="AXES",
+        help="periodic axes, any subset of xyz (x, y, z = array axes 0, 1, 2); default none",
+    )
     p.add_argument("--seed", type=int, default=0, help="latent seed; volume i of --count uses seed + i")
     p.add_argument("--count", type=int, default=1, help="number of volumes: writes OUT_0.tif ... OUT_{K-1}.tif")
     p.add_argument("--chunk", type=int, help="tile side in output voxels (any value gives the same bytes)")
     p.add_argument("--confidence", type=Path, help="also write the confidence map (max phase probability)")
-    p.add_argument("--out", type=Path, required=True,
-                   help="output .tif, or a chunked Zarr store VOL.zarr (written tile by tile, for volumes larger than RAM)")
-    p.add_argument("--part", type=_part, metavar="I/N",
-                   help="Zarr only: write only the I-th (1-based) of N slabs along x, so N jobs fill one store")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output .tif, or a chunked Zarr store VOL.zarr (written tile by tile, for volumes larger than RAM)",
+    )
+    p.add_argument(
+        "--part",
+        type=_part,
+        metavar="I/N",
+        help="Zarr only: write only the I-th (1-based) of N slabs along x, so N jobs fill one store",
+    )
     p.set_defaults(run=_run_generate)
 
 
@@ -162,11 +187,21 @@ def _run_generate(args) -> int:
         start = time.perf_counter()
         out = _numbered(args.out, i, args.count)
         settings = {"seed": args.seed + i, "periodic": args.periodic, "size": args.size, "latent_size": list(latent)}
-        shape = gen.write(out, gen.latent(args.seed + i, latent), periodic, size, args.chunk,
-                          _numbered(args.confidence, i, args.count), args.part, settings)
+        shape = gen.write(
+            out,
+            gen.latent(args.seed + i, latent),
+            periodic,
+            size,
+            args.chunk,
+            _numbered(args.confidence, i, args.count),
+            args.part,
+            settings,
+        )
         what = "" if args.part is None else f" part {args.part[0] + 1}/{args.part[1]} of"
-        print(f"wrote{what} {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
-              f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.1f} s")
+        print(
+            f"wrote{what} {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
+            f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.1f} s"
+        )
     return 0
 
 
@@ -186,14 +221,25 @@ def _run_info(args) -> int:
     meta = checkpoint.read_metadata(args.checkpoint)
     gen = load_generator(args.checkpoint)
     config = gen.config
-    d_shapes = jax.eval_shape(lambda: Discriminator(config).init(
-        jax.random.PRNGKey(0), jax.numpy.zeros((1,) + (config.crop_size,) * 3 + (config.n_phases,))))
-    info = {"checkpoint": str(args.checkpoint), "step": gen.step, "steps_saved": checkpoint.steps(args.checkpoint),
-            "model": config.to_dict(), "crop_size": config.crop_size, "period_unit": config.period_unit,
-            "phase_map": gen.phase_map.to_dict(),
-            "parameters": {"generator": count_params(gen.variables["params"]),
-                           "discriminator": count_params(d_shapes["params"])},
-            **{k: v for k, v in meta.items() if k not in ("model", "phase_map", "format", "version")}}
+    d_shapes = jax.eval_shape(
+        lambda: Discriminator(config).init(
+            jax.random.PRNGKey(0), jax.numpy.zeros((1,) + (config.crop_size,) * 3 + (config.n_phases,))
+        )
+    )
+    info = {
+        "checkpoint": str(args.checkpoint),
+        "step": gen.step,
+        "steps_saved": checkpoint.steps(args.checkpoint),
+        "model": config.to_dict(),
+        "crop_size": config.crop_size,
+        "period_unit": config.period_unit,
+        "phase_map": gen.phase_map.to_dict(),
+        "parameters": {
+            "generator": count_params(gen.variables["params"]),
+            "discriminator": count_params(d_shapes["params"]),
+        },
+        **{k: v for k, v in meta.items() if k not in ("model", "phase_map", "format", "version")},
+    }
     print(json.dumps(info, indent=2))
     return 0
 
@@ -216,20 +262,31 @@ def _run_import_torch(args) -> int:
     names = None if args.names is None else args.names.split(",")
     out = import_generator(args.state_dict, args.out, args.labels, names, args.voxel_size)
     config, phase_map = checkpoint.model_and_phases(checkpoint.read_metadata(out))
-    print(f"wrote {out}: generator widths {list(config.g_widths)}, latent channels {config.latent_channels}, "
-          f"{phase_map.n_phases} phases {list(phase_map.labels)}; generate with "
-          f"`porejax generate --checkpoint {out} ...`")
+    print(
+        f"wrote {out}: generator widths {list(config.g_widths)}, latent channels {config.latent_channels}, "
+        f"{phase_map.n_phases} phases {list(phase_map.labels)}; generate with "
+        f"`porejax generate --checkpoint {out} ...`"
+    )
     return 0
 
 
 # --- compare ---------------------------------------------------------------------------------------
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="compare real and generated microstructures: report.md/.html, figures, JSON")
-    p.add_argument("--real", required=True, type=Path, nargs="+",
-                   help="real label volume(s) (TIFF/.npy) with the checkpoint's labels; crops are spread over them")
+    p.add_argument(
+        "--real",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="real label volume(s) (TIFF/.npy) with the checkpoint's labels; crops are spread over them",
+    )
     _add_checkpoint_step(p)
-    p.add_argument("--n", type=int, default=100,
-                   help="generated volumes, and real crops unless the real volumes hold fewer distinct ones (default 100)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=100,
+        help="generated volumes, and real crops unless the real volumes hold fewer distinct ones (default 100)",
+    )
     p.add_argument("--size", type=int, default=64, help="side of every volume in voxels (default 64)")
     p.add_argument("--voxel-size", type=float, help="micrometres per voxel (default: the checkpoint's)")
     p.add_argument("--periodic", action="store_true", help="generate periodic volumes (x, y, z)")
@@ -241,9 +298,18 @@ def _add_compare(sub) -> None:
 def _run_compare(args) -> int:
     from porejax.compare import compare
 
-    compare(args.real, args.checkpoint, n=args.n, size=args.size, voxel_size=args.voxel_size,
-            periodic=args.periodic, seed=args.seed, out=args.out, progress=lambda line: print(line, flush=True),
-            step=args.step)
+    compare(
+        args.real,
+        args.checkpoint,
+        n=args.n,
+        size=args.size,
+        voxel_size=args.voxel_size,
+        periodic=args.periodic,
+        seed=args.seed,
+        out=args.out,
+        progress=lambda line: print(line, flush=True),
+        step=args.step,
+    )
     return 0
 
 
@@ -251,16 +317,26 @@ def _run_compare(args) -> int:
 def _add_characterise(sub) -> None:
     p = sub.add_parser("characterise", help="metrics of label volumes (vf, SSA, TPB, tortuosity) as a table and JSON")
     p.add_argument("volumes", nargs="+", type=Path, metavar="VOL", help="label volumes (.tif, .tiff or .npy)")
-    p.add_argument("--voxel-size", type=float, metavar="UM",
-                   help="voxel edge length in micrometres (default: the TIFF's metadata; without one, "
-                   "lengths are per voxel and the JSON's \"units\" says so)")
-    p.add_argument("--periodic", action="store_true",
-                   help="periodic volumes: faces and edges across the boundary count, periodic side faces in "
-                   "the diffusion solves")
-    p.add_argument("--metrics", nargs="+", metavar="NAME",
-                   help="metrics to compute, any of volume_fraction, specific_surface_area, tpb_density, tortuosity "
-                   "(default all; tortuosity includes "
-                   "relative_diffusivity)")
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        metavar="UM",
+        help="voxel edge length in micrometres (default: the TIFF's metadata; without one, "
+        'lengths are per voxel and the JSON\'s "units" says so)',
+    )
+    p.add_argument(
+        "--periodic",
+        action="store_true",
+        help="periodic volumes: faces and edges across the boundary count, periodic side faces in the diffusion solves",
+    )
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="NAME",
+        help="metrics to compute, any of volume_fraction, specific_surface_area, tpb_density, tortuosity "
+        "(default all; tortuosity includes "
+        "relative_diffusivity)",
+    )
     p.add_argument("--out", type=Path, metavar="FILE.json", help="also write the results as JSON")
     p.set_defaults(run=_run_characterise)
 
@@ -272,8 +348,13 @@ def _run_characterise(args) -> int:
 
     selected = parse_metrics(args.metrics)
     voxel_size = None if args.voxel_size is None else check_voxel_size(args.voxel_size)
-    result = characterise_files(args.volumes, voxel_size, args.periodic, selected,
-                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    result = characterise_files(
+        args.volumes,
+        voxel_size,
+        args.periodic,
+        selected,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     print("\n\n".join(table(record) for record in result["volumes"]))
     if args.out is not None:
         print(f"wrote {jsonio.write(args.out, result)}")
@@ -283,39 +364,75 @@ def _run_characterise(args) -> int:
 # --- train -----------------------------------------------------------------------------------------
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a generator on label volumes (resumable, data parallel)")
-    p.add_argument("--data", type=Path, action="append",
-                   help="training label volume (TIFF/.npy); repeat for several volumes")
-    p.add_argument("--slices", type=Path, action="append", metavar="IMG",
-                   help="train from 2D images of an isotropic material: a 2D label image (TIFF/.npy) or a stack "
-                   "of images of one plane; repeat for several; one discriminator judges slices along x, y and z")
+    p.add_argument(
+        "--data", type=Path, action="append", help="training label volume (TIFF/.npy); repeat for several volumes"
+    )
+    p.add_argument(
+        "--slices",
+        type=Path,
+        action="append",
+        metavar="IMG",
+        help="train from 2D images of an isotropic material: a 2D label image (TIFF/.npy) or a stack "
+        "of images of one plane; repeat for several; one discriminator judges slices along x, y and z",
+    )
     for axis, plane in zip("xyz", ("(y, z)", "(x, z)", "(x, y)")):
-        p.add_argument(f"--slices-{axis}", type=Path, action="append", metavar="IMG",
-                       help=f"2D label image(s) of the plane normal to {axis}, array axes {plane} (anisotropic "
-                       "material: give all three)")
-    p.add_argument("--discriminator", choices=("volume", "slices", "shared-slices"),
-                   help="volume: 3D crops (default for --data); slices: 2D, one per axis (--slices-x/-y/-z, or "
-                   "the slices of --data volumes); shared-slices: 2D, one for all axes (--slices)")
-    p.add_argument("--slices-per-volume", type=int,
-                   help="slice discriminators: random slices per generated volume and axis (default all)")
+        p.add_argument(
+            f"--slices-{axis}",
+            type=Path,
+            action="append",
+            metavar="IMG",
+            help=f"2D label image(s) of the plane normal to {axis}, array axes {plane} (anisotropic "
+            "material: give all three)",
+        )
+    p.add_argument(
+        "--discriminator",
+        choices=("volume", "slices", "shared-slices"),
+        help="volume: 3D crops (default for --data); slices: 2D, one per axis (--slices-x/-y/-z, or "
+        "the slices of --data volumes); shared-slices: 2D, one for all axes (--slices)",
+    )
+    p.add_argument(
+        "--slices-per-volume",
+        type=int,
+        help="slice discriminators: random slices per generated volume and axis (default all)",
+    )
     p.add_argument("--workdir", type=Path, required=True, help="checkpoint directory (logs, samples, checkpoints)")
-    p.add_argument("--preset",
-                   help="paper (GPU); for two CPU cores cpu (32^3 crops), cpu-smooth (cpu with a 3^3 output layer "
-                   "against the checkerboard) or cpu64 (64^3 crops); tiny (seconds); default cpu. From 2D "
-                   "images: slicegan (GPU), slices-cpu, slices-tiny; default slices-cpu")
+    p.add_argument(
+        "--preset",
+        help="paper (GPU); for two CPU cores cpu (32^3 crops), cpu-smooth (cpu with a 3^3 output layer "
+        "against the checkerboard) or cpu64 (64^3 crops); tiny (seconds); default cpu. From 2D "
+        "images: slicegan (GPU), slices-cpu, slices-tiny; default slices-cpu",
+    )
     p.add_argument("--steps", type=int, help="total steps (a resumed run continues up to it)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--crop", type=int, help="crop side; must equal the preset's (paper 64, cpu 32, cpu-smooth 32, cpu64 64, tiny 32)")
+    p.add_argument(
+        "--crop",
+        type=int,
+        help="crop side; must equal the preset's (paper 64, cpu 32, cpu-smooth 32, cpu64 64, tiny 32)",
+    )
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
-    p.add_argument("--lr", type=float, help="Adam learning rate for both networks (default: the preset's); may differ on "
-                   "--resume, e.g. lower to refine a run that has plateaued")
-    p.add_argument("--ema-decay", type=float,
-                   help="generate from an exponential moving average of the generator's weights with this decay "
-                   "(e.g. 0.999; default: the preset's; 0: off); may be switched on at --resume")
-    p.add_argument("--precision", choices=("float32", "bfloat16"),
-                   help="convolution products: float32 (default) or bfloat16 (mixed precision: float32 weights; "
-                        "the generator's last and the discriminator's first layer stay float32)")
-    p.add_argument("--latent", choices=("periodic", "point"),
-                   help="training latents: periodic (crop-sized, circular padding; default) or point (the paper's 1^3)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help="Adam learning rate for both networks (default: the preset's); may differ on "
+        "--resume, e.g. lower to refine a run that has plateaued",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        help="generate from an exponential moving average of the generator's weights with this decay "
+        "(e.g. 0.999; default: the preset's; 0: off); may be switched on at --resume",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        help="convolution products: float32 (default) or bfloat16 (mixed precision: float32 weights; "
+        "the generator's last and the discriminator's first layer stay float32)",
+    )
+    p.add_argument(
+        "--latent",
+        choices=("periodic", "point"),
+        help="training latents: periodic (crop-sized, circular padding; default) or point (the paper's 1^3)",
+    )
     p.add_argument("--sampling", choices=("random", "strided"), help="random crops or the paper's stride-8 epochs")
     p.add_argument("--augment", action="store_true", default=None, help="random flips and 90-degree rotations")
     p.add_argument("--holdout", type=int, help="hold out the last N slices along x of every volume")
@@ -323,13 +440,21 @@ def _add_train(sub) -> None:
     p.add_argument("--voxel-size", type=float, help="voxel edge length in micrometres")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
-    p.add_argument("--generator-from", type=Path, help="start a new run from the newest generator of this "
-                   "checkpoint directory (same generator widths and phases) with a fresh discriminator")
+    p.add_argument(
+        "--generator-from",
+        type=Path,
+        help="start a new run from the newest generator of this "
+        "checkpoint directory (same generator widths and phases) with a fresh discriminator",
+    )
     p.add_argument("--log-every", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--keep-every", type=int, help="also keep the checkpoints of steps that are multiples of this "
-                   "(default: the preset's; 0: only the 3 newest)")
+    p.add_argument(
+        "--keep-every",
+        type=int,
+        help="also keep the checkpoints of steps that are multiples of this "
+        "(default: the preset's; 0: only the 3 newest)",
+    )
     p.set_defaults(run=_run_train)
 
 
@@ -351,10 +476,13 @@ def initialize_distributed() -> bool:
     if "JAX_COORDINATOR_ADDRESS" in env:
         missing = [name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in env]
         if missing:
-            raise PorejaxError(f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} not: set all three "
-                               "(README, 'Running on a cluster')")
-        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
-                                   int(env["JAX_PROCESS_ID"]))
+            raise PorejaxError(
+                f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} not: set all three "
+                "(README, 'Running on a cluster')"
+            )
+        jax.distributed.initialize(
+            env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
+        )
         return True
     if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
         jax.distributed.initialize()
@@ -379,34 +507,68 @@ def _run_train(args) -> int:
         images, phase_map = load_images(image_paths, names, args.voxel_size)
         volumes, sources = [], {key: [p.name for p in paths] for key, paths in image_paths.items()}
     preset = args.preset or ("cpu" if images is None and args.discriminator in (None, "volume") else "slices-cpu")
-    discriminator = args.discriminator or (None if images is None else
-                                           "shared-slices" if SHARED_KEY in images else "slices")
+    discriminator = args.discriminator or (
+        None if images is None else "shared-slices" if SHARED_KEY in images else "slices"
+    )
     model_config = train.model_for(preset, phase_map.n_phases, args.crop, args.precision)
-    config = train.train_preset(preset, discriminator=discriminator, slices_per_volume=args.slices_per_volume,
-                                steps=args.steps, batch_size=args.batch_size, loss=args.loss,
-                                lr=args.lr, latent=args.latent, sampling=args.sampling, augment=args.augment,
-                                holdout=args.holdout, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
-                                checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
-                                ema_decay=args.ema_decay)
-    summary = train.train(volumes, phase_map, args.workdir, model_config, config, resume=args.resume, preset=preset,
-                          sources=sources, generator_from=args.generator_from, images=images)
-    print(f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "
-          f"generate with: porejax generate --checkpoint {args.workdir} --size 128 --out sample.tif")
+    config = train.train_preset(
+        preset,
+        discriminator=discriminator,
+        slices_per_volume=args.slices_per_volume,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        loss=args.loss,
+        lr=args.lr,
+        latent=args.latent,
+        sampling=args.sampling,
+        augment=args.augment,
+        holdout=args.holdout,
+        seed=args.seed,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        keep_every=args.keep_every,
+        ema_decay=args.ema_decay,
+    )
+    summary = train.train(
+        volumes,
+        phase_map,
+        args.workdir,
+        model_config,
+        config,
+        resume=args.resume,
+        preset=preset,
+        sources=sources,
+        generator_from=args.generator_from,
+        images=images,
+    )
+    print(
+        f"trained {args.workdir} to step {summary['step']} (last checkpoint {summary['last_checkpoint']}); "
+        f"generate with: porejax generate --checkpoint {args.workdir} --size 128 --out sample.tif"
+    )
     return 0
 
 
 def _slice_images(args) -> dict[str, list[Path]] | None:
     """The 2D image paths per discriminator key ({"xyz": ...} or {"x", "y", "z"}), or None for --data."""
     per_axis = {axis: getattr(args, f"slices_{axis}") for axis in "xyz" if getattr(args, f"slices_{axis}")}
-    given = [flag for flag, value in (("--data", args.data), ("--slices", args.slices),
-                                      ("--slices-x/-y/-z", per_axis)) if value]
+    given = [
+        flag
+        for flag, value in (("--data", args.data), ("--slices", args.slices), ("--slices-x/-y/-z", per_axis))
+        if value
+    ]
     if len(given) != 1:
-        raise PorejaxError(f"give one of --data (3D volumes), --slices (2D images, isotropic) or --slices-x, "
-                           f"--slices-y and --slices-z (2D images per plane); got {', '.join(given) or 'none'}")
+        raise PorejaxError(
+            f"give one of --data (3D volumes), --slices (2D images, isotropic) or --slices-x, "
+            f"--slices-y and --slices-z (2D images per plane); got {', '.join(given) or 'none'}"
+        )
     if per_axis and len(per_axis) != 3:
-        raise PorejaxError(f"anisotropic training needs an image of each plane: got {', '.join(sorted(per_axis))}, "
-                           "missing " + ", ".join(f"--slices-{a}" for a in "xyz" if a not in per_axis)
-                           + " (for an isotropic material give one image with --slices)")
+        raise PorejaxError(
+            f"anisotropic training needs an image of each plane: got {', '.join(sorted(per_axis))}, "
+            "missing "
+            + ", ".join(f"--slices-{a}" for a in "xyz" if a not in per_axis)
+            + " (for an isotropic material give one image with --slices)"
+        )
     if args.slices:
         return {"xyz": args.slices}
     return per_axis or None
@@ -434,15 +596,24 @@ def _add_design(sub) -> None:
     _add_checkpoint_step(p)
     p.add_argument("--size", type=int, required=True, help="side of the designed volume in voxels")
     p.add_argument("--periodic", default="", metavar="AXES", help="periodic axes, any subset of xyz; default none")
-    p.add_argument("--target", action="append", default=[], metavar="TERM",
-                   help="NAME=VALUE, NAME<=VALUE or NAME>=VALUE; NAME: vf.PHASE, ssa.PHASE, tpb, tau.PHASE.AXIS, "
-                   "drel.PHASE.AXIS (PHASE: a phase name or label value; AXIS: x, y, z); repeat for several")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="TERM",
+        help="NAME=VALUE, NAME<=VALUE or NAME>=VALUE; NAME: vf.PHASE, ssa.PHASE, tpb, tau.PHASE.AXIS, "
+        "drel.PHASE.AXIS (PHASE: a phase name or label value; AXIS: x, y, z); repeat for several",
+    )
     p.add_argument("--maximise", action="append", default=[], metavar="NAME", help="property to maximise")
     p.add_argument("--minimise", action="append", default=[], metavar="NAME", help="property to minimise")
     p.add_argument("--steps", type=int, default=100, help="at most this many optimiser steps (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the start latent (default 0)")
-    p.add_argument("--prior-weight", type=float, default=1.0,
-                   help="weight of the penalty on the latent's deviation from N(0, 1) statistics (default 1)")
+    p.add_argument(
+        "--prior-weight",
+        type=float,
+        default=1.0,
+        help="weight of the penalty on the latent's deviation from N(0, 1) statistics (default 1)",
+    )
     p.add_argument("--learning-rate", type=float, default=0.01, help="Adam learning rate (default 0.01)")
     p.add_argument("--samples", type=int, default=20, help="unconstrained samples for the S2 band (default 20)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -457,24 +628,43 @@ def _run_design(args) -> int:
     if args.samples < 1:
         raise PorejaxError(f"--samples must be at least 1, got {args.samples}")
     gen = load_generator(args.checkpoint, args.step)
-    problem = make_problem(gen, args.target, args.size, args.periodic, args.maximise, args.minimise,
-                           args.prior_weight)
+    problem = make_problem(gen, args.target, args.size, args.periodic, args.maximise, args.minimise, args.prior_weight)
     start = gen.latent(args.seed, problem.latent_shape)
-    result = run_design(problem, args.seed, args.steps, args.learning_rate,
-                        progress=lambda line: print(line, flush=True))
-    info = {"checkpoint": str(args.checkpoint), "step": gen.step, "size": args.size, "periodic": args.periodic,
-            "seed": args.seed, "steps": args.steps, "prior_weight": args.prior_weight,
-            "learning_rate": args.learning_rate}
+    result = run_design(
+        problem, args.seed, args.steps, args.learning_rate, progress=lambda line: print(line, flush=True)
+    )
+    info = {
+        "checkpoint": str(args.checkpoint),
+        "step": gen.step,
+        "size": args.size,
+        "periodic": args.periodic,
+        "seed": args.seed,
+        "steps": args.steps,
+        "prior_weight": args.prior_weight,
+        "learning_rate": args.learning_rate,
+    }
     out = write_design(args.out, problem, result, start, info, args.samples)
     hard = ", ".join(f"{name} {value:.4g}" for name, value in result.hard.items())
-    print(f"wrote {out}: design.tif, latent.npy, design.json, design.png; step {result.step}, {hard}; "
-          f"{'all targets met' if result.reached else 'targets NOT all met'}; "
-          f"{result.times['total_s']:.0f} s ({result.times['compile_s']:.0f} s compiling)")
+    print(
+        f"wrote {out}: design.tif, latent.npy, design.json, design.png; step {result.step}, {hard}; "
+        f"{'all targets met' if result.reached else 'targets NOT all met'}; "
+        f"{result.times['total_s']:.0f} s ({result.times['compile_s']:.0f} s compiling)"
+    )
     return 0
 
 
-COMMANDS: list[Callable] = [_add_init, _add_train, _add_demo, _add_synth, _add_generate, _add_info, _add_import_torch,
-                            _add_characterise, _add_compare, _add_design]
+COMMANDS: list[Callable] = [
+    _add_init,
+    _add_train,
+    _add_demo,
+    _add_synth,
+    _add_generate,
+    _add_info,
+    _add_import_torch,
+    _add_characterise,
+    _add_compare,
+    _add_design,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,15 +73,17 @@ def prepare(volumes: Sequence[np.ndarray], phase_map: PhaseMap, crop: int) -> tu
         what = f"training volume {i}" if len(volumes) > 1 else "training volume"
         volume = validate_volume(volume, max_phases=max(phase_map.n_phases, 2), what=what)
         if min(volume.shape) < crop:
-            raise PorejaxError(f"{what} of shape {volume.shape} (after any holdout) is smaller than the "
-                               f"model's {crop}^3 crop: use a larger volume or a smaller --holdout (the preset sets "
-                               "the crop: paper 64, cpu and tiny 32)")
+            raise PorejaxError(
+                f"{what} of shape {volume.shape} (after any holdout) is smaller than the "
+                f"model's {crop}^3 crop: use a larger volume or a smaller --holdout (the preset sets "
+                "the crop: paper 64, cpu and tiny 32)"
+            )
         indices.append(to_indices(volume, phase_map))
     shapes = tuple(tuple(int(s) for s in v.shape) for v in indices)
     common = tuple(max(s[a] for s in shapes) for a in range(3))
     stack = np.zeros((len(indices),) + common, np.uint8)
     for i, v in enumerate(indices):
-        stack[i, :v.shape[0], :v.shape[1], :v.shape[2]] = v
+        stack[i, : v.shape[0], : v.shape[1], : v.shape[2]] = v
     return stack, shapes
 
 
@@ -96,13 +98,18 @@ def strided_origins(shapes: Sequence[Sequence[int]], crop: int, stride: int) -> 
 
 def device_arrays(stack: np.ndarray, spec: CropSpec) -> dict[str, np.ndarray]:
     """The arrays `sample_batch` needs (host numpy; the trainer places them on the devices)."""
-    arrays = {"indices": stack, "max_origin": np.asarray([[n - spec.crop for n in s] for s in spec.shapes], np.int32),
-              "log_weights": np.log(np.asarray(spec.positions, np.float32))}
+    arrays = {
+        "indices": stack,
+        "max_origin": np.asarray([[n - spec.crop for n in s] for s in spec.shapes], np.int32),
+        "log_weights": np.log(np.asarray(spec.positions, np.float32)),
+    }
     if spec.mode == "strided":
         origins = strided_origins(spec.shapes, spec.crop, spec.stride)
         if len(origins) < spec.batch_size:
-            raise PorejaxError(f"strided sampling gives {len(origins)} crops, fewer than the batch size "
-                               f"{spec.batch_size}: use a smaller stride, a larger volume or random sampling")
+            raise PorejaxError(
+                f"strided sampling gives {len(origins)} crops, fewer than the batch size "
+                f"{spec.batch_size}: use a smaller stride, a larger volume or random sampling"
+            )
         arrays["origins"] = origins
     return arrays
 
@@ -114,7 +121,9 @@ def check_spec(spec: CropSpec) -> None:
         raise PorejaxError(f"stride must be a positive number of voxels, got {spec.stride}")
 
 
-def crop_origins(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array, batch_index: jax.Array) -> jax.Array:
+def crop_origins(
+    arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array, batch_index: jax.Array
+) -> jax.Array:
     """Crop origins (B, 4) int32: (volume, x, y, z) of batch number `batch_index`."""
     arrays = jax.tree_util.tree_map(jnp.asarray, arrays)
     b = spec.batch_size
@@ -134,16 +143,18 @@ def _cube_symmetry(x: jax.Array, key: jax.Array) -> jax.Array:
     """A uniformly random one of the 48 symmetries of the cube (axis permutation + flips) of x (S, S, S, C)."""
     k_perm, k_flip = jax.random.split(key)
     perms = list(itertools.permutations(range(3)))
-    x = jax.lax.switch(jax.random.randint(k_perm, (), 0, len(perms)),
-                       [lambda v, p=p: jnp.transpose(v, p + (3,)) for p in perms], x)
+    x = jax.lax.switch(
+        jax.random.randint(k_perm, (), 0, len(perms)), [lambda v, p=p: jnp.transpose(v, p + (3,)) for p in perms], x
+    )
     flips = jax.random.bernoulli(k_flip, 0.5, (3,))
     for axis in range(3):
         x = jnp.where(flips[axis], jnp.flip(x, axis), x)
     return x
 
 
-def batch_draws(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array,
-                batch_index: jax.Array) -> tuple[jax.Array, jax.Array]:
+def batch_draws(
+    arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array, batch_index: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """The random draws of batch number `batch_index`: crop origins (B, 4) int32 and one augmentation key
     per crop (B, 2) uint32. A few numbers per crop: every process of a multi-process run draws them all."""
     k_origin, k_aug = jax.random.split(key)
@@ -160,8 +171,9 @@ def crops_at(arrays: dict, spec: CropSpec, origins: jax.Array, keys: jax.Array) 
     return jax.vmap(_cube_symmetry)(x, keys) if spec.augment else x
 
 
-def sample_batch(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array,
-                 batch_index: jax.Array) -> jax.Array:
+def sample_batch(
+    arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Array, batch_index: jax.Array
+) -> jax.Array:
     """One-hot crops float32 (B, S, S, S, n_phases), S = spec.crop, for batch number `batch_index`.
 
     `key` drives random sampling and augmentation; `data_key` (fixed for a run) orders strided epochs.
@@ -170,8 +182,9 @@ def sample_batch(arrays: dict, spec: CropSpec, key: jax.Array, data_key: jax.Arr
     return crops_at(arrays, spec, *batch_draws(arrays, spec, key, data_key, batch_index))
 
 
-def load_volumes(paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None,
-                 voxel_size: float | None = None) -> tuple[list[np.ndarray], PhaseMap]:
+def load_volumes(
+    paths: Sequence[str | os.PathLike], names: Sequence[str] | None = None, voxel_size: float | None = None
+) -> tuple[list[np.ndarray], PhaseMap]:
     """Read label volumes (TIFF/.npy) and the PhaseMap of all their label values together."""
     volumes = [read_volume(p) for p in paths]
     labels = sorted(set().union(*(np.unique(v).tolist() for v in volumes)))

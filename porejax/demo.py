@@ -34,22 +34,44 @@ def run_demo(out: str | os.PathLike, steps: int = DEMO_STEPS, seed: int = 0, pro
     config = train.train_preset("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)  # checks steps
     out.mkdir(parents=True, exist_ok=True)
     volume, phase_map = default_dataset("cathode", DEMO_SIZE, seed=seed)
-    paths = {"training_data": out / "training_data.tif", "checkpoint": out / "checkpoint",
-             "generated": out / "generated.tif", "generated_periodic": out / "generated_periodic.tif",
-             "slices": out / "slices.png"}
+    paths = {
+        "training_data": out / "training_data.tif",
+        "checkpoint": out / "checkpoint",
+        "generated": out / "generated.tif",
+        "generated_periodic": out / "generated_periodic.tif",
+        "slices": out / "slices.png",
+    }
     write_volume(paths["training_data"], volume, phase_map.voxel_size)
-    train.train([volume], phase_map, paths["checkpoint"], train.model_for("tiny", phase_map.n_phases), config,
-                resume=paths["checkpoint"].is_dir(), preset="tiny",
-                sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"], progress=progress)
+    train.train(
+        [volume],
+        phase_map,
+        paths["checkpoint"],
+        train.model_for("tiny", phase_map.n_phases),
+        config,
+        resume=paths["checkpoint"].is_dir(),
+        preset="tiny",
+        sources=[f"synthetic cathode {DEMO_SIZE}^3, seed {seed}"],
+        progress=progress,
+    )
     gen = load_generator(paths["checkpoint"])
     gen.write(paths["generated"], gen.latent(seed, gen.latent_size_for(DEMO_SIZE)), "", DEMO_SIZE)
     gen.write(paths["generated_periodic"], gen.latent(seed + 1, gen.latent_size_for(DEMO_SIZE, "xyz")), "xyz")
-    volumes = {"training data": volume, "generated": read_volume(paths["generated"]),
-               "generated, periodic": read_volume(paths["generated_periodic"])}
+    volumes = {
+        "training data": volume,
+        "generated": read_volume(paths["generated"]),
+        "generated, periodic": read_volume(paths["generated_periodic"]),
+    }
     figures.save_png(figures.middle_slices(volumes, phase_map, tiled=("generated, periodic",)), paths["slices"])
     paths["report"] = out / "report"
-    compare(paths["training_data"], paths["checkpoint"], n=DEMO_COMPARE_N, size=gen.config.crop_size, seed=seed,
-            out=paths["report"], progress=(lambda line: print(line, file=sys.stderr)) if progress else None)
+    compare(
+        paths["training_data"],
+        paths["checkpoint"],
+        n=DEMO_COMPARE_N,
+        size=gen.config.crop_size,
+        seed=seed,
+        out=paths["report"],
+        progress=(lambda line: print(line, file=sys.stderr)) if progress else None,
+    )
     if progress:
         print("\n".join(f"wrote {p}" for p in paths.values()), file=sys.stderr)
     return paths

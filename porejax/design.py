@@ -50,8 +50,13 @@ from porejax.metrics.soft_diffusion import soft_relative_diffusivity
 from porejax.models import Generator
 
 KINDS = ("vf", "ssa", "tpb", "tau", "drel")
-TOLERANCE = {"vf": (0.005, "absolute"), "ssa": (0.02, "relative"), "tpb": (0.03, "relative"),
-             "tau": (0.03, "relative"), "drel": (0.03, "relative")}
+TOLERANCE = {
+    "vf": (0.005, "absolute"),
+    "ssa": (0.02, "relative"),
+    "tpb": (0.03, "relative"),
+    "tau": (0.03, "relative"),
+    "drel": (0.03, "relative"),
+}
 RELATIONS = ("=", "<=", ">=", "max", "min")
 _TERM = re.compile(r"^\s*([A-Za-z0-9_.+\-]+?)\s*(<=|>=|=)\s*([-+0-9.eE]+)\s*$")
 _MOMENTS = ((1, 0.0, 1.0), (2, 1.0, 2.0), (3, 0.0, 15.0), (4, 3.0, 96.0))  # (k, E z^k, Var z^k) for N(0, 1)
@@ -110,22 +115,27 @@ def parse_property(text: str, generator: FrozenGenerator) -> Property:
     parts = text.strip().split(".")
     kind = parts[0].lower()
     if kind not in KINDS:
-        raise PorejaxError(f"unknown property {parts[0]!r} in {text!r}: use one of {', '.join(KINDS)} "
-                           "(e.g. vf.pore, ssa.nmc, tpb, tau.pore.x)")
+        raise PorejaxError(
+            f"unknown property {parts[0]!r} in {text!r}: use one of {', '.join(KINDS)} "
+            "(e.g. vf.pore, ssa.nmc, tpb, tau.pore.x)"
+        )
     n_phases = generator.phase_map.n_phases
     if kind == "tpb":
         if len(parts) == 1 and n_phases == 3:
             return Property(kind, (0, 1, 2), None, text.strip())
         phases = tuple(_phase_index(t, generator) for t in (parts[1].split("+") if len(parts) == 2 else ()))
         if len(parts) != 2 or len(set(phases)) != 3:
-            raise PorejaxError(f"{text!r}: TPB needs three distinct phases, e.g. 'tpb' (three-phase generators) "
-                               "or 'tpb.A+B+C'")
+            raise PorejaxError(
+                f"{text!r}: TPB needs three distinct phases, e.g. 'tpb' (three-phase generators) or 'tpb.A+B+C'"
+            )
         return Property(kind, phases, None, text.strip())
     with_axis = kind in ("tau", "drel")
     if len(parts) != (3 if with_axis else 2):
         example = f"{kind}.pore.x" if with_axis else f"{kind}.pore"
-        raise PorejaxError(f"malformed property {text!r}: expected {example} (phase name or label value"
-                           + (", axis x, y or z)" if with_axis else ")"))
+        raise PorejaxError(
+            f"malformed property {text!r}: expected {example} (phase name or label value"
+            + (", axis x, y or z)" if with_axis else ")")
+        )
     axis = None
     if with_axis:
         if parts[2].lower() not in AXES:
@@ -138,8 +148,10 @@ def parse_term(text: str, generator: FrozenGenerator) -> Term:
     """A target `NAME=VALUE` or bound `NAME<=VALUE` / `NAME>=VALUE` -> Term."""
     match = _TERM.match(text)
     if not match:
-        raise PorejaxError(f"malformed target {text!r}: expected NAME=VALUE, NAME<=VALUE or NAME>=VALUE, "
-                           "e.g. vf.pore=0.40 or 'tau.pore.x<=2.0'")
+        raise PorejaxError(
+            f"malformed target {text!r}: expected NAME=VALUE, NAME<=VALUE or NAME>=VALUE, "
+            "e.g. vf.pore=0.40 or 'tau.pore.x<=2.0'"
+        )
     try:
         value = float(match.group(3))
     except ValueError:
@@ -158,8 +170,11 @@ def check_terms(terms: Sequence[Term], n_phases: int) -> tuple[Term, ...]:
         if not math.isfinite(v):
             raise PorejaxError(f"{t.text()}: the value must be finite")
         low, high = {"vf": (0, 1), "drel": (0, 1), "tau": (1, math.inf)}.get(kind, (0, math.inf))
-        if (t.relation == "=" and not low <= v <= high) or (t.relation == "<=" and v < low) or \
-                (t.relation == ">=" and v > high):
+        if (
+            (t.relation == "=" and not low <= v <= high)
+            or (t.relation == "<=" and v < low)
+            or (t.relation == ">=" and v > high)
+        ):
             raise PorejaxError(f"{t.text()} is impossible: {kind} lies in [{low}, {high}]")
     by_prop: dict[Property, list[Term]] = {}
     for t in terms:
@@ -184,7 +199,7 @@ def check_terms(terms: Sequence[Term], n_phases: int) -> tuple[Term, ...]:
 def prior_penalty(z: jax.Array) -> jax.Array:
     """Squared deviations of the first four moments of z's entries from N(0, 1)'s, each over its variance."""
     flat = z.reshape(-1)
-    return sum((jnp.mean(flat ** k) - mean) ** 2 / var for k, mean, var in _MOMENTS)
+    return sum((jnp.mean(flat**k) - mean) ** 2 / var for k, mean, var in _MOMENTS)
 
 
 def latent_statistics(z) -> dict:
@@ -192,8 +207,13 @@ def latent_statistics(z) -> dict:
     flat = np.asarray(z, np.float64).reshape(-1)
     mean, std = flat.mean(), flat.std()
     centred = (flat - mean) / std
-    return {"mean": float(mean), "std": float(std), "skewness": float(np.mean(centred ** 3)),
-            "excess_kurtosis": float(np.mean(centred ** 4) - 3), "prior_penalty": float(prior_penalty(jnp.asarray(z)))}
+    return {
+        "mean": float(mean),
+        "std": float(std),
+        "skewness": float(np.mean(centred**3)),
+        "excess_kurtosis": float(np.mean(centred**4) - 3),
+        "prior_penalty": float(prior_penalty(jnp.asarray(z))),
+    }
 
 
 # --- the problem -------------------------------------------------------------------------------------
@@ -245,8 +265,9 @@ class Problem:
             elif prop.kind == "tpb":
                 out.append(soft_tpb_density(p, dx, prop.phases, wrap))
             else:
-                d_rel = soft_relative_diffusivity(p, prop.phases[0], prop.axis, self.side_boundary(prop.axis),
-                                                  self.rtol)
+                d_rel = soft_relative_diffusivity(
+                    p, prop.phases[0], prop.axis, self.side_boundary(prop.axis), self.rtol
+                )
                 phi = soft_volume_fraction(p)[..., prop.phases[0]]
                 tau = jnp.where(d_rel > 0, phi / jnp.where(d_rel > 0, d_rel, 1), jnp.inf)
                 out.append(d_rel if prop.kind == "drel" else tau)
@@ -269,7 +290,7 @@ class Problem:
                 term = -x if t.relation == "max" else x
             else:
                 excess = {"=": x - goal, "<=": jnp.maximum(x - goal, 0), ">=": jnp.maximum(goal - x, 0)}[t.relation]
-                term = excess ** 2
+                term = excess**2
             total = total + goals.weights[k] * jnp.where(jnp.isfinite(term), term, 1e6)
         return total
 
@@ -297,8 +318,12 @@ class Problem:
         derivative-free searches)."""
         return jax.jit(lambda z: self.soft_and_hard_values(self.probabilities(z))[1])
 
-    def goals(self, values: Sequence[float] | None = None, weights: Sequence[float] | None = None,
-              start: np.ndarray | None = None) -> Goals:
+    def goals(
+        self,
+        values: Sequence[float] | None = None,
+        weights: Sequence[float] | None = None,
+        start: np.ndarray | None = None,
+    ) -> Goals:
         """Goals of the terms: their values (or `values`, one per term: the same compiled programs serve
         other target values), weights (default 1; 0 drops a term) and scales (a target's tolerance, or
         |start value| of a maximise / minimise term, 1 without a start)."""
@@ -307,8 +332,12 @@ class Problem:
         start = np.ones(len(self.terms)) if start is None else np.asarray(start, np.float64)
         if len(values) != len(self.terms) or len(weights) != len(self.terms):
             raise PorejaxError(f"need one value and one weight per term ({len(self.terms)})")
-        scales = [dataclasses.replace(t, value=v).tolerance() if t.relation not in ("max", "min")
-                  else (abs(s) if np.isfinite(s) and s != 0 else 1.0) for t, v, s in zip(self.terms, values, start)]
+        scales = [
+            dataclasses.replace(t, value=v).tolerance()
+            if t.relation not in ("max", "min")
+            else (abs(s) if np.isfinite(s) and s != 0 else 1.0)
+            for t, v, s in zip(self.terms, values, start)
+        ]
         return Goals(*(jnp.asarray(x, jnp.float32) for x in (values, weights, scales)))
 
     def met(self, hard: np.ndarray, goals: Goals) -> tuple[bool, bool]:
@@ -332,9 +361,15 @@ class Goals(NamedTuple):
     scales: jax.Array
 
 
-def make_problem(generator: FrozenGenerator, terms: Sequence[str | Term] = (), size: int = 64,
-                 periodic: str | Sequence[bool] = "xyz", maximise: Sequence[str] = (), minimise: Sequence[str] = (),
-                 prior_weight: float = 1.0) -> Problem:
+def make_problem(
+    generator: FrozenGenerator,
+    terms: Sequence[str | Term] = (),
+    size: int = 64,
+    periodic: str | Sequence[bool] = "xyz",
+    maximise: Sequence[str] = (),
+    minimise: Sequence[str] = (),
+    prior_weight: float = 1.0,
+) -> Problem:
     """A Problem from text terms (`vf.pore=0.4`, `tau.pore.x<=2`) and properties to maximise / minimise."""
     parsed = [t if isinstance(t, Term) else parse_term(t, generator) for t in terms]
     parsed += [Term(parse_property(m, generator), "max", None) for m in maximise]
@@ -352,13 +387,13 @@ def make_problem(generator: FrozenGenerator, terms: Sequence[str | Term] = (), s
 class DesignResult:
     """Best design (lowest hard objective among steps meeting every target and bound, else overall)."""
 
-    latent: np.ndarray          # (A, A, A, C) float32
-    labels: np.ndarray          # (D, H, W) original label values
-    hard: dict[str, float]      # porejax.metrics on `labels`, by property name
-    step: int                   # the step it came from (0: the start latent)
-    reached: bool               # every target and bound met
-    history: list[dict]         # per step: objective, hard and soft values, hard objective, seconds
-    times: dict[str, float]     # first_step_s, median_step_s, compile_s (their difference), total_s
+    latent: np.ndarray  # (A, A, A, C) float32
+    labels: np.ndarray  # (D, H, W) original label values
+    hard: dict[str, float]  # porejax.metrics on `labels`, by property name
+    step: int  # the step it came from (0: the start latent)
+    reached: bool  # every target and bound met
+    history: list[dict]  # per step: objective, hard and soft values, hard objective, seconds
+    times: dict[str, float]  # first_step_s, median_step_s, compile_s (their difference), total_s
     latent_statistics: dict
 
 
@@ -374,16 +409,24 @@ def measure(problem: Problem, labels: np.ndarray) -> dict[str, float]:
             out[prop.name] = metrics.specific_surface_area(labels, dx, phases=pm.labels, periodic=wrap)[label]
         elif prop.kind == "tpb":
             out[prop.name] = metrics.triple_phase_boundary_density(
-                labels, dx, tuple(pm.labels[i] for i in prop.phases), wrap)
+                labels, dx, tuple(pm.labels[i] for i in prop.phases), wrap
+            )
         else:
             res = metrics.tortuosity(labels == label, prop.axis, problem.side_boundary(prop.axis), rtol=problem.rtol)
             out[prop.name] = res.relative_diffusivity if prop.kind == "drel" else res.tau
     return out
 
 
-def run_design(problem: Problem, seed: int = 0, steps: int = 100, learning_rate: float = 0.01,
-               latent: np.ndarray | None = None, progress: Callable[[str], None] | None = None,
-               values: Sequence[float] | None = None, weights: Sequence[float] | None = None) -> DesignResult:
+def run_design(
+    problem: Problem,
+    seed: int = 0,
+    steps: int = 100,
+    learning_rate: float = 0.01,
+    latent: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+    values: Sequence[float] | None = None,
+    weights: Sequence[float] | None = None,
+) -> DesignResult:
     """Adam on the latent from `latent` (default: the standard-normal latent of `seed`) for at most `steps`
     steps; stops early once every target is within tolerance and every bound holds (no max / min terms).
     values, weights: see `Problem.goals`."""
@@ -403,9 +446,15 @@ def run_design(problem: Problem, seed: int = 0, steps: int = 100, learning_rate:
         value, grad, soft, hard, hard_objective, indices = jax.device_get(problem.step_program(z, goals))
         seconds = time.perf_counter() - t0
         feasible, done = problem.met(hard, goals)
-        record = {"step": step, "objective": float(value), "hard_objective": float(hard_objective),
-                  "hard": dict(zip(names, map(float, hard))), "soft": dict(zip(names, map(float, soft))),
-                  "feasible": feasible, "seconds": seconds}
+        record = {
+            "step": step,
+            "objective": float(value),
+            "hard_objective": float(hard_objective),
+            "hard": dict(zip(names, map(float, hard))),
+            "soft": dict(zip(names, map(float, soft))),
+            "feasible": feasible,
+            "seconds": seconds,
+        }
         history.append(record)
         key = (not feasible, float(hard_objective))
         if best is None or key < best[0]:
@@ -420,7 +469,12 @@ def run_design(problem: Problem, seed: int = 0, steps: int = 100, learning_rate:
     (infeasible, _), best_step, best_z, indices = best
     labels = np.asarray(problem.generator.phase_map.labels, problem.generator.phase_map.label_dtype)[indices]
     step_s = float(np.median([r["seconds"] for r in history[1:]])) if len(history) > 1 else 0.0
-    times = {"first_step_s": history[0]["seconds"], "median_step_s": step_s,
-             "compile_s": max(0.0, history[0]["seconds"] - step_s), "total_s": time.perf_counter() - start}
-    return DesignResult(best_z, labels, measure(problem, labels), best_step, not infeasible, history, times,
-                        latent_statistics(best_z))
+    times = {
+        "first_step_s": history[0]["seconds"],
+        "median_step_s": step_s,
+        "compile_s": max(0.0, history[0]["seconds"] - step_s),
+        "total_s": time.perf_counter() - start,
+    }
+    return DesignResult(
+        best_z, labels, measure(problem, labels), best_step, not infeasible, history, times, latent_statistics(best_z)
+    )

@@ -76,8 +76,14 @@ def design_figure(problem: Problem, result: DesignResult, samples: np.ndarray):
     return fig
 
 
-def write_design(out: str | os.PathLike, problem: Problem, result: DesignResult, start_latent: np.ndarray,
-                 info: dict, samples: int = 20) -> Path:
+def write_design(
+    out: str | os.PathLike,
+    problem: Problem,
+    result: DesignResult,
+    start_latent: np.ndarray,
+    info: dict,
+    samples: int = 20,
+) -> Path:
     """Write DIR/design.tif, latent.npy, design.json and design.png; returns DIR."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,15 +92,25 @@ def write_design(out: str | os.PathLike, problem: Problem, result: DesignResult,
         np.save(f, result.latent)
     sample_latents, sample_labels = unconstrained_samples(problem, samples)
     sample_stats = [latent_statistics(z) for z in sample_latents]
-    record = {**info, "terms": [t.text() for t in problem.terms],
-              "tolerances": {t.text(): t.tolerance() for t in problem.terms if t.value is not None},
-              "voxel_size_um": problem.voxel_size, "latent_shape": list(result.latent.shape),
-              "best_step": result.step, "reached": result.reached, "hard": result.hard,
-              "latent_statistics": {"start": latent_statistics(start_latent), "design": result.latent_statistics,
-                                    "unconstrained_samples_range": {
-                                        k: [min(s[k] for s in sample_stats), max(s[k] for s in sample_stats)]
-                                        for k in sample_stats[0]}},
-              "times": result.times, "history": result.history}
+    record = {
+        **info,
+        "terms": [t.text() for t in problem.terms],
+        "tolerances": {t.text(): t.tolerance() for t in problem.terms if t.value is not None},
+        "voxel_size_um": problem.voxel_size,
+        "latent_shape": list(result.latent.shape),
+        "best_step": result.step,
+        "reached": result.reached,
+        "hard": result.hard,
+        "latent_statistics": {
+            "start": latent_statistics(start_latent),
+            "design": result.latent_statistics,
+            "unconstrained_samples_range": {
+                k: [min(s[k] for s in sample_stats), max(s[k] for s in sample_stats)] for k in sample_stats[0]
+            },
+        },
+        "times": result.times,
+        "history": result.history,
+    }
     jsonio.write(out / "design.json", record)
     save_png(design_figure(problem, result, sample_labels), out / "design.png")
     return out

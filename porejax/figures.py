@@ -46,14 +46,27 @@ def save_png(fig: Figure, path: str | os.PathLike) -> bytes:
     return data
 
 
-def _phase_image(ax, labels: np.ndarray, phase_map: PhaseMap, voxel_size: float, title: str = "",
-                 axis_names: str = "yz", length: str = "µm") -> None:
+def _phase_image(
+    ax,
+    labels: np.ndarray,
+    phase_map: PhaseMap,
+    voxel_size: float,
+    title: str = "",
+    axis_names: str = "yz",
+    length: str = "µm",
+) -> None:
     """A 2D label image (rows = first axis) in phase colours, extent in `length` units."""
     n = phase_map.n_phases
     cmap = ListedColormap(PHASE_COLOURS[:n])
     rows, cols = labels.shape
-    ax.imshow(to_indices(labels, phase_map), cmap=cmap, norm=BoundaryNorm(np.arange(n + 1) - 0.5, n),
-              origin="lower", interpolation="nearest", extent=(0, cols * voxel_size, 0, rows * voxel_size))
+    ax.imshow(
+        to_indices(labels, phase_map),
+        cmap=cmap,
+        norm=BoundaryNorm(np.arange(n + 1) - 0.5, n),
+        origin="lower",
+        interpolation="nearest",
+        extent=(0, cols * voxel_size, 0, rows * voxel_size),
+    )
     ax.set_xlabel(f"{axis_names[1]} ({length})")
     ax.set_ylabel(f"{axis_names[0]} ({length})")
     if title:
@@ -65,8 +78,9 @@ def _phase_legend(fig: Figure, phase_map: PhaseMap) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncol=phase_map.n_phases, frameon=False)
 
 
-def slices(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap, voxel_size: float, length: str = "µm",
-           count: int = 4) -> Figure:
+def slices(
+    real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap, voxel_size: float, length: str = "µm", count: int = 4
+) -> Figure:
     """Mid-x slices of `count` real (top row) and generated (bottom row) volumes (paper Fig. 3)."""
     count = min(count, len(real), len(generated))
     fig = new_figure(2.3 * count, 5.2)
@@ -74,8 +88,9 @@ def slices(real: np.ndarray, generated: np.ndarray, phase_map: PhaseMap, voxel_s
     for row, (name, volumes) in enumerate((("real", real), ("generated", generated))):
         for i in range(count):
             volume = volumes[i]
-            _phase_image(axes[row, i], volume[volume.shape[0] // 2], phase_map, voxel_size, f"{name} #{i}",
-                         length=length)
+            _phase_image(
+                axes[row, i], volume[volume.shape[0] // 2], phase_map, voxel_size, f"{name} #{i}", length=length
+            )
     fig.suptitle("Real vs generated: y-z slices at mid x")
     _phase_legend(fig, phase_map)
     return fig
@@ -94,7 +109,7 @@ def box_plots(entries: Sequence[tuple[str, str, np.ndarray, np.ndarray]]) -> Fig
             patch.set_alpha(0.5)
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(unit or "(dimensionless)")
-    for ax in axes[len(entries):]:
+    for ax in axes[len(entries) :]:
         ax.set_visible(False)
     fig.suptitle("Metrics per volume: real vs generated")
     return fig
@@ -110,11 +125,18 @@ def two_point_correlation(summary: dict, phase_map: PhaseMap, length: str = "µm
         for a in range(3):
             ax = axes[p, a]
             real_mean, real_std = summary["real"]["mean"][p, a], summary["real"]["std"][p, a]
-            ax.fill_between(r, real_mean - real_std, real_mean + real_std, color=SET_COLOURS["real"], alpha=0.25,
-                            label="real ±1 std")
+            ax.fill_between(
+                r,
+                real_mean - real_std,
+                real_mean + real_std,
+                color=SET_COLOURS["real"],
+                alpha=0.25,
+                label="real ±1 std",
+            )
             ax.plot(r, real_mean, color=SET_COLOURS["real"], label="real mean")
-            ax.plot(r, summary["generated"]["mean"][p, a], color=SET_COLOURS["generated"], ls="--",
-                    label="generated mean")
+            ax.plot(
+                r, summary["generated"]["mean"][p, a], color=SET_COLOURS["generated"], ls="--", label="generated mean"
+            )
             ax.set_title(f"{phase_map.name(p)}, along {AXES[a]}", fontsize=9)
             if p == n - 1:
                 ax.set_xlabel(f"r ({length})")
@@ -125,16 +147,18 @@ def two_point_correlation(summary: dict, phase_map: PhaseMap, length: str = "µm
     return fig
 
 
-def diffusivity_vs_fraction(real_vf: np.ndarray, real_drel: np.ndarray, gen_vf: np.ndarray, gen_drel: np.ndarray,
-                            phase_map: PhaseMap) -> Figure:
+def diffusivity_vs_fraction(
+    real_vf: np.ndarray, real_drel: np.ndarray, gen_vf: np.ndarray, gen_drel: np.ndarray, phase_map: PhaseMap
+) -> Figure:
     """D_rel (mean of x, y, z) against volume fraction, one panel per phase (paper S2/S3). Inputs (B, P)."""
     n = phase_map.n_phases
     fig = new_figure(3.2 * n, 3.0)
     axes = fig.subplots(1, n, squeeze=False)[0]
     for p, ax in enumerate(axes):
         ax.scatter(real_vf[:, p], real_drel[:, p], s=12, color=SET_COLOURS["real"], alpha=0.7, label="real")
-        ax.scatter(gen_vf[:, p], gen_drel[:, p], s=12, color=SET_COLOURS["generated"], alpha=0.7, marker="^",
-                   label="generated")
+        ax.scatter(
+            gen_vf[:, p], gen_drel[:, p], s=12, color=SET_COLOURS["generated"], alpha=0.7, marker="^", label="generated"
+        )
         ax.set_title(phase_map.name(p), fontsize=9)
         ax.set_xlabel("volume fraction")
         ax.set_ylabel("D_rel (mean of x, y, z)")
@@ -143,9 +167,16 @@ def diffusivity_vs_fraction(real_vf: np.ndarray, real_drel: np.ndarray, gen_vf: 
     return fig
 
 
-def periodic_tiling_and_flux(volume: np.ndarray, flux_mirror: np.ndarray, flux_periodic: np.ndarray,
-                             phase_map: PhaseMap, voxel_size: float, phase: int, drel: dict[str, float],
-                             length: str = "µm") -> Figure:
+def periodic_tiling_and_flux(
+    volume: np.ndarray,
+    flux_mirror: np.ndarray,
+    flux_periodic: np.ndarray,
+    phase_map: PhaseMap,
+    voxel_size: float,
+    phase: int,
+    drel: dict[str, float],
+    length: str = "µm",
+) -> Figure:
     """Fig. 8: 2x2 tiling of a periodic volume's mid-x slice, and the x-flux on the side face z = 0 of
     the diffusion solve along x through phase index `phase` with mirror vs periodic side boundaries
     (flux: (3, D, H, W)); `drel`: D_rel per side boundary ("mirror", "periodic")."""
@@ -165,25 +196,37 @@ def periodic_tiling_and_flux(volume: np.ndarray, flux_mirror: np.ndarray, flux_p
     cmap = matplotlib.colormaps["inferno"].with_extremes(bad="#d9d9d9")
     x_faces = (0.5 * voxel_size, (volume.shape[0] - 0.5) * voxel_size)
     for ax, flux_map, name in zip(axes[1:], maps, ("mirror", "periodic")):
-        image = ax.imshow(flux_map, origin="lower", cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest",
-                          extent=(0, flux_map.shape[1] * voxel_size) + x_faces)
+        image = ax.imshow(
+            flux_map,
+            origin="lower",
+            cmap=cmap,
+            vmin=0,
+            vmax=vmax,
+            interpolation="nearest",
+            extent=(0, flux_map.shape[1] * voxel_size) + x_faces,
+        )
         ax.set_title(f"{name} sides: |flux along x| at z = 0\nD_rel = {drel[name]:.4g}", fontsize=9)
         ax.set_xlabel(f"y ({length})")
         ax.set_ylabel(f"x ({length})")
-    fig.colorbar(image, ax=axes[1:], label=f"flux through {phase_map.name(phase)} voxel faces\n(D0 = 1, Δc = 1 over x; "
-                 "grey: other phases)")
+    fig.colorbar(
+        image,
+        ax=axes[1:],
+        label=f"flux through {phase_map.name(phase)} voxel faces\n(D0 = 1, Δc = 1 over x; grey: other phases)",
+    )
     _phase_legend(fig, phase_map)
     return fig
 
 
-def interpolation_strip(volumes: Sequence[np.ndarray], phase_map: PhaseMap, voxel_size: float,
-                        length: str = "µm") -> Figure:
+def interpolation_strip(
+    volumes: Sequence[np.ndarray], phase_map: PhaseMap, voxel_size: float, length: str = "µm"
+) -> Figure:
     """Mid-x slices of volumes generated along a latent path (paper S8)."""
     fig = new_figure(2.1 * len(volumes), 2.8)
     axes = fig.subplots(1, len(volumes), squeeze=False)[0]
     for i, (ax, volume) in enumerate(zip(axes, volumes)):
-        _phase_image(ax, volume[volume.shape[0] // 2], phase_map, voxel_size, f"t = {i / (len(volumes) - 1):.2f}",
-                     length=length)
+        _phase_image(
+            ax, volume[volume.shape[0] // 2], phase_map, voxel_size, f"t = {i / (len(volumes) - 1):.2f}", length=length
+        )
         if i:
             ax.set_ylabel("")
     fig.suptitle("Latent interpolation (slerp)")
@@ -191,8 +234,13 @@ def interpolation_strip(volumes: Sequence[np.ndarray], phase_map: PhaseMap, voxe
     return fig
 
 
-def confidence_maps(labels: Sequence[np.ndarray], confidence: Sequence[np.ndarray], phase_map: PhaseMap,
-                    voxel_size: float, length: str = "µm") -> Figure:
+def confidence_maps(
+    labels: Sequence[np.ndarray],
+    confidence: Sequence[np.ndarray],
+    phase_map: PhaseMap,
+    voxel_size: float,
+    length: str = "µm",
+) -> Figure:
     """Mid-x slices of generated volumes (top) and their confidence, the max phase probability (S9)."""
     count = len(labels)
     fig = new_figure(2.6 * count + 0.8, 5.4)
@@ -202,8 +250,15 @@ def confidence_maps(labels: Sequence[np.ndarray], confidence: Sequence[np.ndarra
         mid = labels[i].shape[0] // 2
         _phase_image(axes[0, i], labels[i][mid], phase_map, voxel_size, f"generated #{i}", length=length)
         conf = confidence[i][mid]
-        image = axes[1, i].imshow(conf, origin="lower", cmap="viridis", vmin=floor, vmax=1.0, interpolation="nearest",
-                                  extent=(0, conf.shape[1] * voxel_size, 0, conf.shape[0] * voxel_size))
+        image = axes[1, i].imshow(
+            conf,
+            origin="lower",
+            cmap="viridis",
+            vmin=floor,
+            vmax=1.0,
+            interpolation="nearest",
+            extent=(0, conf.shape[1] * voxel_size, 0, conf.shape[0] * voxel_size),
+        )
         axes[1, i].set_title(f"confidence, mean {float(confidence[i].mean()):.3f}", fontsize=9)
         axes[1, i].set_xlabel(f"z ({length})")
         axes[1, i].set_ylabel(f"y ({length})")
@@ -219,8 +274,13 @@ def generation_time(voxels: np.ndarray, seconds: np.ndarray, slope: float, inter
     mvox = np.asarray(voxels) / 1e6
     ax.plot(mvox, seconds, "o", color=SET_COLOURS["generated"], label="measured")
     line = np.linspace(0, mvox.max() * 1.05, 50)
-    ax.plot(line, intercept + slope * line, "-", color="#444444",
-            label=f"fit: {slope:.3g} s / Mvoxel {'+' if intercept >= 0 else '-'} {abs(intercept):.2g} s (R² {r2:.4f})")
+    ax.plot(
+        line,
+        intercept + slope * line,
+        "-",
+        color="#444444",
+        label=f"fit: {slope:.3g} s / Mvoxel {'+' if intercept >= 0 else '-'} {abs(intercept):.2g} s (R² {r2:.4f})",
+    )
     ax.set_xlabel("voxels (millions)")
     ax.set_ylabel("generation time (s)")
     ax.set_xlim(left=0)
@@ -249,8 +309,12 @@ def middle_slices(volumes: dict[str, np.ndarray], phase_map: PhaseMap, tiled: Se
             image = np.take(index, index.shape[axis] // 2, axis=axis)
             if name in tiled:
                 image = np.tile(image, (2, 2))
-            _index_image(axes[row][axis], image, phase_map.n_phases - 1, f"{name}: {AXES[axis]} = "
-                         f"{volume.shape[axis] // 2}" + (" (2x2 tiled)" if name in tiled else ""))
+            _index_image(
+                axes[row][axis],
+                image,
+                phase_map.n_phases - 1,
+                f"{name}: {AXES[axis]} = {volume.shape[axis] // 2}" + (" (2x2 tiled)" if name in tiled else ""),
+            )
     return fig
 
 
@@ -276,7 +340,7 @@ def face_bands(summary: dict) -> Figure:
     x = np.asarray(summary["band_start"]) + summary["band_voxels"] / 2
     gen, se, real = (np.asarray(summary[k]) for k in ("generated_mean", "generated_se", "real_mean"))
     for p, name in enumerate(summary["phases"]):
-        line, = ax.plot(x, gen[:, p], marker="o", label=f"{name}, generated")
+        (line,) = ax.plot(x, gen[:, p], marker="o", label=f"{name}, generated")
         ax.fill_between(x, gen[:, p] - 2 * se[:, p], gen[:, p] + 2 * se[:, p], color=line.get_color(), alpha=0.2)
         ax.plot(x, real[:, p], linestyle="--", color=line.get_color(), label=f"{name}, real")
     ax.set_xlabel("distance from the nearest face (voxels)")

@@ -78,8 +78,11 @@ def _as_triple(size: int | Sequence[int], what: str) -> tuple[int, int, int]:
 @functools.partial(jax.jit, static_argnames="config")
 def _prepared_kernels(params: dict, config: ModelConfig) -> dict:
     """{"deconv<i>": {"kernel": sub-pixel form}} of the generator's transposed convolutions."""
-    return {f"deconv{i}": {"kernel": prepare_transpose_kernel(params[f"deconv{i}"]["kernel"], stride, pad)}
-            for i, (_, kernel, stride, pad) in enumerate(config.generator_layers) if kernel % stride == 0}
+    return {
+        f"deconv{i}": {"kernel": prepare_transpose_kernel(params[f"deconv{i}"]["kernel"], stride, pad)}
+        for i, (_, kernel, stride, pad) in enumerate(config.generator_layers)
+        if kernel % stride == 0
+    }
 
 
 @functools.partial(jax.jit, static_argnames=("config", "lengths"))
@@ -89,8 +92,7 @@ def _kept_probabilities(variables: dict, z: jnp.ndarray, config: ModelConfig, le
 
 
 @functools.partial(jax.jit, static_argnames=("config", "lengths"))
-def _indices_and_confidence(variables: dict, z: jnp.ndarray, config: ModelConfig, lengths: tuple,
-                            starts: jnp.ndarray):
+def _indices_and_confidence(variables: dict, z: jnp.ndarray, config: ModelConfig, lengths: tuple, starts: jnp.ndarray):
     p = _kept_probabilities(variables, z, config, lengths, starts)[0]
     return jnp.argmax(p, axis=-1).astype(jnp.uint8), jnp.max(p, axis=-1)
 
@@ -123,15 +125,18 @@ def layer_crops(config: ModelConfig, latent_side: int, lo: int, hi: int) -> list
     layer whose input was cut to start at s computes output j at uncut index stride * s + j.
     """
     span = hi - lo
-    longest = [max(b - a for a, b in col) for col in zip(*(_needed_ranges(config, r, r + span)
-                                                          for r in range(config.period_unit)))]
+    longest = [
+        max(b - a for a, b in col)
+        for col in zip(*(_needed_ranges(config, r, r + span) for r in range(config.period_unit)))
+    ]
     longest[-1] = span
     kept, input_start, input_length = [], 0, latent_side
-    for layer, ((a, b), length, (_, kernel, stride, padding)) in enumerate(zip(_needed_ranges(config, lo, hi),
-                                                                              longest, config.generator_layers)):
+    for layer, ((a, b), length, (_, kernel, stride, padding)) in enumerate(
+        zip(_needed_ranges(config, lo, hi), longest, config.generator_layers)
+    ):
         computed = (input_length - 1) * stride - 2 * padding + kernel  # outputs the layer makes from its input
-        first = stride * input_start                         # uncut index of the first computed output
-        a, b = max(a, first), min(b, first + computed)       # outputs beyond the computed ones do not exist
+        first = stride * input_start  # uncut index of the first computed output
+        a, b = max(a, first), min(b, first + computed)  # outputs beyond the computed ones do not exist
         length = min(length, computed)
         start = max(first, min(a, first + computed - length))
         if start > a or start + length < b:
@@ -152,10 +157,10 @@ def periodic_halo(config: ModelConfig) -> int:
 class _AxisPlan:
     """How one axis of an output volume maps to the zero-padded generator on a (padded) latent."""
 
-    size: int           # output voxels
-    offset: int         # output voxel 0 = this voxel of the zero-padded generator on the padded latent
-    latent_pad: int     # circular latent padding (periodic axes)
-    latent_size: int    # padded latent length
+    size: int  # output voxels
+    offset: int  # output voxel 0 = this voxel of the zero-padded generator on the padded latent
+    latent_pad: int  # circular latent padding (periodic axes)
+    latent_size: int  # padded latent length
 
 
 def output_side(config: ModelConfig, latent_side: int, periodic: bool, interior: bool) -> int:
@@ -166,14 +171,21 @@ def output_side(config: ModelConfig, latent_side: int, periodic: bool, interior:
     return config.period_unit * (latent_side - 2 * periodic_halo(config))
 
 
-def _plan(config: ModelConfig, latent_shape: Sequence[int], periodic: Sequence[bool],
-          size: Sequence[int] | None, interior: bool) -> list[_AxisPlan]:
+def _plan(
+    config: ModelConfig,
+    latent_shape: Sequence[int],
+    periodic: Sequence[bool],
+    size: Sequence[int] | None,
+    interior: bool,
+) -> list[_AxisPlan]:
     u, h, plans = config.period_unit, periodic_halo(config), []
     for axis, (a, circ) in enumerate(zip(latent_shape, periodic)):
         full = output_side(config, a, circ, interior)
         if full < 1:
-            raise PorejaxError(f"a non-periodic volume needs a latent of at least {2 * h + 1} along {AXES[axis]} "
-                               f"(this generator's receptive field), got {a}: use latent_size_for(N) or --size")
+            raise PorejaxError(
+                f"a non-periodic volume needs a latent of at least {2 * h + 1} along {AXES[axis]} "
+                f"(this generator's receptive field), got {a}: use latent_size_for(N) or --size"
+            )
         n = full if size is None else size[axis]
         if n > full:
             raise PorejaxError(f"requested {n} voxels along {AXES[axis]} but a latent of {a} gives {full}")
@@ -235,8 +247,10 @@ class FrozenGenerator:
         for axis, (n, circ) in enumerate(zip(sizes, flags)):
             if circ and n % u:
                 choices = " or ".join(str(c) for c in sorted({max(u, n // u * u), (n // u + 1) * u}))
-                raise PorejaxError(f"a periodic volume needs a size that is a multiple of {u} (the generator's "
-                                   f"period unit) along {AXES[axis]}; got {n}: use {choices}")
+                raise PorejaxError(
+                    f"a periodic volume needs a size that is a multiple of {u} (the generator's "
+                    f"period unit) along {AXES[axis]}; got {n}: use {choices}"
+                )
             if circ:
                 latent.append(n // u)
             elif self.interior_only:
@@ -249,31 +263,35 @@ class FrozenGenerator:
         """(D, H, W) a latent of spatial shape `latent_shape` gives (before any `size` crop)."""
         return tuple(p.size for p in self._plans(latent_shape, parse_periodic(periodic), None))  # type: ignore
 
-    def output_window(self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "",
-                      size: int | Sequence[int] | None = None) -> tuple[slice, slice, slice]:
+    def output_window(
+        self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None
+    ) -> tuple[slice, slice, slice]:
         """The slices of `Generator(config).apply(variables, z, periodic=flags)` (circular padding on periodic
         axes, zero padding elsewhere) that form the volume this generator gives for z: everything on
         periodic axes, the interior (or centre crop) elsewhere. `probability_fn` computes only that part."""
         plans = self._plans(latent_shape, parse_periodic(periodic), size)
-        return tuple(slice(0, p.size) if p.latent_pad else slice(p.offset, p.offset + p.size)
-                     for p in plans)  # type: ignore[return-value]
+        return tuple(slice(0, p.size) if p.latent_pad else slice(p.offset, p.offset + p.size) for p in plans)  # type: ignore[return-value]
 
     def _plans(self, latent_shape: Sequence[int], flags: tuple[bool, ...], size) -> list[_AxisPlan]:
-        return _plan(self.config, latent_shape, flags, None if size is None else _as_triple(size, "size"),
-                     self.interior_only)
+        return _plan(
+            self.config, latent_shape, flags, None if size is None else _as_triple(size, "size"), self.interior_only
+        )
 
     def _check_latent(self, z) -> tuple[np.ndarray, bool]:
         z = np.asarray(z, dtype=np.float32)
         batched = z.ndim == 5
         if z.ndim not in (4, 5) or z.shape[-1] != self.config.latent_channels:
-            raise PorejaxError(f"latent must be (A, A, A, {self.config.latent_channels}) or batched "
-                               f"(B, A, A, A, {self.config.latent_channels}), got {z.shape}; use g.latent()")
+            raise PorejaxError(
+                f"latent must be (A, A, A, {self.config.latent_channels}) or batched "
+                f"(B, A, A, A, {self.config.latent_channels}), got {z.shape}; use g.latent()"
+            )
         if not np.all(np.isfinite(z)):
             raise PorejaxError("latent contains NaN or infinite values")
         return (z if batched else z[None]), batched
 
-    def with_stationary_statistics(self, latent_size: int = 4, batches: int = 8, batch_size: int = 2,
-                                   seed: int = 0) -> FrozenGenerator:
+    def with_stationary_statistics(
+        self, latent_size: int = 4, batches: int = 8, batch_size: int = 2, seed: int = 0
+    ) -> FrozenGenerator:
         """This generator with BatchNorm statistics re-estimated on periodic latents of side `latent_size`.
 
         Standing statistics estimated from training-size (1^3) latents describe activations dominated by
@@ -289,8 +307,9 @@ class FrozenGenerator:
         @jax.jit
         def batch_statistics(key):
             z = jax.random.normal(key, (int(np.prod(shape)),), jnp.float32).reshape(shape)
-            return generator_batch_statistics(self.config, self.variables["params"], self.variables["batch_stats"],
-                                              z, (True, True, True))
+            return generator_batch_statistics(
+                self.config, self.variables["params"], self.variables["batch_stats"], z, (True, True, True)
+            )
 
         keys = jax.random.split(jax.random.PRNGKey(int(seed)), int(batches))
         per_batch = [batch_statistics(k) for k in keys]
@@ -307,13 +326,18 @@ class FrozenGenerator:
         """(latent slices, static kept lengths per layer and axis, kept starts (layers, 3)) of one tile:
         `tiles` holds one (t0, t1, l0, l1) per axis (see `_tiles`)."""
         u = self.config.period_unit
-        crops = np.array([layer_crops(self.config, t[3] - t[2], t[0] + p.offset - u * t[2], t[1] + p.offset - u * t[2])
-                          for t, p in zip(tiles, plans)])
+        crops = np.array(
+            [
+                layer_crops(self.config, t[3] - t[2], t[0] + p.offset - u * t[2], t[1] + p.offset - u * t[2])
+                for t, p in zip(tiles, plans)
+            ]
+        )
         window = tuple(slice(t[2], t[3]) for t in tiles)
         return window, tuple(map(tuple, crops[..., 1].T.tolist())), np.asarray(crops[..., 0].T, np.int32)
 
-    def probability_fn(self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "",
-                       size: int | Sequence[int] | None = None):
+    def probability_fn(
+        self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None
+    ):
         """A pure, differentiable function z (A, A, A, C) -> phase probabilities (D, H, W, n_phases) of the
         volume this generator gives (`probabilities`), computing only what that volume needs (for
         gradients with respect to the latent, e.g. `porejax.design`)."""
@@ -326,27 +350,39 @@ class FrozenGenerator:
         def fn(z):
             padded = jnp.pad(jnp.asarray(z, jnp.float32), pad, mode="wrap")
             return _kept_probabilities(variables, padded[window][None], config, lengths, jnp.asarray(starts))[0]
+
         return fn
 
     # --- one-shot generation -------------------------------------------------------------------
-    def probabilities(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None
-                      ) -> np.ndarray:
+    def probabilities(
+        self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None
+    ) -> np.ndarray:
         """Phase probabilities float32 (D, H, W, n_phases) for a latent (A, A, A, C); batched in, batched out."""
         zb, batched = self._check_latent(z)
         plans = self._plans(zb.shape[1:4], parse_periodic(periodic), size)
         window, lengths, starts = self._tile(plans, [_tiles(p, p.size, self.config)[0] for p in plans])
         padded = _pad_latents(zb, plans)[(slice(None),) + window]
-        out = np.concatenate([np.asarray(_kept_probabilities(self._generation_variables, jnp.asarray(padded[i:i + _BATCH]),
-                                                             self.config, lengths, jnp.asarray(starts)))
-                              for i in range(0, len(zb), _BATCH)])
+        out = np.concatenate(
+            [
+                np.asarray(
+                    _kept_probabilities(
+                        self._generation_variables,
+                        jnp.asarray(padded[i : i + _BATCH]),
+                        self.config,
+                        lengths,
+                        jnp.asarray(starts),
+                    )
+                )
+                for i in range(0, len(zb), _BATCH)
+            ]
+        )
         return out if batched else out[0]
 
     def labels(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None) -> np.ndarray:
         """Label volume (D, H, W) with the ORIGINAL label values (argmax over phases)."""
         return decode(self.probabilities(z, periodic, size), self.phase_map)
 
-    def confidence(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None
-                   ) -> np.ndarray:
+    def confidence(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None) -> np.ndarray:
         """Confidence map (D, H, W) float32: the maximum phase probability of each voxel (paper S9)."""
         return self.probabilities(z, periodic, size).max(axis=-1)
 
@@ -362,9 +398,14 @@ class FrozenGenerator:
             raise PorejaxError(f"chunk must be a positive number of voxels, got {chunk}")
         return _pad_latents(zb, plans), plans, int(chunk)
 
-    def tiles(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None,
-              chunk: int | None = None, part: tuple[int, int] | None = None
-              ) -> Iterator[tuple[tuple[int, int, int], np.ndarray, np.ndarray]]:
+    def tiles(
+        self,
+        z,
+        periodic: str | Sequence[bool] = "",
+        size: int | Sequence[int] | None = None,
+        chunk: int | None = None,
+        part: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[tuple[int, int, int], np.ndarray, np.ndarray]]:
         """Yield (start voxel (x, y, z), labels, confidence) per tile (d, h, w), row of x tiles by row.
 
         The tiles cover the volume `slabs` yields. `part` = (i, n): only the tiles of the i-th (0-based)
@@ -376,18 +417,26 @@ class FrozenGenerator:
         if part is not None:
             i, n = part
             if not 0 <= i < n <= len(tiles[0]):
-                raise PorejaxError(f"part {i + 1}/{n} does not exist: the volume has {len(tiles[0])} rows of "
-                                   f"{chunk}-voxel tiles along x, so 1 <= I <= N <= {len(tiles[0])} "
-                                   "(a smaller --chunk allows more parts)")
-            tiles[0] = tiles[0][i * len(tiles[0]) // n:(i + 1) * len(tiles[0]) // n]
+                raise PorejaxError(
+                    f"part {i + 1}/{n} does not exist: the volume has {len(tiles[0])} rows of "
+                    f"{chunk}-voxel tiles along x, so 1 <= I <= N <= {len(tiles[0])} "
+                    "(a smaller --chunk allows more parts)"
+                )
+            tiles[0] = tiles[0][i * len(tiles[0]) // n : (i + 1) * len(tiles[0]) // n]
         for tx, ty, tz in itertools.product(*tiles):
             window, lengths, starts = self._tile(plans, (tx, ty, tz))
-            idx, c = _indices_and_confidence(self._generation_variables, jnp.asarray(padded[(slice(None),) + window]),
-                                             self.config, lengths, jnp.asarray(starts))
+            idx, c = _indices_and_confidence(
+                self._generation_variables,
+                jnp.asarray(padded[(slice(None),) + window]),
+                self.config,
+                lengths,
+                jnp.asarray(starts),
+            )
             yield (tx[0], ty[0], tz[0]), lut[np.asarray(idx)], np.asarray(c)
 
-    def slabs(self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None,
-              chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def slabs(
+        self, z, periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None, chunk: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (labels, confidence) slabs (d, H, W) along x, tile by tile, identical to one-shot output.
 
         `size`: output voxels per axis (default: the latent's full output; non-periodic axes centre-crop).
@@ -401,26 +450,37 @@ class FrozenGenerator:
             labels = np.empty((min(chunk, shape[0] - x0),) + shape[1:], self.phase_map.label_dtype)
             conf = np.empty(labels.shape, np.float32)
             for (_, y0, z0), lab, c in row:
-                labels[:, y0:y0 + lab.shape[1], z0:z0 + lab.shape[2]] = lab
-                conf[:, y0:y0 + lab.shape[1], z0:z0 + lab.shape[2]] = c
+                labels[:, y0 : y0 + lab.shape[1], z0 : z0 + lab.shape[2]] = lab
+                conf[:, y0 : y0 + lab.shape[1], z0 : z0 + lab.shape[2]] = c
             yield labels, conf
 
-    def generate(self, z, periodic: str | Sequence[bool] = "", size=None, chunk: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def generate(
+        self, z, periodic: str | Sequence[bool] = "", size=None, chunk: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(labels, confidence) in memory, generated tile by tile (see `slabs`)."""
         parts = list(self.slabs(z, periodic, size, chunk))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def write(self, path: str | os.PathLike, z, periodic: str | Sequence[bool] = "", size=None,
-              chunk: int | None = None, confidence_path: str | os.PathLike | None = None,
-              part: tuple[int, int] | None = None, attributes: dict | None = None) -> tuple[int, int, int]:
+    def write(
+        self,
+        path: str | os.PathLike,
+        z,
+        periodic: str | Sequence[bool] = "",
+        size=None,
+        chunk: int | None = None,
+        confidence_path: str | os.PathLike | None = None,
+        part: tuple[int, int] | None = None,
+        attributes: dict | None = None,
+    ) -> tuple[int, int, int]:
         """Stream the label volume (and optionally the confidence map, float32) to TIFF, or tile by tile to
         a Zarr store when `path` ends in .zarr (see `write_store`); returns the volume's shape."""
         if store.is_store(path):
             return self.write_store(path, z, periodic, size, chunk, confidence_path, part, attributes)
         if part is not None:
-            raise PorejaxError(f"--part needs a Zarr store (--out VOL.zarr), not {path}: parts of one TIFF "
-                               "cannot be written independently")
+            raise PorejaxError(
+                f"--part needs a Zarr store (--out VOL.zarr), not {path}: parts of one TIFF "
+                "cannot be written independently"
+            )
         flags = parse_periodic(periodic)
         zb, _ = self._check_latent(z)
         shape = tuple(p.size for p in self._plans(zb.shape[1:4], flags, size))
@@ -436,9 +496,17 @@ class FrozenGenerator:
                     writer.write(block)
         return shape  # type: ignore[return-value]
 
-    def write_store(self, path: str | os.PathLike, z, periodic: str | Sequence[bool] = "", size=None,
-                    chunk: int | None = None, confidence_path: str | os.PathLike | None = None,
-                    part: tuple[int, int] | None = None, attributes: dict | None = None) -> tuple[int, int, int]:
+    def write_store(
+        self,
+        path: str | os.PathLike,
+        z,
+        periodic: str | Sequence[bool] = "",
+        size=None,
+        chunk: int | None = None,
+        confidence_path: str | os.PathLike | None = None,
+        part: tuple[int, int] | None = None,
+        attributes: dict | None = None,
+    ) -> tuple[int, int, int]:
         """Write the volume tile by tile into the Zarr store `path` (chunks = tiles; memory set by one tile),
         only the tiles of slab `part` = (i, n) along x when given (n jobs fill one store; any order).
 
@@ -453,8 +521,10 @@ class FrozenGenerator:
         outputs = [labels]
         if confidence_path is not None:
             if not store.is_store(confidence_path):
-                raise PorejaxError(f"with a Zarr store --out the confidence map goes to a store too: name it "
-                                   f"*.zarr, not {confidence_path}")
+                raise PorejaxError(
+                    f"with a Zarr store --out the confidence map goes to a store too: name it "
+                    f"*.zarr, not {confidence_path}"
+                )
             outputs.append(store.create(confidence_path, shape, np.float32, chunks, meta))
         for start, *blocks in self.tiles(z, periodic, size, chunk, part):
             for out, block in zip(outputs, blocks):

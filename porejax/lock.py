@@ -42,8 +42,10 @@ def _acquire(path: Path) -> tuple[int, str]:
         except BlockingIOError:
             with os.fdopen(fd) as fh:
                 owner = _owner(fh.read())
-            raise PorejaxError(f"{path.parent} is in use by another training run ({owner}): wait for it to "
-                               "finish or stop it, or choose another --workdir") from None
+            raise PorejaxError(
+                f"{path.parent} is in use by another training run ({owner}): wait for it to "
+                "finish or stop it, or choose another --workdir"
+            ) from None
         try:  # a run that ended between our open and flock removed the file: lock the new one instead
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -68,8 +70,11 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[Path]:
     fd, previous = _acquire(path)
     try:
         if previous:
-            print(f"porejax: taking over the lock of {workdir} from a run that is no longer running "
-                  f"({_owner(previous)})", file=sys.stderr, flush=True)
+            print(
+                f"porejax: taking over the lock of {workdir} from a run that is no longer running ({_owner(previous)})",
+                file=sys.stderr,
+                flush=True,
+            )
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started}).encode(), 0)

@@ -23,8 +23,9 @@ def bce(logits: jax.Array, target: float) -> jax.Array:
     return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)))
 
 
-def bce_discriminator(real_logits: jax.Array, fake_logits: jax.Array, real_label: float = 0.9,
-                      fake_label: float = 0.0) -> jax.Array:
+def bce_discriminator(
+    real_logits: jax.Array, fake_logits: jax.Array, real_label: float = 0.9, fake_label: float = 0.0
+) -> jax.Array:
     """D loss = BCE(D(x), real_label) + BCE(D(G(z)), fake_label), each a mean over its batch."""
     return bce(real_logits, real_label) + bce(fake_logits, fake_label)
 
@@ -43,8 +44,9 @@ def wgan_generator(fake_scores: jax.Array) -> jax.Array:
     return -jnp.mean(fake_scores)
 
 
-def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array,
-                     key: jax.Array) -> jax.Array:
+def gradient_penalty(
+    critic: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array, key: jax.Array
+) -> jax.Array:
     """mean_b (||grad_x C(x_b)||_2 - 1)^2 at x_b = e_b real_b + (1 - e_b) fake_b, e_b ~ U(0, 1).
 
     `critic` maps a batch (B, ...) to scores (B,) and must treat samples independently (no batch

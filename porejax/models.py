@@ -41,7 +41,7 @@ class ModelConfig:
     g_widths: tuple[int, ...] = (512, 256, 128, 64)
     d_widths: tuple[int, ...] = (16, 32, 64, 128)
     d_norm: str = "batch"  # "batch" (paper), "layer" (for WGAN-GP) or "none"
-    head_width: int = 0    # 0: the last stride-2 layer makes the phases (paper); > 0: see the module docstring
+    head_width: int = 0  # 0: the last stride-2 layer makes the phases (paper); > 0: see the module docstring
     # convolution products: "float32", or "bfloat16" (mixed precision: bfloat16 inputs, float32 weights,
     # float32 accumulation, results and normalisation). The two layers next to the phase probabilities stay
     # float32: the generator's last (its logits) and the discriminator's first (bfloat16 would round fake
@@ -54,9 +54,11 @@ class ModelConfig:
         if self.n_phases < 2:
             raise PorejaxError(f"a generator needs at least 2 phases, got n_phases={self.n_phases}")
         if len(self.g_widths) < 1 or len(self.d_widths) < len(self.g_widths):
-            raise PorejaxError(f"g_widths {self.g_widths} and d_widths {self.d_widths}: the generator needs at "
-                               "least one layer and the discriminator at least as many (its depth sets the crop "
-                               "size 4 * 2^len(d_widths))")
+            raise PorejaxError(
+                f"g_widths {self.g_widths} and d_widths {self.d_widths}: the generator needs at "
+                "least one layer and the discriminator at least as many (its depth sets the crop "
+                "size 4 * 2^len(d_widths))"
+            )
         if min(self.g_widths + self.d_widths + (self.latent_channels,)) < 1 or self.head_width < 0:
             raise PorejaxError("network widths and latent channels must be positive (head_width: 0 for none)")
         if self.d_norm not in NORMS:
@@ -135,8 +137,12 @@ def preset(name: str, n_phases: int) -> ModelConfig:
 
 def _batch_norm(train: bool) -> nn.BatchNorm:
     """BatchNorm as PyTorch's (momentum 0.1, eps 1e-5), scale init N(1, 0.02), bias 0."""
-    return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
-                        scale_init=normal_init(0.02, mean=1.0))
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BATCH_NORM_MOMENTUM,
+        epsilon=1e-5,
+        scale_init=normal_init(0.02, mean=1.0),
+    )
 
 
 class Generator(nn.Module):
@@ -145,9 +151,13 @@ class Generator(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, z: jnp.ndarray, train: bool = False,
-                 periodic: Sequence[bool] = (False, False, False),
-                 keep: tuple[Sequence[Sequence[int]], jnp.ndarray] | None = None) -> jnp.ndarray:
+    def __call__(
+        self,
+        z: jnp.ndarray,
+        train: bool = False,
+        periodic: Sequence[bool] = (False, False, False),
+        keep: tuple[Sequence[Sequence[int]], jnp.ndarray] | None = None,
+    ) -> jnp.ndarray:
         """keep: (lengths, starts), per layer the extent (static ints) and start (int array (layers, 3)) per
         spatial axis of its output to keep (zero padding only): later layers then compute only what the
         kept outputs need (`porejax.generate.layer_crops`)."""
@@ -159,8 +169,9 @@ class Generator(nn.Module):
             if keep is None:
                 return x
             lengths, starts = keep
-            return jax.lax.dynamic_slice(x, (0, *(starts[i, a] for a in range(3)), 0),
-                                         (x.shape[0], *lengths[i], x.shape[-1]))
+            return jax.lax.dynamic_slice(
+                x, (0, *(starts[i, a] for a in range(3)), 0), (x.shape[0], *lengths[i], x.shape[-1])
+            )
 
         x, last = z, len(self.config.generator_layers) - 1
         for i, (width, kernel, stride, pad) in enumerate(self.config.generator_layers):
@@ -206,8 +217,16 @@ class SliceDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         def conv(width, stride, pad, dtype, name):
-            return nn.Conv(width, (4, 4), stride, ((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
-                           kernel_init=normal_init(0.02), name=name)
+            return nn.Conv(
+                width,
+                (4, 4),
+                stride,
+                ((pad, pad), (pad, pad)),
+                use_bias=False,
+                dtype=dtype,
+                kernel_init=normal_init(0.02),
+                name=name,
+            )
 
         for i, width in enumerate(self.config.d_widths):
             x = conv(width, 2, 1, None if i == 0 else self.config.conv_dtype, f"conv{i}")(x)
@@ -225,17 +244,21 @@ def init_slice_discriminators(config: ModelConfig, keys: tuple[str, ...], key: j
     """Fresh slice discriminators {"params": {name: ...}, "batch_stats": {name: ...}}, one per name in `keys`."""
     x = jnp.zeros((1, config.crop_size, config.crop_size, config.n_phases), jnp.float32)
     found = {name: SliceDiscriminator(config).init(k, x) for name, k in zip(keys, jax.random.split(key, len(keys)))}
-    return {"params": {name: v["params"] for name, v in found.items()},
-            "batch_stats": {name: v.get("batch_stats", {}) for name, v in found.items()}}
+    return {
+        "params": {name: v["params"] for name, v in found.items()},
+        "batch_stats": {name: v.get("batch_stats", {}) for name, v in found.items()},
+    }
 
 
-def generator_batch_statistics(config: ModelConfig, params: dict, batch_stats: dict, z: jnp.ndarray,
-                               periodic: Sequence[bool]) -> dict:
+def generator_batch_statistics(
+    config: ModelConfig, params: dict, batch_stats: dict, z: jnp.ndarray, periodic: Sequence[bool]
+) -> dict:
     """The generator's BatchNorm batch statistics on latents z (training mode), a tree like `batch_stats`
     ({"mean", "var"} per layer): what standing statistics average over many batches."""
     zero = jax.tree_util.tree_map(jnp.zeros_like, batch_stats)
-    _, updated = Generator(config).apply({"params": params, "batch_stats": zero}, z, train=True,
-                                         periodic=tuple(periodic), mutable=["batch_stats"])
+    _, updated = Generator(config).apply(
+        {"params": params, "batch_stats": zero}, z, train=True, periodic=tuple(periodic), mutable=["batch_stats"]
+    )
     # from zero running statistics one update leaves (1 - momentum) * (batch statistic)
     return jax.tree_util.tree_map(lambda v: v / (1 - BATCH_NORM_MOMENTUM), updated["batch_stats"])
 
@@ -248,8 +271,10 @@ def init_variables(config: ModelConfig, key: jax.Array) -> tuple[dict, dict]:
     x = jnp.zeros((1,) + (config.crop_size,) * 3 + (config.n_phases,), jnp.float32)
     g_vars = Generator(config).init(kg, z)
     d_vars = Discriminator(config).init(kd, x)
-    return ({"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})},
-            {"params": d_vars["params"], "batch_stats": d_vars.get("batch_stats", {})})
+    return (
+        {"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})},
+        {"params": d_vars["params"], "batch_stats": d_vars.get("batch_stats", {})},
+    )
 
 
 def count_params(params) -> int:

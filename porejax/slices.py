@@ -77,11 +77,15 @@ def as_image_stack(image, what: str = "image", max_phases: int = DEFAULT_MAX_PHA
     """A 2D label image (H, W), or a stack (N, H, W) of images of one plane -> validated stack (N, H, W)."""
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4:
-        raise PorejaxError(f"{what} of shape {arr.shape} looks like an RGB(A) image: save a single-channel "
-                           "image of integer phase labels (one value per phase)")
+        raise PorejaxError(
+            f"{what} of shape {arr.shape} looks like an RGB(A) image: save a single-channel "
+            "image of integer phase labels (one value per phase)"
+        )
     if arr.ndim not in (2, 3):
-        raise PorejaxError(f"{what} has {arr.ndim} dimensions {arr.shape}, expected a 2D label image (H, W) or a "
-                           "stack (N, H, W) of images of one plane")
+        raise PorejaxError(
+            f"{what} has {arr.ndim} dimensions {arr.shape}, expected a 2D label image (H, W) or a "
+            "stack (N, H, W) of images of one plane"
+        )
     return validate_volume(arr[None] if arr.ndim == 2 else arr, max_phases=max_phases, what=what)
 
 
@@ -107,8 +111,7 @@ def image_sets(layout: str, volumes: Sequence[np.ndarray] = (), images: ImageSet
         raise PorejaxError("give either 3D training volumes or 2D images for the slice discriminators, not both")
     if images is None:
         per_axis = [volume_slices(validate_volume(v, what=f"training volume {i}")) for i, v in enumerate(volumes)]
-        return {key: [s for v in per_axis for s in ([v[key]] if key != SHARED_KEY else v.values())]
-                for key in keys}
+        return {key: [s for v in per_axis for s in ([v[key]] if key != SHARED_KEY else v.values())] for key in keys}
     if set(images) != set(keys):
         want = "one image set (--slices)" if keys == (SHARED_KEY,) else "an image for each of x, y and z"
         raise PorejaxError(f"{layout} discriminators need {want}, got images for {sorted(images)}")
@@ -122,13 +125,16 @@ def phase_map_of(sets: ImageSets, names: Sequence[str] | None = None, voxel_size
     labels = sorted(set().union(*found.values()))
     for (key, i), have in found.items():
         if list(have) != labels:
-            raise PorejaxError(f"{key} image {i} has labels {list(have)} but the images together have {labels}: "
-                               "segment every image with the same phases and label values")
+            raise PorejaxError(
+                f"{key} image {i} has labels {list(have)} but the images together have {labels}: "
+                "segment every image with the same phases and label values"
+            )
     return PhaseMap(tuple(labels), None if names is None else tuple(names), voxel_size)
 
 
-def prepare(sets: ImageSets, phase_map: PhaseMap, crop: int, batch_size: int, per_volume: int
-            ) -> tuple[SliceSpec, dict]:
+def prepare(
+    sets: ImageSets, phase_map: PhaseMap, crop: int, batch_size: int, per_volume: int
+) -> tuple[SliceSpec, dict]:
     """Image sets -> (spec, host arrays): per key {"indices": uint8 (N, H, W) zero-padded to a common shape,
     "max_origin": int32 (N, 2), "log_weights": float32 (N,)}, N = all images of that key."""
     if not 1 <= per_volume <= crop:
@@ -138,16 +144,21 @@ def prepare(sets: ImageSets, phase_map: PhaseMap, crop: int, batch_size: int, pe
         images = [to_indices(im, phase_map) for stack in sets[key] for im in stack]
         small = [im.shape for im in images if min(im.shape) < crop]
         if small:
-            raise PorejaxError(f"{key} images of shape {small[0]} are smaller than the {crop}^2 slices the "
-                               "discriminator judges: use larger images or a preset with smaller slices")
+            raise PorejaxError(
+                f"{key} images of shape {small[0]} are smaller than the {crop}^2 slices the "
+                "discriminator judges: use larger images or a preset with smaller slices"
+            )
         sizes = tuple(tuple(int(n) for n in im.shape) for im in images)
         common = tuple(max(s[a] for s in sizes) for a in range(2))
         stack = np.zeros((len(images),) + common, np.uint8)
         for i, im in enumerate(images):
-            stack[i, :im.shape[0], :im.shape[1]] = im
+            stack[i, : im.shape[0], : im.shape[1]] = im
         max_origin = np.asarray([[n - crop for n in s] for s in sizes], np.int32)
-        arrays[key] = {"indices": stack, "max_origin": max_origin,
-                       "log_weights": np.log(np.prod(max_origin + 1, axis=1).astype(np.float32))}
+        arrays[key] = {
+            "indices": stack,
+            "max_origin": max_origin,
+            "log_weights": np.log(np.prod(max_origin + 1, axis=1).astype(np.float32)),
+        }
         shapes.append(tuple(sorted(set(sizes))))
     spec = SliceSpec(crop, batch_size, per_volume, phase_map.n_phases, tuple(arrays), tuple(shapes))
     return spec, arrays
@@ -161,7 +172,9 @@ def sample_real(arrays: dict, spec: SliceSpec, key: jax.Array, count: int | None
     image = jax.random.categorical(k_image, arrays["log_weights"], shape=(count,)).astype(jnp.int32)
     pos = jax.random.randint(k_pos, (count, 2), 0, arrays["max_origin"][image] + 1, jnp.int32)
     origins = jnp.concatenate([image[:, None], pos], axis=1)
-    crops = jax.vmap(lambda o: jax.lax.dynamic_slice(arrays["indices"], tuple(o), (1, spec.crop, spec.crop))[0])(origins)
+    crops = jax.vmap(lambda o: jax.lax.dynamic_slice(arrays["indices"], tuple(o), (1, spec.crop, spec.crop))[0])(
+        origins
+    )
     return jax.nn.one_hot(crops, spec.n_phases, dtype=jnp.float32)
 
 
@@ -187,8 +200,11 @@ def real_reference(arrays: dict, spec: SliceSpec, count: int, seed: int) -> np.n
     return crops[:count, None]
 
 
-def load_images(paths: Mapping[str, Sequence[str | os.PathLike]], names: Sequence[str] | None = None,
-                voxel_size: float | None = None) -> tuple[dict[str, list[np.ndarray]], PhaseMap]:
+def load_images(
+    paths: Mapping[str, Sequence[str | os.PathLike]],
+    names: Sequence[str] | None = None,
+    voxel_size: float | None = None,
+) -> tuple[dict[str, list[np.ndarray]], PhaseMap]:
     """Read the 2D images per discriminator key ({"xyz": paths} or {"x", "y", "z"}) and the PhaseMap of all
     their label values (the same in every image)."""
     images = {key: [read_images(p) for p in found] for key, found in paths.items()}

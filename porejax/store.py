@@ -32,12 +32,16 @@ def is_store(path: str | os.PathLike) -> bool:
 
 
 def _spec(path: Path) -> dict:
-    return {"driver": "zarr", "kvstore": {"driver": "file", "path": str(path.resolve())},
-            "store_data_equal_to_fill_value": True}
+    return {
+        "driver": "zarr",
+        "kvstore": {"driver": "file", "path": str(path.resolve())},
+        "store_data_equal_to_fill_value": True,
+    }
 
 
-def create(path: str | os.PathLike, shape: Sequence[int], dtype, chunks: Sequence[int],
-           attributes: dict) -> ts.TensorStore:
+def create(
+    path: str | os.PathLike, shape: Sequence[int], dtype, chunks: Sequence[int], attributes: dict
+) -> ts.TensorStore:
     """Open the store at `path` for writing, creating it if absent; an existing one must have this shape,
     dtype and chunk shape (several jobs open one store concurrently). Writes `attributes` (JSON) under
     "porejax" in .zattrs (every job writes the same ones)."""
@@ -45,14 +49,21 @@ def create(path: str | os.PathLike, shape: Sequence[int], dtype, chunks: Sequenc
     if not path.parent.is_dir():
         raise PorejaxError(f"output folder {path.parent} does not exist: create it first")
     dtype = np.dtype(dtype)
-    metadata = {"shape": [int(s) for s in shape], "chunks": [int(c) for c in chunks], "dtype": _DTYPES[dtype],
-                "compressor": {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 1}, "fill_value": 0}
+    metadata = {
+        "shape": [int(s) for s in shape],
+        "chunks": [int(c) for c in chunks],
+        "dtype": _DTYPES[dtype],
+        "compressor": {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 1},
+        "fill_value": 0,
+    }
     try:
         store = ts.open({**_spec(path), "metadata": metadata}, create=True, open=True).result()
     except ValueError as exc:
-        raise PorejaxError(f"{path} exists with another shape, dtype or chunk shape than {metadata['shape']}, "
-                           f"{dtype}, {metadata['chunks']} ({exc}): delete it or write to another path "
-                           "(all --part jobs of one volume need the same settings)") from None
+        raise PorejaxError(
+            f"{path} exists with another shape, dtype or chunk shape than {metadata['shape']}, "
+            f"{dtype}, {metadata['chunks']} ({exc}): delete it or write to another path "
+            "(all --part jobs of one volume need the same settings)"
+        ) from None
     tmp = path / f"{ATTRIBUTES}.{os.getpid()}.partial"
     tmp.write_text(json.dumps({"porejax": attributes}, indent=1))
     os.replace(tmp, path / ATTRIBUTES)
@@ -78,8 +89,9 @@ class StoreVolume:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not (self.path / ".zarray").is_file():
-            raise PorejaxError(f"{self.path} is not a Zarr store (no .zarray inside): write one with "
-                               "`porejax generate --out VOL.zarr`")
+            raise PorejaxError(
+                f"{self.path} is not a Zarr store (no .zarray inside): write one with `porejax generate --out VOL.zarr`"
+            )
         try:
             self._store = ts.open(_spec(self.path), open=True).result()
         except ValueError as exc:
@@ -94,8 +106,10 @@ class StoreVolume:
         expected = math.prod(-(-n // c) for n, c in zip(self.shape, chunks))
         present = sum(1 for f in os.scandir(self.path) if not f.name.startswith("."))
         if present < expected:
-            raise PorejaxError(f"{self.path} is incomplete: {present} of its {expected} chunks are written "
-                               "(a --part job has not finished, or failed: run the missing parts)")
+            raise PorejaxError(
+                f"{self.path} is incomplete: {present} of its {expected} chunks are written "
+                "(a --part job has not finished, or failed: run the missing parts)"
+            )
 
     def __getitem__(self, index) -> np.ndarray:
         return self._store[index].read().result()

@@ -27,8 +27,13 @@ _DATASETS = {
 }
 
 
-def cathode(size: Size, seed: int = 0, fractions: Sequence[float] = CATHODE_FRACTIONS,
-            labels: Sequence[int] = CATHODE_LABELS, mean_radius: float | None = None) -> np.ndarray:
+def cathode(
+    size: Size,
+    seed: int = 0,
+    fractions: Sequence[float] = CATHODE_FRACTIONS,
+    labels: Sequence[int] = CATHODE_LABELS,
+    mean_radius: float | None = None,
+) -> np.ndarray:
     """Cathode-like volume: overlapping polydisperse spheres (active), binder at contacts, pore elsewhere.
 
     Sphere radii are log-normal (mean `mean_radius` voxels, default max(4, min(shape) / 16)); spheres are
@@ -66,8 +71,13 @@ def cathode(size: Size, seed: int = 0, fractions: Sequence[float] = CATHODE_FRAC
     return out
 
 
-def anode(size: Size, seed: int = 0, fractions: Sequence[float] = ANODE_FRACTIONS,
-          labels: Sequence[int] = ANODE_LABELS, correlation_length: float | None = None) -> np.ndarray:
+def anode(
+    size: Size,
+    seed: int = 0,
+    fractions: Sequence[float] = ANODE_FRACTIONS,
+    labels: Sequence[int] = ANODE_LABELS,
+    correlation_length: float | None = None,
+) -> np.ndarray:
     """Anode-like volume: a plurigaussian model of two independent Gaussian random fields (g1, g2).
 
     Each field is white noise smoothed periodically (FFT) with a Gaussian kernel of standard deviation
@@ -109,8 +119,9 @@ def default_dataset(kind: str = "cathode", size: Size = 128, seed: int = 0) -> t
     return volume, PhaseMap(labels, names, voxel_size)
 
 
-def _place_spheres(shape: tuple[int, int, int], n_target: int, mean_radius: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _place_spheres(
+    shape: tuple[int, int, int], n_target: int, mean_radius: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Centres (n, 3) and radii (n,) in voxels of spheres with log-normal radii, added uniformly until
     their periodic union covers at least `n_target` voxels."""
     covered_mask = np.zeros(shape, dtype=bool)
@@ -118,8 +129,9 @@ def _place_spheres(shape: tuple[int, int, int], n_target: int, mean_radius: floa
     covered = 0
     sigma = 0.3
     while covered < n_target:
-        radius = float(np.clip(rng.lognormal(np.log(mean_radius) - sigma**2 / 2, sigma),
-                               0.5 * mean_radius, 2.5 * mean_radius))
+        radius = float(
+            np.clip(rng.lognormal(np.log(mean_radius) - sigma**2 / 2, sigma), 0.5 * mean_radius, 2.5 * mean_radius)
+        )
         centre = rng.uniform(0, shape)
         box, gap = _sphere_box(shape, centre, radius, 0.0)
         inside = gap <= 0
@@ -130,8 +142,9 @@ def _place_spheres(shape: tuple[int, int, int], n_target: int, mean_radius: floa
     return np.array(centres), np.array(radii)
 
 
-def _surface_gaps(shape: tuple[int, int, int], centres: np.ndarray, radii: np.ndarray,
-                  margin: float) -> tuple[np.ndarray, np.ndarray]:
+def _surface_gaps(
+    shape: tuple[int, int, int], centres: np.ndarray, radii: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Smallest and second-smallest (distance - radius) over the spheres, in voxels (negative inside).
 
     Only voxels within `margin` of a sphere surface are visited; the rest stay +inf. float32 of `shape`.
@@ -146,8 +159,9 @@ def _surface_gaps(shape: tuple[int, int, int], centres: np.ndarray, radii: np.nd
     return gap_1, gap_2
 
 
-def _sphere_box(shape: tuple[int, int, int], centre: np.ndarray, radius: float,
-                margin: float) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _sphere_box(
+    shape: tuple[int, int, int], centre: np.ndarray, radius: float, margin: float
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Periodic index box around a sphere (reach radius + margin, at most one period per axis) and the
     float32 (distance - radius) of its voxels, using each voxel's nearest periodic image."""
     reach = int(np.ceil(radius + margin))
@@ -177,12 +191,13 @@ def _top_k(score: np.ndarray, k: int) -> np.ndarray:
     flat = score.reshape(-1)
     mask = np.zeros(flat.size, dtype=bool)
     if k > 0:
-        mask[np.argpartition(flat, flat.size - k)[flat.size - k:]] = True
+        mask[np.argpartition(flat, flat.size - k)[flat.size - k :]] = True
     return mask.reshape(score.shape)
 
 
-def _arguments(size: Size, seed: int, fractions: Sequence[float], labels: Sequence[int]
-               ) -> tuple[tuple[int, int, int], tuple[float, float, float], tuple[int, int, int], np.random.Generator]:
+def _arguments(
+    size: Size, seed: int, fractions: Sequence[float], labels: Sequence[int]
+) -> tuple[tuple[int, int, int], tuple[float, float, float], tuple[int, int, int], np.random.Generator]:
     """The checked common arguments of a structure: (shape, fractions, labels, random generator)."""
     return _shape(size), _fractions(fractions), _labels(labels), _rng(seed)
 

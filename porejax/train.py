@@ -69,8 +69,14 @@ from porejax import checkpoint, dataset, losses, metrics, slices
 from porejax.errors import PorejaxError
 from porejax.lock import workdir_lock
 from porejax.models import PRESETS as MODEL_PRESETS
-from porejax.models import (Discriminator, Generator, ModelConfig, generator_batch_statistics, init_slice_discriminators,
-                            init_variables)
+from porejax.models import (
+    Discriminator,
+    Generator,
+    ModelConfig,
+    generator_batch_statistics,
+    init_slice_discriminators,
+    init_variables,
+)
 from porejax.models import preset as model_preset
 from porejax.volume import PhaseMap
 
@@ -91,41 +97,52 @@ class TrainConfig:
 
     batch_size: int = 32
     loss: str = "bce"
-    lr: float | None = None          # None: the loss's default (bce 2e-5, wgan-gp 1e-4)
-    b1: float | None = None          # None: bce 0.5, wgan-gp 0.0
-    b2: float | None = None          # None: bce 0.999, wgan-gp 0.9
-    g_updates: int = 2               # bce: generator updates per discriminator update (k)
-    n_critic: int = 5                # wgan-gp: critic updates per generator update
-    gp_weight: float = 10.0          # wgan-gp: lambda
-    real_label: float = 0.9          # bce: D's target for real crops (one-sided label smoothing)
-    fake_label: float = 0.0          # bce: D's target for generated crops
-    g_target: float = 0.9            # bce: G's target for D(G(z)) (the paper's code uses the real label)
-    latent: str = "periodic"         # training latents: "periodic" (crop-sized, circular) or "point" (paper: 1^3)
-    sampling: str = "random"         # "random" or "strided" (the paper's epochs)
-    stride: int = 8                  # strided sampling: grid spacing in voxels
-    augment: bool = False            # random cube symmetries (flips, 90-degree rotations) of real crops
-    holdout: int = 0                 # slices held out at the end of x of every volume (never trained on)
+    lr: float | None = None  # None: the loss's default (bce 2e-5, wgan-gp 1e-4)
+    b1: float | None = None  # None: bce 0.5, wgan-gp 0.0
+    b2: float | None = None  # None: bce 0.999, wgan-gp 0.9
+    g_updates: int = 2  # bce: generator updates per discriminator update (k)
+    n_critic: int = 5  # wgan-gp: critic updates per generator update
+    gp_weight: float = 10.0  # wgan-gp: lambda
+    real_label: float = 0.9  # bce: D's target for real crops (one-sided label smoothing)
+    fake_label: float = 0.0  # bce: D's target for generated crops
+    g_target: float = 0.9  # bce: G's target for D(G(z)) (the paper's code uses the real label)
+    latent: str = "periodic"  # training latents: "periodic" (crop-sized, circular) or "point" (paper: 1^3)
+    sampling: str = "random"  # "random" or "strided" (the paper's epochs)
+    stride: int = 8  # strided sampling: grid spacing in voxels
+    augment: bool = False  # random cube symmetries (flips, 90-degree rotations) of real crops
+    holdout: int = 0  # slices held out at the end of x of every volume (never trained on)
     seed: int = 0
-    steps: int = 1000                # total steps; a resumed run continues up to it
+    steps: int = 1000  # total steps; a resumed run continues up to it
     log_every: int = 10
     eval_every: int = 500
     checkpoint_every: int = 500
-    keep_every: int = 0              # also keep the checkpoints of steps that are multiples of this (0: the 3 newest only)
-    eval_samples: int = 8            # generated volumes per quick evaluation
-    standing_batches: int = 32       # batches of latents for the generator's standing statistics
-    ema_decay: float = 0.0           # > 0: generate from an exponential moving average of the generator's weights
-    discriminator: str = "volume"    # "volume" (3D crops), "slices" (2D, one per axis) or "shared-slices" (2D, one)
-    slices_per_volume: int = 0       # slice discriminators: random slices per generated volume and axis (0: all)
+    keep_every: int = 0  # also keep the checkpoints of steps that are multiples of this (0: the 3 newest only)
+    eval_samples: int = 8  # generated volumes per quick evaluation
+    standing_batches: int = 32  # batches of latents for the generator's standing statistics
+    ema_decay: float = 0.0  # > 0: generate from an exponential moving average of the generator's weights
+    discriminator: str = "volume"  # "volume" (3D crops), "slices" (2D, one per axis) or "shared-slices" (2D, one)
+    slices_per_volume: int = 0  # slice discriminators: random slices per generated volume and axis (0: all)
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
             raise PorejaxError(f"unknown loss {self.loss!r}: choose one of {', '.join(losses.LOSSES)}")
-        for name in ("batch_size", "g_updates", "n_critic", "steps", "log_every", "eval_every",
-                     "checkpoint_every", "eval_samples", "standing_batches"):
+        for name in (
+            "batch_size",
+            "g_updates",
+            "n_critic",
+            "steps",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+            "eval_samples",
+            "standing_batches",
+        ):
             if int(getattr(self, name)) < 1:
                 raise PorejaxError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.keep_every < 0:
-            raise PorejaxError(f"keep-every must be 0 (keep only the newest checkpoints) or positive, got {self.keep_every}")
+            raise PorejaxError(
+                f"keep-every must be 0 (keep only the newest checkpoints) or positive, got {self.keep_every}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise PorejaxError(f"ema-decay must be in [0, 1) (0: no average; typical 0.999), got {self.ema_decay}")
         if self.lr is not None and not self.lr > 0:
@@ -142,8 +159,12 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """This config with the loss's default Adam hyperparameters filled in."""
         lr, b1, b2 = _ADAM_DEFAULTS[self.loss]
-        return dataclasses.replace(self, lr=lr if self.lr is None else self.lr,
-                                   b1=b1 if self.b1 is None else self.b1, b2=b2 if self.b2 is None else self.b2)
+        return dataclasses.replace(
+            self,
+            lr=lr if self.lr is None else self.lr,
+            b1=b1 if self.b1 is None else self.b1,
+            b2=b2 if self.b2 is None else self.b2,
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -154,8 +175,9 @@ CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_every",
 RESUME_MAY_CHANGE = ("lr", "ema_decay")
 
 # about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
-_CPU = TrainConfig(batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, keep_every=500,
-                   standing_batches=16)
+_CPU = TrainConfig(
+    batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, keep_every=500, standing_batches=16
+)
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # the paper: batch 32, strided (stride 8) epochs of 64^3 crops; for a GPU
@@ -166,16 +188,41 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "cpu64": dataclasses.replace(_CPU, batch_size=4),
     "cpu64-smooth": dataclasses.replace(_CPU, batch_size=4),
     # seconds: tests and the demo
-    "tiny": TrainConfig(batch_size=8, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
-                        eval_samples=4, standing_batches=4),
+    "tiny": TrainConfig(
+        batch_size=8,
+        lr=2e-4,
+        steps=300,
+        log_every=10,
+        eval_every=100,
+        checkpoint_every=100,
+        eval_samples=4,
+        standing_batches=4,
+    ),
     # slice discriminators (`porejax.train_slices`): SliceGAN's recipe (WGAN-GP, lambda 10, 5 critic steps,
     # Adam 1e-4, betas (0, 0.9), batch 8, every slice of every generated volume) for a GPU
-    "slicegan": TrainConfig(batch_size=8, loss="wgan-gp", discriminator="slices", steps=20_000, eval_every=1000,
-                            checkpoint_every=500, keep_every=5000),
-    "slices-cpu": dataclasses.replace(_CPU, batch_size=2, loss="wgan-gp", lr=None, discriminator="slices",
-                                      slices_per_volume=16),
-    "slices-tiny": TrainConfig(batch_size=4, lr=2e-4, steps=300, log_every=10, eval_every=100, checkpoint_every=100,
-                               eval_samples=4, standing_batches=4, discriminator="slices"),
+    "slicegan": TrainConfig(
+        batch_size=8,
+        loss="wgan-gp",
+        discriminator="slices",
+        steps=20_000,
+        eval_every=1000,
+        checkpoint_every=500,
+        keep_every=5000,
+    ),
+    "slices-cpu": dataclasses.replace(
+        _CPU, batch_size=2, loss="wgan-gp", lr=None, discriminator="slices", slices_per_volume=16
+    ),
+    "slices-tiny": TrainConfig(
+        batch_size=4,
+        lr=2e-4,
+        steps=300,
+        log_every=10,
+        eval_every=100,
+        checkpoint_every=100,
+        eval_samples=4,
+        standing_batches=4,
+        discriminator="slices",
+    ),
 }
 
 
@@ -194,9 +241,11 @@ def model_for(preset_name: str, n_phases: int, crop: int | None = None, precisio
         config = dataclasses.replace(config, compute_dtype=precision)
     if crop is not None and crop != config.crop_size:
         others = ", ".join(f"{name} {model_preset(name, n_phases).crop_size}" for name in MODEL_PRESETS)
-        raise PorejaxError(f"--crop {crop} does not match the {preset_name} preset, which trains on "
-                           f"{config.crop_size}^3 crops (crop size is set by the network depth; presets: {others}): "
-                           "drop --crop or choose a preset with that crop size")
+        raise PorejaxError(
+            f"--crop {crop} does not match the {preset_name} preset, which trains on "
+            f"{config.crop_size}^3 crops (crop size is set by the network depth; presets: {others}): "
+            "drop --crop or choose a preset with that crop size"
+        )
     return config
 
 
@@ -205,14 +254,17 @@ def training_latent(model_config: ModelConfig, latent: str) -> tuple[int, tuple[
     if latent == "periodic":
         return model_config.crop_size // model_config.period_unit, (True, True, True)
     if not model_config.point_latent_crop:
-        raise PorejaxError(f"point (1^3) latents make {model_config.output_side(1, periodic=False)}^3 volumes but "
-                           f"this discriminator judges {model_config.crop_size}^3 crops: train with periodic "
-                           "latents, or give both networks the same number of layers")
+        raise PorejaxError(
+            f"point (1^3) latents make {model_config.output_side(1, periodic=False)}^3 volumes but "
+            f"this discriminator judges {model_config.crop_size}^3 crops: train with periodic "
+            "latents, or give both networks the same number of layers"
+        )
     return 1, (False, False, False)
 
 
-def statistics_latent(model_config: ModelConfig, latent: str, batch_size: int, devices: int = 1
-                      ) -> tuple[int, tuple[bool, bool, bool], int]:
+def statistics_latent(
+    model_config: ModelConfig, latent: str, batch_size: int, devices: int = 1
+) -> tuple[int, tuple[bool, bool, bool], int]:
     """(latent side, periodic flags, batch) of the latents the generator's standing statistics come from.
 
     Point latents: the training latents. Periodic latents: STATISTICS_SCALE times the training side, with
@@ -224,7 +276,7 @@ def statistics_latent(model_config: ModelConfig, latent: str, batch_size: int, d
     side, periodic = training_latent(model_config, latent)
     if latent != "periodic":
         return side, periodic, batch_size
-    batch = devices * max(1, batch_size // (STATISTICS_SCALE ** 3 * devices))
+    batch = devices * max(1, batch_size // (STATISTICS_SCALE**3 * devices))
     return STATISTICS_SCALE * side, periodic, batch
 
 
@@ -241,16 +293,16 @@ def draw_training_latents(model_config: ModelConfig, latent: str, key: jax.Array
 
 @flax.struct.dataclass
 class TrainState:
-    step: jax.Array       # int32 ()
+    step: jax.Array  # int32 ()
     g_params: Any
-    g_stats: Any          # generator BatchNorm running statistics
+    g_stats: Any  # generator BatchNorm running statistics
     d_params: Any
-    d_stats: Any          # discriminator BatchNorm running statistics ({} without BatchNorm)
+    d_stats: Any  # discriminator BatchNorm running statistics ({} without BatchNorm)
     g_opt: Any
     d_opt: Any
-    key: jax.Array        # uint32 (2,): split every step
-    data_key: jax.Array   # uint32 (2,): fixed; orders strided epochs
-    g_ema: Any = None     # moving average of g_params (None without --ema-decay)
+    key: jax.Array  # uint32 (2,): split every step
+    data_key: jax.Array  # uint32 (2,): fixed; orders strided epochs
+    g_ema: Any = None  # moving average of g_params (None without --ema-decay)
 
     def to_dict(self) -> dict:
         """The fields as a dict, without absent (None) ones: what a checkpoint saves."""
@@ -267,7 +319,8 @@ def _replicate(tree: Any, mesh: Mesh) -> Any:
     """Host arrays -> global arrays replicated on every device of the mesh (works across hosts)."""
     sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree_util.tree_map(
-        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]), tree)
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]), tree
+    )
 
 
 # --- the step -------------------------------------------------------------------------------------
@@ -280,13 +333,22 @@ def init_state(model_config: ModelConfig, config: TrainConfig) -> TrainState:
     k_init, k_step, k_data = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     g_vars, d_vars = init_variables(model_config, k_init)
     if config.discriminator != "volume":
-        d_vars = init_slice_discriminators(model_config, slices.discriminator_keys(config.discriminator),
-                                           jax.random.split(k_init)[1])
+        d_vars = init_slice_discriminators(
+            model_config, slices.discriminator_keys(config.discriminator), jax.random.split(k_init)[1]
+        )
     tx = _optimizer(config)
-    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
-                      d_params=d_vars["params"], d_stats=d_vars["batch_stats"],
-                      g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]), key=k_step, data_key=k_data,
-                      g_ema=g_vars["params"] if config.ema_decay > 0 else None)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_vars["params"],
+        g_stats=g_vars["batch_stats"],
+        d_params=d_vars["params"],
+        d_stats=d_vars["batch_stats"],
+        g_opt=tx.init(g_vars["params"]),
+        d_opt=tx.init(d_vars["params"]),
+        key=k_step,
+        data_key=k_data,
+        g_ema=g_vars["params"] if config.ema_decay > 0 else None,
+    )
 
 
 def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
@@ -297,23 +359,33 @@ def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
     return jax.tree_util.tree_map(lambda e, p: rate * e + (1.0 - rate) * p, ema, params)
 
 
-def _apply_g(model_config: ModelConfig, periodic: tuple[bool, ...], params: Any, stats: Any,
-             z: jax.Array) -> tuple[jax.Array, Any]:
+def _apply_g(
+    model_config: ModelConfig, periodic: tuple[bool, ...], params: Any, stats: Any, z: jax.Array
+) -> tuple[jax.Array, Any]:
     """Generator in training mode (batch statistics): (probabilities, updated running statistics)."""
-    out, upd = Generator(model_config).apply({"params": params, "batch_stats": stats}, z, train=True,
-                                             periodic=periodic, mutable=["batch_stats"])
+    out, upd = Generator(model_config).apply(
+        {"params": params, "batch_stats": stats}, z, train=True, periodic=periodic, mutable=["batch_stats"]
+    )
     return out, upd["batch_stats"]
 
 
 def _apply_d(model_config: ModelConfig, params: Any, stats: Any, x: jax.Array) -> tuple[jax.Array, Any]:
     """Discriminator in training mode: (logits (B,), updated running statistics)."""
-    out, upd = Discriminator(model_config).apply({"params": params, "batch_stats": stats}, x, train=True,
-                                                 mutable=["batch_stats"])
+    out, upd = Discriminator(model_config).apply(
+        {"params": params, "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
+    )
     return out, upd.get("batch_stats", stats)
 
 
-def generator_update(model_config: ModelConfig, periodic: tuple[bool, ...], tx: optax.GradientTransformation,
-                     g_loss, d_params: Any, carry: tuple, z: jax.Array) -> tuple[tuple, tuple]:
+def generator_update(
+    model_config: ModelConfig,
+    periodic: tuple[bool, ...],
+    tx: optax.GradientTransformation,
+    g_loss,
+    d_params: Any,
+    carry: tuple,
+    z: jax.Array,
+) -> tuple[tuple, tuple]:
     """One generator update against a fixed discriminator.
 
     carry = (g_params, g_stats, g_opt, d_stats); returns (new carry, (loss before the update, D's scores)).
@@ -346,8 +418,12 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
     def crops(arrays, origins, keys):  # per device: its share of the batch
         return dataset.crops_at(arrays, spec, origins, keys)
 
-    cut = jax.shard_map(crops, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("data"), PartitionSpec("data")),
-                        out_specs=PartitionSpec("data"))
+    cut = jax.shard_map(
+        crops,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), PartitionSpec("data"), PartitionSpec("data")),
+        out_specs=PartitionSpec("data"),
+    )
 
     def real_batch(arrays, key, data_key, index):
         return cut(arrays, *dataset.batch_draws(arrays, spec, key, data_key, index))
@@ -372,12 +448,28 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
         d_params = optax.apply_updates(state.d_params, updates)
         g_loss = functools.partial(losses.bce_generator, target=config.g_target)
         (g_params, g_stats, g_opt, d_stats), (loss_g, scores) = jax.lax.scan(
-            functools.partial(g_update, g_loss, d_params), (state.g_params, g_stats, state.g_opt, d_stats),
-            jax.random.split(k_g, config.g_updates), unroll=True)
-        metrics = {"loss_d": loss_d, "loss_g": loss_g[-1], "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_fake_g": jnp.mean(jax.nn.sigmoid(scores[-1]))}
-        return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                             d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, key=key), metrics
+            functools.partial(g_update, g_loss, d_params),
+            (state.g_params, g_stats, state.g_opt, d_stats),
+            jax.random.split(k_g, config.g_updates),
+            unroll=True,
+        )
+        metrics = {
+            "loss_d": loss_d,
+            "loss_g": loss_g[-1],
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+            "d_fake_g": jnp.mean(jax.nn.sigmoid(scores[-1])),
+        }
+        return state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_stats=g_stats,
+            d_params=d_params,
+            d_stats=d_stats,
+            g_opt=g_opt,
+            d_opt=d_opt,
+            key=key,
+        ), metrics
 
     def wgan_step(state: TrainState, arrays: dict):
         key, k_critic, k_g = jax.random.split(state.key, 3)
@@ -394,7 +486,11 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
                 critic = lambda x: disc(params, state.d_stats, x)[0]  # noqa: E731
                 real_scores, fake_scores = critic(real), critic(fake)
                 gp = losses.gradient_penalty(critic, real, fake, k_gp)
-                return losses.wgan_critic(real_scores, fake_scores) + config.gp_weight * gp, (real_scores, fake_scores, gp)
+                return losses.wgan_critic(real_scores, fake_scores) + config.gp_weight * gp, (
+                    real_scores,
+                    fake_scores,
+                    gp,
+                )
 
             (loss, aux), grads = jax.value_and_grad(c_loss, has_aux=True)(d_params)
             updates, d_opt = tx.update(grads, d_opt, d_params)
@@ -402,14 +498,31 @@ def _step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropS
 
         indices = state.step * config.n_critic + jnp.arange(config.n_critic)
         (d_params, d_opt, g_stats), (loss_d, real_scores, fake_scores, gp) = jax.lax.scan(
-            critic_update, (state.d_params, state.d_opt, state.g_stats),
-            (jax.random.split(k_critic, config.n_critic), indices), unroll=True)
+            critic_update,
+            (state.d_params, state.d_opt, state.g_stats),
+            (jax.random.split(k_critic, config.n_critic), indices),
+            unroll=True,
+        )
         (g_params, g_stats, g_opt, _), (loss_g, scores) = g_update(
-            losses.wgan_generator, d_params, (state.g_params, g_stats, state.g_opt, state.d_stats), k_g)
-        metrics = {"loss_d": loss_d[-1], "loss_g": loss_g, "d_real": jnp.mean(real_scores[-1]),
-                   "d_fake": jnp.mean(fake_scores[-1]), "d_fake_g": jnp.mean(scores), "gp": gp[-1]}
-        return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                             d_opt=d_opt, g_opt=g_opt, key=key), metrics
+            losses.wgan_generator, d_params, (state.g_params, g_stats, state.g_opt, state.d_stats), k_g
+        )
+        metrics = {
+            "loss_d": loss_d[-1],
+            "loss_g": loss_g,
+            "d_real": jnp.mean(real_scores[-1]),
+            "d_fake": jnp.mean(fake_scores[-1]),
+            "d_fake_g": jnp.mean(scores),
+            "gp": gp[-1],
+        }
+        return state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_stats=g_stats,
+            d_params=d_params,
+            d_opt=d_opt,
+            g_opt=g_opt,
+            key=key,
+        ), metrics
 
     if config.discriminator != "volume":
         from porejax import train_slices  # it builds on this module
@@ -443,8 +556,9 @@ def make_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.Crop
     return _jitted_step(model_config, _recipe(config.resolved()), spec, mesh)
 
 
-def compile_step(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec, mesh: Mesh,
-                 state: TrainState, arrays: dict):
+def compile_step(
+    model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec, mesh: Mesh, state: TrainState, arrays: dict
+):
     """The step compiled ahead of time for these state and data arrays: (state, arrays) -> (state, metrics)."""
     return make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
 
@@ -465,8 +579,16 @@ def _standing_fn(model_config: ModelConfig, latent: str, batches: int, batch_siz
     return jax.jit(standing, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
-def standing_statistics(model_config: ModelConfig, g_params: Any, g_stats: Any, key: jax.Array, batches: int,
-                        batch_size: int, mesh: Mesh, latent: str = "periodic") -> Any:
+def standing_statistics(
+    model_config: ModelConfig,
+    g_params: Any,
+    g_stats: Any,
+    key: jax.Array,
+    batches: int,
+    batch_size: int,
+    mesh: Mesh,
+    latent: str = "periodic",
+) -> Any:
     """Generator BatchNorm statistics averaged over `batches` training-mode batches of the latents
     `statistics_latent` gives for training latents `latent` and `batch_size`.
 
@@ -480,8 +602,9 @@ def frozen_generator(model_config: ModelConfig, state: TrainState, config: Train
     of those params (deterministic in step and seed)."""
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), state.step)
     params = state.g_params if state.g_ema is None else state.g_ema
-    stats = standing_statistics(model_config, params, state.g_stats, key, config.standing_batches,
-                                config.batch_size, mesh, config.latent)
+    stats = standing_statistics(
+        model_config, params, state.g_stats, key, config.standing_batches, config.batch_size, mesh, config.latent
+    )
     return {"params": params, "batch_stats": stats}
 
 
@@ -491,9 +614,15 @@ def data_fingerprint(volumes: Sequence[np.ndarray], sources: Sequence[str] | Non
     out = []
     for i, volume in enumerate(volumes):
         volume = np.ascontiguousarray(volume)
-        out.append({"source": None if sources is None else str(sources[i]),
-                    "sha256": hashlib.sha256(volume.tobytes()).hexdigest(), "shape": list(volume.shape),
-                    "dtype": str(volume.dtype), "labels": [int(v) for v in np.unique(volume)]})
+        out.append(
+            {
+                "source": None if sources is None else str(sources[i]),
+                "sha256": hashlib.sha256(volume.tobytes()).hexdigest(),
+                "shape": list(volume.shape),
+                "dtype": str(volume.dtype),
+                "labels": [int(v) for v in np.unique(volume)],
+            }
+        )
     return out
 
 
@@ -501,48 +630,80 @@ def _same_data(a: dict, b: dict) -> bool:
     def content(record):
         keys = ("sha256", "shape", "labels")
         images = record.get("slices", {}).get("images", {})
-        return ([{k: v[k] for k in keys} for v in record["volumes"]], record.get("holdout"),
-                record.get("slices", {}).get("discriminators"),
-                {name: [{k: v[k] for k in keys} for v in found] for name, found in images.items()})
+        return (
+            [{k: v[k] for k in keys} for v in record["volumes"]],
+            record.get("holdout"),
+            record.get("slices", {}).get("discriminators"),
+            {name: [{k: v[k] for k in keys} for v in found] for name, found in images.items()},
+        )
+
     return content(a) == content(b)
 
 
-def _training_data(volumes: Sequence[np.ndarray], images: slices.ImageSets | None, phase_map: PhaseMap,
-                   model_config: ModelConfig, config: TrainConfig, sources) -> tuple[Any, dict, str, dict]:
+def _training_data(
+    volumes: Sequence[np.ndarray],
+    images: slices.ImageSets | None,
+    phase_map: PhaseMap,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    sources,
+) -> tuple[Any, dict, str, dict]:
     """(sampling spec, host arrays the step samples from, a description, the data record of porejax.json)."""
-    holdout = {"axis": "x", "slices": config.holdout,
-               "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes]}
+    holdout = {
+        "axis": "x",
+        "slices": config.holdout,
+        "regions": [[int(v.shape[0]) - config.holdout, int(v.shape[0])] for v in volumes],
+    }
     train_parts = [dataset.split_holdout(v, config.holdout, axis=0)[0] for v in volumes]
     if config.discriminator == "volume":
         if images is not None:
-            raise PorejaxError("2D images train slice discriminators: use --discriminator slices (an image per "
-                               "axis) or shared-slices (one image set), or give 3D volumes with --data")
+            raise PorejaxError(
+                "2D images train slice discriminators: use --discriminator slices (an image per "
+                "axis) or shared-slices (one image set), or give 3D volumes with --data"
+            )
         stack, shapes = dataset.prepare(train_parts, phase_map, model_config.crop_size)
-        spec = dataset.CropSpec(model_config.crop_size, config.batch_size, phase_map.n_phases, shapes,
-                                config.sampling, config.stride, config.augment)
+        spec = dataset.CropSpec(
+            model_config.crop_size,
+            config.batch_size,
+            phase_map.n_phases,
+            shapes,
+            config.sampling,
+            config.stride,
+            config.augment,
+        )
         dataset.check_spec(spec)
         data = {"volumes": data_fingerprint(volumes, sources), "holdout": holdout}
         return spec, dataset.device_arrays(stack, spec), f"training volume(s) {shapes}, {spec.crop}^3 crops", data
     if config.sampling != "random" or config.augment:
-        raise PorejaxError("slice discriminators sample random slices without augmentation: drop --sampling "
-                           "strided and --augment")
+        raise PorejaxError(
+            "slice discriminators sample random slices without augmentation: drop --sampling strided and --augment"
+        )
     if images is not None and config.holdout:
-        raise PorejaxError("--holdout applies to 3D volumes, not to 2D images: drop it (hold out part of an image "
-                           "by cropping the image)")
+        raise PorejaxError(
+            "--holdout applies to 3D volumes, not to 2D images: drop it (hold out part of an image "
+            "by cropping the image)"
+        )
     sets = slices.image_sets(config.discriminator, train_parts, images)
-    spec, arrays = slices.prepare(sets, phase_map, model_config.crop_size, config.batch_size,
-                                  config.slices_per_volume or model_config.crop_size)
+    spec, arrays = slices.prepare(
+        sets, phase_map, model_config.crop_size, config.batch_size, config.slices_per_volume or model_config.crop_size
+    )
     names = sources if isinstance(sources, Mapping) else {}
     fingerprints = {} if images is None else {name: data_fingerprint(sets[name], names.get(name)) for name in spec.keys}
-    data = {"volumes": data_fingerprint(volumes, None if images is not None else sources), "holdout": holdout,
-            "slices": {"discriminators": list(spec.keys), "images": fingerprints}}
-    described = (f"slice discriminator(s) {list(spec.keys)} on {spec.crop}^2 slices ({spec.per_volume} per "
-                 f"generated volume and axis) of images {dict(zip(spec.keys, spec.shapes))}")
+    data = {
+        "volumes": data_fingerprint(volumes, None if images is not None else sources),
+        "holdout": holdout,
+        "slices": {"discriminators": list(spec.keys), "images": fingerprints},
+    }
+    described = (
+        f"slice discriminator(s) {list(spec.keys)} on {spec.crop}^2 slices ({spec.per_volume} per "
+        f"generated volume and axis) of images {dict(zip(spec.keys, spec.shapes))}"
+    )
     return spec, arrays, described, data
 
 
-def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase_map: PhaseMap,
-                     config: TrainConfig, data: dict) -> None:
+def _check_resumable(
+    workdir: Path, meta: dict, model_config: ModelConfig, phase_map: PhaseMap, config: TrainConfig, data: dict
+) -> None:
     if "train" not in meta or "data" not in meta:
         raise PorejaxError(f"{workdir} holds a checkpoint not written by `porejax train`: choose another --workdir")
     problems = []
@@ -553,11 +714,16 @@ def _check_resumable(workdir: Path, meta: dict, model_config: ModelConfig, phase
     if not _same_data(meta["data"], data):
         problems.append("the training data differ (volume bytes or holdout)")
     old, new = _recipe(TrainConfig(**meta["train"])), _recipe(config)
-    problems += [f"{f.name} {getattr(old, f.name)} vs now {getattr(new, f.name)}" for f in dataclasses.fields(old)
-                 if f.name not in RESUME_MAY_CHANGE and getattr(old, f.name) != getattr(new, f.name)]
+    problems += [
+        f"{f.name} {getattr(old, f.name)} vs now {getattr(new, f.name)}"
+        for f in dataclasses.fields(old)
+        if f.name not in RESUME_MAY_CHANGE and getattr(old, f.name) != getattr(new, f.name)
+    ]
     if problems:
-        raise PorejaxError(f"cannot resume {workdir}: its checkpoint was trained differently: "
-                           f"{'; '.join(problems)}: use the original settings or another --workdir")
+        raise PorejaxError(
+            f"cannot resume {workdir}: its checkpoint was trained differently: "
+            f"{'; '.join(problems)}: use the original settings or another --workdir"
+        )
 
 
 def _history(meta: dict, name: str, start_step: int, value: float) -> list[list]:
@@ -584,9 +750,15 @@ def _evaluation(gen: np.ndarray, real: np.ndarray, phase_map: PhaseMap) -> dict:
     rnd = lambda a: [round(float(v), 5) for v in a]  # noqa: E731
     # real 2D slices (B, 1, S, S) have no surface area comparable with a volume's
     surface = {"ssa_real": rnd(ssa_r.mean(0))} if real.shape[1] > 1 else {}
-    return {"phases": [phase_map.name(i) for i in range(phase_map.n_phases)],
-            "vf": rnd(vf_g.mean(0)), "vf_std": rnd(vf_g.std(0)), "vf_real": rnd(vf_r.mean(0)),
-            "ssa": rnd(ssa_g.mean(0)), **surface, "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel"}
+    return {
+        "phases": [phase_map.name(i) for i in range(phase_map.n_phases)],
+        "vf": rnd(vf_g.mean(0)),
+        "vf_std": rnd(vf_g.std(0)),
+        "vf_real": rnd(vf_r.mean(0)),
+        "ssa": rnd(ssa_g.mean(0)),
+        **surface,
+        "ssa_unit": "1/um" if phase_map.voxel_size else "1/voxel",
+    }
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -612,20 +784,25 @@ def _warm_start_source(source: str | os.PathLike, model_config: ModelConfig, pha
     other, other_phases = checkpoint.model_and_phases(meta)
     mine = (model_config.generator_layers, model_config.latent_channels)
     if (other.generator_layers, other.latent_channels) != mine:
-        raise PorejaxError(f"cannot start from the generator in {source}: its layers (channels, kernel, stride, "
-                           f"padding) {other.generator_layers} and latent channels {other.latent_channels} differ "
-                           f"from this model's {mine[0]} and {mine[1]}: choose a preset with the same generator")
+        raise PorejaxError(
+            f"cannot start from the generator in {source}: its layers (channels, kernel, stride, "
+            f"padding) {other.generator_layers} and latent channels {other.latent_channels} differ "
+            f"from this model's {mine[0]} and {mine[1]}: choose a preset with the same generator"
+        )
     if list(other_phases.labels) != list(phase_map.labels):
-        raise PorejaxError(f"cannot start from the generator in {source}: its phase labels "
-                           f"{list(other_phases.labels)} differ from the data's {list(phase_map.labels)}")
+        raise PorejaxError(
+            f"cannot start from the generator in {source}: its phase labels "
+            f"{list(other_phases.labels)} differ from the data's {list(phase_map.labels)}"
+        )
     step = checkpoint.latest_step(source)
     if step is None:
         raise PorejaxError(f"{source} has no saved step to start from")
     return {"checkpoint": str(source), "step": step}
 
 
-def _start_state(model_config: ModelConfig, config: TrainConfig, store: checkpoint.Checkpoints,
-                 start_step: int | None, mesh: Mesh) -> TrainState:
+def _start_state(
+    model_config: ModelConfig, config: TrainConfig, store: checkpoint.Checkpoints, start_step: int | None, mesh: Mesh
+) -> TrainState:
     """A fresh state, or the checkpointed one of `start_step`, replicated over the mesh."""
     replicated = NamedSharding(mesh, PartitionSpec())
     if start_step is None:
@@ -658,8 +835,15 @@ def _real_reference(arrays: dict, spec: dataset.CropSpec | slices.SliceSpec, see
     return np.asarray(jnp.argmax(sample(arrays, jax.random.PRNGKey(seed + 1)), -1))
 
 
-def _quick_evaluation(model_config: ModelConfig, phase_map: PhaseMap, frozen: dict, real: np.ndarray,
-                      config: TrainConfig, path: Path, step: int) -> dict:
+def _quick_evaluation(
+    model_config: ModelConfig,
+    phase_map: PhaseMap,
+    frozen: dict,
+    real: np.ndarray,
+    config: TrainConfig,
+    path: Path,
+    step: int,
+) -> dict:
     """Generate `eval_samples` volumes (fixed latents of the statistics' size: `statistics_latent`), compare
     their volume fractions and surface areas with those of the real crops `real`, draw them."""
     from porejax import figures
@@ -669,8 +853,9 @@ def _quick_evaluation(model_config: ModelConfig, phase_map: PhaseMap, frozen: di
     side, periodic, _ = statistics_latent(model_config, config.latent, config.batch_size)
     z = draw_latents(model_config, jax.random.PRNGKey(config.seed + 2), config.eval_samples, side)
     generated = np.argmax(gen.probabilities(np.asarray(z), periodic=periodic), axis=-1)
-    figures.save_png(figures.training_samples(generated, real, f"step {step}: generated (top), real (bottom), "
-                                              "middle x slices"), path)
+    figures.save_png(
+        figures.training_samples(generated, real, f"step {step}: generated (top), real (bottom), middle x slices"), path
+    )
     return _evaluation(generated, real, phase_map)
 
 
@@ -678,19 +863,31 @@ def _progress_line(record: dict, config: TrainConfig) -> str:
     rate = record["steps_per_s"] or float("nan")
     eta = (config.steps - record["step"]) / rate if rate > 0 else float("nan")
     real, fake = ("D(x)", "D(G(z))") if config.loss == "bce" else ("C(x)", "C(G(z))")
-    line = (f"step {record['step']}/{config.steps}  {rate:.3f} steps/s  loss_d {record['loss_d']:.4f}  "
-            f"loss_g {record['loss_g']:.4f}  {real} {record['d_real']:.3f}  {fake} {record['d_fake']:.3f}  "
-            f"ETA {_fmt_duration(eta)}")
+    line = (
+        f"step {record['step']}/{config.steps}  {rate:.3f} steps/s  loss_d {record['loss_d']:.4f}  "
+        f"loss_g {record['loss_g']:.4f}  {real} {record['d_real']:.3f}  {fake} {record['d_fake']:.3f}  "
+        f"ETA {_fmt_duration(eta)}"
+    )
     if "eval" in record:
         line += f"  vf {record['eval']['vf']} (real {record['eval']['vf_real']})"
     return line
 
 
-def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.PathLike,
-          model_config: ModelConfig, config: TrainConfig, *, resume: bool = False, preset: str | None = None,
-          sources: Sequence[str] | None = None, devices: Sequence[jax.Device] | None = None,
-          generator_from: str | os.PathLike | None = None, progress: bool = True,
-          images: slices.ImageSets | None = None) -> dict:
+def train(
+    volumes: Sequence[np.ndarray],
+    phase_map: PhaseMap,
+    workdir: str | os.PathLike,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    preset: str | None = None,
+    sources: Sequence[str] | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    generator_from: str | os.PathLike | None = None,
+    progress: bool = True,
+    images: slices.ImageSets | None = None,
+) -> dict:
     """Train on label `volumes` (original label values, mapped by `phase_map`) into `workdir`.
 
     With `config.discriminator` "slices" or "shared-slices" the discriminators judge 2D slices
@@ -706,7 +903,8 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     and recipe must match, except the learning rate and the EMA decay, which may change (recorded in
     porejax.json under "lr_history" and "ema_decay_history"; an average started on resume starts from the
     weights of that step). With `config.ema_decay` > 0 the saved generators hold the moving average of
-    the generator's weights (with its own standing statistics). `devices`: the mesh (default all). `generator_from`: a checkpoint directory
+    the generator's weights (with its own standing statistics). `devices`: the mesh (default all). `generator_from`:
+    a checkpoint directory
     whose newest generator (same generator network and phases) a new run starts from, with a fresh
     discriminator and optimiser (e.g. a deeper discriminator on larger crops); recorded in porejax.json
     under "warm_start". Returns a summary dict.
@@ -718,22 +916,47 @@ def train(volumes: Sequence[np.ndarray], phase_map: PhaseMap, workdir: str | os.
     """
     workdir = Path(workdir)
     if resume and not workdir.is_dir():
-        raise PorejaxError(f"cannot resume {workdir}: it does not exist: check the path, or drop --resume to "
-                           "start a new run there")
+        raise PorejaxError(
+            f"cannot resume {workdir}: it does not exist: check the path, or drop --resume to start a new run there"
+        )
     is_main = jax.process_index() == 0
-    with workdir_lock(workdir) if is_main else contextlib.nullcontext(), \
-            checkpoint.Checkpoints(workdir, keep_period=config.keep_every) as store:
+    with (
+        workdir_lock(workdir) if is_main else contextlib.nullcontext(),
+        checkpoint.Checkpoints(workdir, keep_period=config.keep_every) as store,
+    ):
         for partial in store.remove_partial() if is_main else []:
             print(f"porejax train: removed {partial}, the unfinished save of an earlier run", file=sys.stderr)
-        return _train(store, volumes, phase_map, model_config, config, resume=resume, preset=preset,
-                      sources=sources, devices=devices, generator_from=generator_from, progress=progress,
-                      images=images)
+        return _train(
+            store,
+            volumes,
+            phase_map,
+            model_config,
+            config,
+            resume=resume,
+            preset=preset,
+            sources=sources,
+            devices=devices,
+            generator_from=generator_from,
+            progress=progress,
+            images=images,
+        )
 
 
-def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_map: PhaseMap,
-           model_config: ModelConfig, config: TrainConfig, *, resume: bool, preset: str | None,
-           sources: Sequence[str] | None, devices: Sequence[jax.Device] | None,
-           generator_from: str | os.PathLike | None, progress: bool, images: slices.ImageSets | None) -> dict:
+def _train(
+    store: checkpoint.Checkpoints,
+    volumes: Sequence[np.ndarray],
+    phase_map: PhaseMap,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    *,
+    resume: bool,
+    preset: str | None,
+    sources: Sequence[str] | None,
+    devices: Sequence[jax.Device] | None,
+    generator_from: str | os.PathLike | None,
+    progress: bool,
+    images: slices.ImageSets | None,
+) -> dict:
     """`train` in a locked workdir whose saved steps `store` manages."""
     workdir = store.workdir
     config = config.resolved()
@@ -742,8 +965,9 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
     training_latent(model_config, config.latent)  # refuses latents that cannot make crop-size volumes
     mesh = make_mesh(devices)
     if config.batch_size % mesh.size:
-        raise PorejaxError(f"batch size {config.batch_size} is not divisible by the {mesh.size} devices: "
-                           f"use a multiple of {mesh.size}")
+        raise PorejaxError(
+            f"batch size {config.batch_size} is not divisible by the {mesh.size} devices: use a multiple of {mesh.size}"
+        )
     spec, host_arrays, described, data = _training_data(volumes, images, phase_map, model_config, config, sources)
 
     saved = store.steps() if (workdir / checkpoint.METADATA_FILE).exists() else []
@@ -752,13 +976,16 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
         print(f"porejax train: {workdir} holds no checkpoint yet: starting from step 0", file=sys.stderr)
     if start_step is not None:
         if not resume:
-            raise PorejaxError(f"{workdir} already holds a training run (step {start_step}): pass --resume to "
-                               "continue it, or choose another --workdir")
+            raise PorejaxError(
+                f"{workdir} already holds a training run (step {start_step}): pass --resume to "
+                "continue it, or choose another --workdir"
+            )
         old_meta = checkpoint.read_metadata(workdir)
         _check_resumable(workdir, old_meta, model_config, phase_map, config, data)
         warm_start = old_meta.get("warm_start")
-        histories = {f"{name}_history": _history(old_meta, name, start_step, getattr(config, name))
-                     for name in RESUME_MAY_CHANGE}
+        histories = {
+            f"{name}_history": _history(old_meta, name, start_step, getattr(config, name)) for name in RESUME_MAY_CHANGE
+        }
     else:
         warm_start = None if generator_from is None else _warm_start_source(generator_from, model_config, phase_map)
         histories = {f"{name}_history": [[0, getattr(config, name)]] for name in RESUME_MAY_CHANGE}
@@ -767,8 +994,17 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
     records = _read_log(log_path, start_step or 0)
     if is_main:
         extra = {"warm_start": warm_start} if warm_start else {}
-        checkpoint.write_metadata(workdir, model_config, phase_map, train=config.to_dict(), data=data,
-                                  preset=preset, devices=mesh.size, **histories, **extra)
+        checkpoint.write_metadata(
+            workdir,
+            model_config,
+            phase_map,
+            train=config.to_dict(),
+            data=data,
+            preset=preset,
+            devices=mesh.size,
+            **histories,
+            **extra,
+        )
         (workdir / SAMPLES_DIR).mkdir(exist_ok=True)
         log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     time_offset, t_start = (records[-1]["time"] if records else 0.0), time.perf_counter()
@@ -777,8 +1013,12 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
     if start_step is None and warm_start is not None:
         _, variables, _ = checkpoint.restore_generator(warm_start["checkpoint"], warm_start["step"])
         variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
-        state = dataclasses.replace(state, g_params=variables["params"], g_stats=variables["batch_stats"],
-                                    g_ema=None if state.g_ema is None else _copy(variables["params"]))
+        state = dataclasses.replace(
+            state,
+            g_params=variables["params"],
+            g_stats=variables["batch_stats"],
+            g_ema=None if state.g_ema is None else _copy(variables["params"]),
+        )
     arrays = _replicate(host_arrays, mesh)
     compile_start = time.perf_counter()
     step_fn = compile_step(model_config, config, spec, mesh, state, arrays)
@@ -786,9 +1026,13 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
     real = _real_reference(arrays, spec, config.seed)
     step = int(state.step)
     if progress and is_main:
-        print(f"porejax train: {workdir}, {mesh.size} device(s), {described}, batch {config.batch_size}, "
-              f"loss {config.loss}, from step {step} "
-              f"to {config.steps}; step compiled in {compile_s:.1f} s", file=sys.stderr, flush=True)
+        print(
+            f"porejax train: {workdir}, {mesh.size} device(s), {described}, batch {config.batch_size}, "
+            f"loss {config.loss}, from step {step} "
+            f"to {config.steps}; step compiled in {compile_s:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     last_saved, metrics, rate = start_step, {}, float("nan")
     window = (step, time.perf_counter())
@@ -798,8 +1042,10 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if not all(math.isfinite(v) for v in metrics.values()):
             values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            raise PorejaxError(f"non-finite loss at step {step} ({values}); last good checkpoint: step {last_saved} "
-                               f"in {workdir}: resume from it with --resume, or try a lower --lr or --loss wgan-gp")
+            raise PorejaxError(
+                f"non-finite loss at step {step} ({values}); last good checkpoint: step {last_saved} "
+                f"in {workdir}: resume from it with --resume, or try a lower --lr or --loss wgan-gp"
+            )
         final = step == config.steps
         eval_due = step % config.eval_every == 0 or final
         save_due = step % config.checkpoint_every == 0 or final
@@ -807,11 +1053,16 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
         if step % config.log_every == 0 or eval_due:
             now = time.perf_counter()
             rate, window = (step - window[0]) / (now - window[1]), (step, now)
-            record = {"step": step, **{k: round(v, 6) for k, v in metrics.items()},
-                      "time": round(time_offset + now - t_start, 3), "steps_per_s": round(rate, 4)}
+            record = {
+                "step": step,
+                **{k: round(v, 6) for k, v in metrics.items()},
+                "time": round(time_offset + now - t_start, 3),
+                "steps_per_s": round(rate, 4),
+            }
             if eval_due and is_main:
-                record["eval"] = _quick_evaluation(model_config, phase_map, frozen, real, config,
-                                                   workdir / SAMPLES_DIR / f"step_{step:06d}.png", step)
+                record["eval"] = _quick_evaluation(
+                    model_config, phase_map, frozen, real, config, workdir / SAMPLES_DIR / f"step_{step:06d}.png", step
+                )
             if is_main:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
@@ -820,5 +1071,11 @@ def _train(store: checkpoint.Checkpoints, volumes: Sequence[np.ndarray], phase_m
         if save_due:
             store.save(step, generator=frozen, state=state.to_dict())
             last_saved = step
-    return {"workdir": str(workdir), "step": step, "metrics": metrics, "compile_s": compile_s,
-            "steps_per_s": rate, "last_checkpoint": last_saved}
+    return {
+        "workdir": str(workdir),
+        "step": step,
+        "metrics": metrics,
+        "compile_s": compile_s,
+        "steps_per_s": rate,
+        "last_checkpoint": last_saved,
+    }

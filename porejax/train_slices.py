@@ -33,8 +33,9 @@ from porejax.models import ModelConfig, SliceDiscriminator
 
 def _apply_d(model_config: ModelConfig, params: dict, stats: dict, name: str, x: jax.Array) -> tuple[jax.Array, dict]:
     """Discriminator `name` in training mode on slices x (N, S, S, C): (logits (N,), updated statistics of all)."""
-    out, upd = SliceDiscriminator(model_config).apply({"params": params[name], "batch_stats": stats[name]}, x,
-                                                      train=True, mutable=["batch_stats"])
+    out, upd = SliceDiscriminator(model_config).apply(
+        {"params": params[name], "batch_stats": stats[name]}, x, train=True, mutable=["batch_stats"]
+    )
     return out, {**stats, name: upd.get("batch_stats", stats[name])}
 
 
@@ -54,11 +55,16 @@ def step_fn(model_config: ModelConfig, config: train.TrainConfig, spec: slices.S
         return constrain(train.draw_training_latents(model_config, config.latent, key, config.batch_size))
 
     def real_slices(arrays, key):
-        return [constrain(slices.sample_real(arrays[name], spec, k)) for (name, _), k in zip(pairs, jax.random.split(key, 3))]
+        return [
+            constrain(slices.sample_real(arrays[name], spec, k))
+            for (name, _), k in zip(pairs, jax.random.split(key, 3))
+        ]
 
     def fake_slices(volumes, key):
-        return [constrain(slices.generated_slices(volumes, axis, spec.per_volume, k))
-                for (_, axis), k in zip(pairs, jax.random.split(key, 3))]
+        return [
+            constrain(slices.generated_slices(volumes, axis, spec.per_volume, k))
+            for (_, axis), k in zip(pairs, jax.random.split(key, 3))
+        ]
 
     def g_update(g_loss, d_params, carry, key):
         g_params, g_stats, g_opt, d_stats = carry
@@ -97,12 +103,28 @@ def step_fn(model_config: ModelConfig, config: train.TrainConfig, spec: slices.S
         d_params = optax.apply_updates(state.d_params, updates)
         g_loss = functools.partial(losses.bce_generator, target=config.g_target)
         (g_params, g_stats, g_opt, d_stats), (loss_g, scores) = jax.lax.scan(
-            functools.partial(g_update, g_loss, d_params), (state.g_params, g_stats, state.g_opt, d_stats),
-            jax.random.split(k_g, config.g_updates), unroll=True)
-        metrics = {"loss_d": loss_d, "loss_g": loss_g[-1], "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_fake_g": jnp.mean(jax.nn.sigmoid(scores[-1]))}
-        return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                             d_stats=d_stats, g_opt=g_opt, d_opt=d_opt, key=key), metrics
+            functools.partial(g_update, g_loss, d_params),
+            (state.g_params, g_stats, state.g_opt, d_stats),
+            jax.random.split(k_g, config.g_updates),
+            unroll=True,
+        )
+        metrics = {
+            "loss_d": loss_d,
+            "loss_g": loss_g[-1],
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+            "d_fake_g": jnp.mean(jax.nn.sigmoid(scores[-1])),
+        }
+        return state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_stats=g_stats,
+            d_params=d_params,
+            d_stats=d_stats,
+            g_opt=g_opt,
+            d_opt=d_opt,
+            key=key,
+        ), metrics
 
     def wgan_step(state: train.TrainState, arrays: dict):
         key, k_critic, k_g = jax.random.split(state.key, 3)
@@ -129,14 +151,30 @@ def step_fn(model_config: ModelConfig, config: train.TrainConfig, spec: slices.S
             return (optax.apply_updates(d_params, updates), d_opt, g_stats), (loss,) + aux
 
         (d_params, d_opt, g_stats), (loss_d, real_scores, fake_scores, gp) = jax.lax.scan(
-            critic_update, (state.d_params, state.d_opt, state.g_stats), jax.random.split(k_critic, config.n_critic),
-            unroll=True)
+            critic_update,
+            (state.d_params, state.d_opt, state.g_stats),
+            jax.random.split(k_critic, config.n_critic),
+            unroll=True,
+        )
         (g_params, g_stats, g_opt, _), (loss_g, scores) = g_update(
-            losses.wgan_generator, d_params, (state.g_params, g_stats, state.g_opt, state.d_stats), k_g)
-        metrics = {"loss_d": loss_d[-1], "loss_g": loss_g, "d_real": jnp.mean(real_scores[-1]),
-                   "d_fake": jnp.mean(fake_scores[-1]), "d_fake_g": jnp.mean(scores), "gp": gp[-1]}
-        return state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                             d_opt=d_opt, g_opt=g_opt, key=key), metrics
+            losses.wgan_generator, d_params, (state.g_params, g_stats, state.g_opt, state.d_stats), k_g
+        )
+        metrics = {
+            "loss_d": loss_d[-1],
+            "loss_g": loss_g,
+            "d_real": jnp.mean(real_scores[-1]),
+            "d_fake": jnp.mean(fake_scores[-1]),
+            "d_fake_g": jnp.mean(scores),
+            "gp": gp[-1],
+        }
+        return state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            g_stats=g_stats,
+            d_params=d_params,
+            d_opt=d_opt,
+            g_opt=g_opt,
+            key=key,
+        ), metrics
 
     return bce_step if config.loss == "bce" else wgan_step
-

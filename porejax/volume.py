@@ -64,24 +64,36 @@ class PhaseMap:
         return self.names[index] if self.names else str(self.labels[index])
 
     def to_dict(self) -> dict:
-        return {"labels": list(self.labels), "names": None if self.names is None else list(self.names),
-                "voxel_size_um": self.voxel_size}
+        return {
+            "labels": list(self.labels),
+            "names": None if self.names is None else list(self.names),
+            "voxel_size_um": self.voxel_size,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> PhaseMap:
-        return cls(tuple(data["labels"]), None if data.get("names") is None else tuple(data["names"]),
-                   data.get("voxel_size_um"))
+        return cls(
+            tuple(data["labels"]),
+            None if data.get("names") is None else tuple(data["names"]),
+            data.get("voxel_size_um"),
+        )
 
     @classmethod
-    def from_volume(cls, volume: np.ndarray, names: Sequence[str] | None = None,
-                    voxel_size: float | None = None, max_phases: int = DEFAULT_MAX_PHASES) -> PhaseMap:
+    def from_volume(
+        cls,
+        volume: np.ndarray,
+        names: Sequence[str] | None = None,
+        voxel_size: float | None = None,
+        max_phases: int = DEFAULT_MAX_PHASES,
+    ) -> PhaseMap:
         """The PhaseMap of a validated label volume (labels discovered from its values)."""
         labels = np.unique(validate_volume(volume, max_phases=max_phases))
         return cls(tuple(int(v) for v in labels), None if names is None else tuple(names), voxel_size)
 
 
-def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int | None = None,
-                    what: str = "volume") -> np.ndarray:
+def validate_volume(
+    volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int | None = None, what: str = "volume"
+) -> np.ndarray:
     """Check that `volume` is a usable 3D label volume and return it as an unsigned integer array.
 
     Raises PorejaxError (one line, with the fix) for: not 3D, non-integer floats, NaN or infinity,
@@ -90,11 +102,16 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
     """
     arr = np.asarray(volume)
     if arr.ndim in (3, 4) and arr.shape[-1] in (3, 4) and min(arr.shape[-3:-1]) >= 16:
-        raise PorejaxError(f"{what} of shape {arr.shape} looks like an RGB image (last axis {arr.shape[-1]}: "
-                           "colour channels): segment it into labels first (one integer phase label per voxel)")
+        raise PorejaxError(
+            f"{what} of shape {arr.shape} looks like an RGB image (last axis {arr.shape[-1]}: "
+            "colour channels): segment it into labels first (one integer phase label per voxel)"
+        )
     if arr.ndim != 3:
-        hint = ("a 2D image; porejax needs a 3D stack of slices (or train from 2D images: --slices)"
-                if arr.ndim == 2 else "squeeze or select the channel/time axis to get a single 3D label volume")
+        hint = (
+            "a 2D image; porejax needs a 3D stack of slices (or train from 2D images: --slices)"
+            if arr.ndim == 2
+            else "squeeze or select the channel/time axis to get a single 3D label volume"
+        )
         raise PorejaxError(f"{what} has {arr.ndim} dimensions {arr.shape}, expected 3 (x, y, z): {hint}")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -102,25 +119,35 @@ def validate_volume(volume, max_phases: int = DEFAULT_MAX_PHASES, min_size: int 
         if not np.all(np.isfinite(arr)):
             raise PorejaxError(f"{what} contains NaN or infinite values: segment it into integer labels first")
         if not np.all(arr == np.round(arr)):
-            raise PorejaxError(f"{what} has non-integer float values (dtype {arr.dtype}): it looks like a "
-                               "greyscale image; segment it into integer phase labels first")
+            raise PorejaxError(
+                f"{what} has non-integer float values (dtype {arr.dtype}): it looks like a "
+                "greyscale image; segment it into integer phase labels first"
+            )
     elif arr.dtype.kind not in "iu":
         raise PorejaxError(f"{what} has dtype {arr.dtype}; expected integer phase labels (uint8 or uint16)")
     if arr.size and (arr.min() < 0 or arr.max() > 65535):
-        raise PorejaxError(f"{what} has label values outside 0..65535 ({arr.min()}..{arr.max()}): "
-                           "relabel the phases as small non-negative integers")
+        raise PorejaxError(
+            f"{what} has label values outside 0..65535 ({arr.min()}..{arr.max()}): "
+            "relabel the phases as small non-negative integers"
+        )
     if min_size is not None and min(arr.shape) < min_size:
-        raise PorejaxError(f"{what} of shape {arr.shape} is smaller than the {min_size}^3 training crops: use a "
-                           f"volume of at least {min_size} voxels along every axis, or a --preset with smaller "
-                           "crops (`porejax train --help` lists them)")
+        raise PorejaxError(
+            f"{what} of shape {arr.shape} is smaller than the {min_size}^3 training crops: use a "
+            f"volume of at least {min_size} voxels along every axis, or a --preset with smaller "
+            "crops (`porejax train --help` lists them)"
+        )
     labels = np.unique(arr)
     if labels.size < 2:
-        raise PorejaxError(f"{what} contains a single phase (label {labels[0] if labels.size else 'none'}): "
-                           "a microstructure needs at least two phases")
+        raise PorejaxError(
+            f"{what} contains a single phase (label {labels[0] if labels.size else 'none'}): "
+            "a microstructure needs at least two phases"
+        )
     if labels.size > max_phases:
-        raise PorejaxError(f"{what} has {labels.size} distinct labels, more than the {max_phases} phases allowed: "
-                           f"is it a greyscale image? Segment it into at most {max_phases} phase labels, or merge "
-                           "phases (from Python, read_volume(..., max_phases=N) raises the limit)")
+        raise PorejaxError(
+            f"{what} has {labels.size} distinct labels, more than the {max_phases} phases allowed: "
+            f"is it a greyscale image? Segment it into at most {max_phases} phase labels, or merge "
+            "phases (from Python, read_volume(..., max_phases=N) raises the limit)"
+        )
     dtype = np.uint8 if labels.max() <= 255 else np.uint16
     return arr.astype(dtype, copy=False)
 
@@ -144,19 +171,24 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
         if suffix in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tif:
                 if tif.pages and tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB:
-                    raise PorejaxError(f"{path} is an RGB image (TIFF photometric RGB, {tif.pages[0].samplesperpixel} "
-                                       "samples per pixel): segment it into labels first")
+                    raise PorejaxError(
+                        f"{path} is an RGB image (TIFF photometric RGB, {tif.pages[0].samplesperpixel} "
+                        "samples per pixel): segment it into labels first"
+                    )
                 return tif.asarray()
         raise PorejaxError(f"unsupported file type '{suffix}' for {path}: use a .tif, .tiff, .npy or .zarr volume")
     except PorejaxError:
         raise
     except Exception as exc:  # tifffile / numpy raise many types for corrupt files
-        raise PorejaxError(f"cannot read {path} ({type(exc).__name__}: {exc}): is it a valid "
-                           f"{'NumPy' if suffix == '.npy' else 'TIFF'} file?") from None
+        raise PorejaxError(
+            f"cannot read {path} ({type(exc).__name__}: {exc}): is it a valid "
+            f"{'NumPy' if suffix == '.npy' else 'TIFF'} file?"
+        ) from None
 
 
-def read_volume(path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES,
-                min_size: int | None = None) -> np.ndarray:
+def read_volume(
+    path: str | os.PathLike, max_phases: int = DEFAULT_MAX_PHASES, min_size: int | None = None
+) -> np.ndarray:
     """Read and validate a label volume from a TIFF stack (.tif/.tiff), a NumPy file (.npy) or a Zarr store."""
     return validate_volume(read_array(path), max_phases=max_phases, min_size=min_size, what=str(path))
 
@@ -169,8 +201,10 @@ def to_indices(volume: np.ndarray, phase_map: PhaseMap) -> np.ndarray:
     bad = (indices >= len(lut_labels)) | (lut_labels[np.minimum(indices, len(lut_labels) - 1)] != volume)
     if bad.any():
         unknown = sorted(set(np.unique(volume[bad]).tolist()))[:5]
-        raise PorejaxError(f"volume has labels {unknown} that are not in the PhaseMap {phase_map.labels}: "
-                           "use a volume segmented with the same labels as the training data")
+        raise PorejaxError(
+            f"volume has labels {unknown} that are not in the PhaseMap {phase_map.labels}: "
+            "use a volume segmented with the same labels as the training data"
+        )
     return indices.astype(np.uint8)
 
 
@@ -184,8 +218,9 @@ def decode(probabilities, phase_map: PhaseMap) -> np.ndarray:
     """Probabilities or one-hot (..., n_phases) -> label volume (...) with the ORIGINAL label values."""
     probabilities = np.asarray(probabilities)
     if probabilities.shape[-1] != phase_map.n_phases:
-        raise PorejaxError(f"last axis has {probabilities.shape[-1]} channels but the PhaseMap has "
-                           f"{phase_map.n_phases} phases")
+        raise PorejaxError(
+            f"last axis has {probabilities.shape[-1]} channels but the PhaseMap has {phase_map.n_phases} phases"
+        )
     lut = np.asarray(phase_map.labels, dtype=phase_map.label_dtype)
     return lut[np.argmax(probabilities, axis=-1)]
 
@@ -249,8 +284,7 @@ class TiffStackWriter:
     BigTIFF is used when the volume exceeds 2 GiB.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: Sequence[int], dtype,
-                 voxel_size: float | None = None):
+    def __init__(self, path: str | os.PathLike, shape: Sequence[int], dtype, voxel_size: float | None = None):
         self.path = Path(path)
         if self.path.suffix.lower() not in (".tif", ".tiff"):
             raise PorejaxError(f"output {self.path} must end in .tif or .tiff")
@@ -271,8 +305,9 @@ class TiffStackWriter:
     def write(self, slab: np.ndarray) -> None:
         slab = np.asarray(slab, dtype=self.dtype)
         if slab.ndim != 3 or slab.shape[1:] != self.shape[1:] or self.written + len(slab) > self.shape[0]:
-            raise PorejaxError(f"slab of shape {slab.shape} does not fit a volume of shape {self.shape} "
-                               f"after {self.written} slices")
+            raise PorejaxError(
+                f"slab of shape {slab.shape} does not fit a volume of shape {self.shape} after {self.written} slices"
+            )
         for page in slab:
             self._tif.write(page, contiguous=True, photometric="minisblack", metadata=self.metadata)
         self.written += len(slab)
@@ -292,8 +327,10 @@ class TiffStackWriter:
             if error.errno != errno.ENOSPC:
                 raise
             size_mb = int(np.prod(self.shape)) * self.dtype.itemsize / 2**20
-            raise PorejaxError(f"no space left on device writing {self.path}: it needs {size_mb:.1f} MB; free that "
-                               "much there or write it to another folder") from None
+            raise PorejaxError(
+                f"no space left on device writing {self.path}: it needs {size_mb:.1f} MB; free that "
+                "much there or write it to another folder"
+            ) from None
         raise exc
 
 

@@ -29,20 +29,33 @@ def _porejax_imports(name: str) -> set[str]:
     return {i for path in _files(name) for i in _imports(path) if i.startswith("porejax")}
 
 
-@pytest.mark.parametrize("module, allowed", [("axes", set()), ("errors", set()),
-                                             ("volume", {"porejax.errors", "porejax.axes"})])
+@pytest.mark.parametrize(
+    "module, allowed", [("axes", set()), ("errors", set()), ("volume", {"porejax.errors", "porejax.axes"})]
+)
 def test_the_ground_floor_imports_only_the_ground_floor(module, allowed):
     outside = [i for i in _porejax_imports(module) if not any(i == a or i.startswith(a + ".") for a in allowed)]
     assert outside == [], f"{module} imports {outside}"
 
 
-@pytest.mark.parametrize("module, forbidden", [
-    ("metrics", ("porejax.nn", "porejax.models", "porejax.train", "porejax.generate", "porejax.checkpoint",
-                 "porejax.compare")),
-    ("generate", ("porejax.train", "porejax.compare", "porejax.cli")),
-    ("train", ("porejax.compare", "porejax.cli")),
-    ("figures", ("porejax.metrics", "porejax.models", "porejax.generate", "porejax.train", "porejax.compare")),
-])
+@pytest.mark.parametrize(
+    "module, forbidden",
+    [
+        (
+            "metrics",
+            (
+                "porejax.nn",
+                "porejax.models",
+                "porejax.train",
+                "porejax.generate",
+                "porejax.checkpoint",
+                "porejax.compare",
+            ),
+        ),
+        ("generate", ("porejax.train", "porejax.compare", "porejax.cli")),
+        ("train", ("porejax.compare", "porejax.cli")),
+        ("figures", ("porejax.metrics", "porejax.models", "porejax.generate", "porejax.train", "porejax.compare")),
+    ],
+)
 def test_modules_do_not_import_what_the_rules_forbid(module, forbidden):
     found = sorted(i for i in _porejax_imports(module) if i.startswith(forbidden))
     assert found == [], f"{module} imports {found}"

@@ -11,8 +11,17 @@ from porejax import metrics
 from porejax.cli import main
 from porejax.volume import read_voxel_size, write_volume
 
-RECORD_KEYS = {"path", "shape", "voxel_size_um", "units", "volume_fraction", "specific_surface_area", "tpb_density",
-               "tortuosity", "relative_diffusivity"}
+RECORD_KEYS = {
+    "path",
+    "shape",
+    "voxel_size_um",
+    "units",
+    "volume_fraction",
+    "specific_surface_area",
+    "tpb_density",
+    "tortuosity",
+    "relative_diffusivity",
+}
 
 
 def _volume() -> np.ndarray:
@@ -41,7 +50,8 @@ def test_json_follows_the_contract_with_the_tiff_voxel_size(tmp_path, capsys):
     assert record["units"] == {"specific_surface_area": "um^-1", "tpb_density": "um^-2"}
     assert record["volume_fraction"] == pytest.approx({str(k): v for k, v in metrics.volume_fraction(labels).items()})
     assert record["specific_surface_area"] == pytest.approx(
-        {str(k): v for k, v in metrics.specific_surface_area(labels, 0.5).items()})
+        {str(k): v for k, v in metrics.specific_surface_area(labels, 0.5).items()}
+    )
     assert record["tpb_density"] == pytest.approx(metrics.triple_phase_boundary_density(labels, 0.5))
     assert set(record["tortuosity"]) == {"0", "128", "255"}
     assert record["tortuosity"]["255"] == {"x": math.inf, "y": math.inf, "z": math.inf}
@@ -57,8 +67,9 @@ def test_json_follows_the_contract_with_the_tiff_voxel_size(tmp_path, capsys):
 def test_without_voxel_size_lengths_are_per_voxel_and_units_say_so(tmp_path, capsys):
     labels = _volume()
     np.save(tmp_path / "v.npy", labels)
-    status, out, _ = _run(capsys, tmp_path / "v.npy", "--metrics", "specific_surface_area", "tpb_density",
-                          "--out", tmp_path / "m.json")
+    status, out, _ = _run(
+        capsys, tmp_path / "v.npy", "--metrics", "specific_surface_area", "tpb_density", "--out", tmp_path / "m.json"
+    )
     assert status == 0
     (record,) = json.loads((tmp_path / "m.json").read_text())["volumes"]
     assert record["voxel_size_um"] is None
@@ -72,8 +83,19 @@ def test_voxel_size_flag_overrides_the_tiff_metadata_and_scales_ssa(tmp_path, ca
     path = write_volume(tmp_path / "v.tif", _volume(), voxel_size=0.5)
     results = []
     for size in ("0.25", "0.5"):
-        assert _run(capsys, path, "--voxel-size", size, "--metrics", "specific_surface_area",
-                    "--out", tmp_path / f"{size}.json")[0] == 0
+        assert (
+            _run(
+                capsys,
+                path,
+                "--voxel-size",
+                size,
+                "--metrics",
+                "specific_surface_area",
+                "--out",
+                tmp_path / f"{size}.json",
+            )[0]
+            == 0
+        )
         results.append(json.loads((tmp_path / f"{size}.json").read_text())["volumes"][0])
     assert results[0]["voxel_size_um"] == 0.25
     assert results[0]["specific_surface_area"]["0"] == pytest.approx(2 * results[1]["specific_surface_area"]["0"])
@@ -86,8 +108,10 @@ def test_several_volumes_give_one_record_each_in_order(tmp_path, capsys):
     assert [r["path"] for r in records] == [str(p) for p in paths]
 
 
-@pytest.mark.parametrize("argv, message", [(["--metrics", "porosity"], "unknown metric"),
-                                           (["--voxel-size", "-1"], "voxel size must be a positive")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--metrics", "porosity"], "unknown metric"), (["--voxel-size", "-1"], "voxel size must be a positive")],
+)
 def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
     path = write_volume(tmp_path / "v.tif", _volume())
     status, _, err = _run(capsys, path, *argv)

@@ -36,7 +36,7 @@ def test_crops_are_one_hot_slices_of_the_volumes():
     o = np.asarray(origins(jax.random.split(key)[0], data_key, 0))
     labels = np.asarray(PHASES.labels)[x.argmax(-1)]
     for crop, (v, i, j, k) in zip(labels, o):
-        np.testing.assert_array_equal(crop, volumes[v][i:i + 16, j:j + 16, k:k + 16])  # inside its own volume
+        np.testing.assert_array_equal(crop, volumes[v][i : i + 16, j : j + 16, k : k + 16])  # inside its own volume
 
 
 def test_random_origins_cover_every_position_of_every_volume():
@@ -82,8 +82,13 @@ def test_augmentation_is_a_cube_symmetry_and_preserves_phase_fractions():
     np.testing.assert_array_equal(a.sum(axis=(1, 2, 3)), b.sum(axis=(1, 2, 3)))  # same crops, same fractions
     assert not np.array_equal(a, b)
     for x, y in zip(a, b):  # each augmented crop is one of the 48 symmetries of its plain crop
-        images = [np.flip(np.transpose(x, p + (3,)), [ax for ax in range(3) if f >> ax & 1]) if f else
-                  np.transpose(x, p + (3,)) for p in __import__("itertools").permutations(range(3)) for f in range(8)]
+        images = [
+            np.flip(np.transpose(x, p + (3,)), [ax for ax in range(3) if f >> ax & 1])
+            if f
+            else np.transpose(x, p + (3,))
+            for p in __import__("itertools").permutations(range(3))
+            for f in range(8)
+        ]
         assert any(np.array_equal(y, im) for im in images)
 
 

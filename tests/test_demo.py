@@ -11,8 +11,16 @@ from porejax.volume import read_volume
 
 def test_demo_writes_every_output_and_a_seamless_periodic_volume(tmp_path):
     assert cli.main(["demo", "--out", str(tmp_path), "--steps", "4"]) == 0
-    expected = ["training_data.tif", "generated.tif", "generated_periodic.tif", "slices.png", "checkpoint/porejax.json",
-                "report/report.md", "report/report.html", "report/metrics.json"]
+    expected = [
+        "training_data.tif",
+        "generated.tif",
+        "generated_periodic.tif",
+        "slices.png",
+        "checkpoint/porejax.json",
+        "report/report.md",
+        "report/report.html",
+        "report/metrics.json",
+    ]
     assert [name for name in expected if not (tmp_path / name).is_file()] == []
     volume, phase_map = default_dataset("cathode", 64, seed=0)
     np.testing.assert_array_equal(read_volume(tmp_path / "training_data.tif"), volume)

@@ -37,20 +37,23 @@ def test_names_labels_axes(gen):
     assert (term.relation, term.value) == ("<=", 2.0)
 
 
-@pytest.mark.parametrize("terms, message", [
-    (["vf.binder=0.3"], "unknown phase 'binder'"),
-    (["vf.7=0.3"], "unknown phase '7'"),
-    (["tau.pore.w<=2"], "unknown axis 'w'"),
-    (["porosity.pore=0.3"], "unknown property 'porosity'"),
-    (["vf.pore~0.3"], "malformed target"),
-    (["tau.pore=2"], "malformed property"),
-    (["vf.pore=1.3"], "impossible"),
-    (["tau.pore.x<=0.5"], "impossible"),
-    (["vf.pore=0.3", "vf.pore=0.4"], "contradict"),
-    (["ssa.nmc>=2", "ssa.nmc<=1"], "contradict"),
-    (["vf.pore=0.6", "vf.nmc=0.6"], "sum to 1.2"),
-    ([], "nothing to design"),
-])
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        (["vf.binder=0.3"], "unknown phase 'binder'"),
+        (["vf.7=0.3"], "unknown phase '7'"),
+        (["tau.pore.w<=2"], "unknown axis 'w'"),
+        (["porosity.pore=0.3"], "unknown property 'porosity'"),
+        (["vf.pore~0.3"], "malformed target"),
+        (["tau.pore=2"], "malformed property"),
+        (["vf.pore=1.3"], "impossible"),
+        (["tau.pore.x<=0.5"], "impossible"),
+        (["vf.pore=0.3", "vf.pore=0.4"], "contradict"),
+        (["ssa.nmc>=2", "ssa.nmc<=1"], "contradict"),
+        (["vf.pore=0.6", "vf.nmc=0.6"], "sum to 1.2"),
+        ([], "nothing to design"),
+    ],
+)
 def test_one_line_errors(gen, terms, message):
     with pytest.raises(PorejaxError, match=message):
         make_problem(gen, terms, size=16, periodic="xyz")
@@ -81,11 +84,49 @@ def test_periodic_design_hard_values_and_tiling(gen):
 
 def test_cli_writes_the_design(tmp_path):
     ck = tmp_path / "ck"
-    assert main(["init", "--workdir", str(ck), "--preset", "tiny", "--labels", "0,85,170", "--names", "pore,nmc,cbd",
-                 "--voxel-size", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--workdir",
+                str(ck),
+                "--preset",
+                "tiny",
+                "--labels",
+                "0,85,170",
+                "--names",
+                "pore,nmc,cbd",
+                "--voxel-size",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "design"
-    assert main(["design", "--checkpoint", str(ck), "--size", "16", "--periodic", "xyz", "--target", "vf.pore=0.3",
-                 "--maximise", "ssa.nmc", "--steps", "2", "--samples", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "design",
+                "--checkpoint",
+                str(ck),
+                "--size",
+                "16",
+                "--periodic",
+                "xyz",
+                "--target",
+                "vf.pore=0.3",
+                "--maximise",
+                "ssa.nmc",
+                "--steps",
+                "2",
+                "--samples",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "design.json").read_text())
     assert record["terms"] == ["vf.pore=0.3", "maximise ssa.nmc"]
     assert len(record["history"]) == 3 and set(record["history"][0]["hard"]) == {"vf.pore", "ssa.nmc"}
@@ -93,6 +134,6 @@ def test_cli_writes_the_design(tmp_path):
     assert tifffile.imread(out / "design.tif").shape == (16, 16, 16)
     assert np.load(out / "latent.npy").shape[:3] == (2, 2, 2)
     assert (out / "design.png").stat().st_size > 10_000
-    assert main(["design", "--checkpoint", str(ck), "--size", "16", "--target", "vf.binder=0.3",
-                 "--out", str(out)]) == 2
-
+    assert (
+        main(["design", "--checkpoint", str(ck), "--size", "16", "--target", "vf.binder=0.3", "--out", str(out)]) == 2
+    )

@@ -24,10 +24,18 @@ from porejax.volume import PhaseMap, validate_volume
 
 MICRO = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4,))  # 8^3 crops: compiles fast
 PHASES = PhaseMap((0, 85, 170), ("pore", "nmc", "binder"), 0.5)
-QUIET = {"log_every": 1, "eval_every": 1000, "checkpoint_every": 2, "eval_samples": 2, "standing_batches": 2,
-         "batch_size": 4}
-FULL_DISK = ValueError("RESOURCE_EXHAUSTED: Error writing \"a/0\" in OCDBT database: Failed to write 230143 bytes "
-                       "to file 11: No space left on device [os_error_code='28']")  # what tensorstore raises
+QUIET = {
+    "log_every": 1,
+    "eval_every": 1000,
+    "checkpoint_every": 2,
+    "eval_samples": 2,
+    "standing_batches": 2,
+    "batch_size": 4,
+}
+FULL_DISK = ValueError(
+    'RESOURCE_EXHAUSTED: Error writing "a/0" in OCDBT database: Failed to write 230143 bytes '
+    "to file 11: No space left on device [os_error_code='28']"
+)  # what tensorstore raises
 
 
 def _one_line_error(capsys, argv, match: str) -> str:
@@ -57,17 +65,23 @@ def _copy(src, dst):
 
 def test_os_errors_of_outputs_are_one_line_naming_the_path_and_leave_nothing(tmp_path, capsys, monkeypatch):
     (tmp_path / "taken.tif").mkdir()
-    _one_line_error(capsys, ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "taken.tif")], "is a directory")
-    _one_line_error(capsys, ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "no" / "c.tif")],
-                    "does not exist: create it first")
+    _one_line_error(
+        capsys, ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "taken.tif")], "is a directory"
+    )
+    _one_line_error(
+        capsys,
+        ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "no" / "c.tif")],
+        "does not exist: create it first",
+    )
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", os.path.join(kwargs["dir"], "tmpname"))
 
     with monkeypatch.context() as patch:
         patch.setattr(tempfile, "mkstemp", read_only)
-        err = _one_line_error(capsys, ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "c.tif")],
-                              "read-only file system")
+        err = _one_line_error(
+            capsys, ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "c.tif")], "read-only file system"
+        )
         assert str(tmp_path / "c.tif") in err
         with pytest.raises(OSError):  # --debug shows the exception itself
             cli.main(["--debug", "synth", "cathode", "--size", "16", "--out", str(tmp_path / "c.tif")])
@@ -76,20 +90,26 @@ def test_os_errors_of_outputs_are_one_line_naming_the_path_and_leave_nothing(tmp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(tifffile.TiffWriter, "write", disk_full)
-    _one_line_error(capsys, ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "c.tif")],
-                    f"no space left on device writing {tmp_path / 'c.tif'}: it needs 0.0 MB")
+    _one_line_error(
+        capsys,
+        ["synth", "cathode", "--size", "16", "--out", str(tmp_path / "c.tif")],
+        f"no space left on device writing {tmp_path / 'c.tif'}: it needs 0.0 MB",
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.tif"]
     msg = cli.os_error_message(FileExistsError(errno.EEXIST, "File exists", "report"))
     assert msg == "report already exists: remove it or choose another name"
 
 
-@pytest.mark.parametrize("content,problem", [
-    (b"\xff\xfe{}", "not UTF-8 text"),
-    (b"{\"format\": ", "invalid JSON"),
-    (b"[]", "a JSON array, not an object"),
-    (b"null", "a JSON null, not an object"),
-    (b"{}", "no 'format', 'version', 'model', 'phase_map'"),
-])
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        (b'{"format": ', "invalid JSON"),
+        (b"[]", "a JSON array, not an object"),
+        (b"null", "a JSON null, not an object"),
+        (b"{}", "no 'format', 'version', 'model', 'phase_map'"),
+    ],
+)
 def test_a_corrupt_porejax_json_is_named_never_as_another_version(ckpt, tmp_path, capsys, content, problem):
     work = _copy(ckpt, tmp_path / "ck")
     (work / checkpoint.METADATA_FILE).write_bytes(content)
@@ -116,27 +136,33 @@ def test_missing_or_truncated_array_files_are_named_with_an_older_step(ckpt, tmp
     with open(data[-1], "r+b") as fh:
         fh.truncate(100)
     out = ["--latent-size", "1", "--out", str(tmp_path / "g.tif")]
-    _one_line_error(capsys, ["generate", "--checkpoint", str(work), *out],
-                    "array files of step 20 in ")
-    _one_line_error(capsys, ["generate", "--checkpoint", str(work), *out],
-                    "are missing or truncated: restore them or use --step 10")
+    _one_line_error(capsys, ["generate", "--checkpoint", str(work), *out], "array files of step 20 in ")
+    _one_line_error(
+        capsys, ["generate", "--checkpoint", str(work), *out], "are missing or truncated: restore them or use --step 10"
+    )
     assert cli.main(["generate", "--checkpoint", str(work), "--step", "10", *out]) == 0
     (work / "checkpoints" / "10" / "generator" / "_METADATA").unlink()
-    _one_line_error(capsys, ["generate", "--checkpoint", str(work), "--step", "10", *out],
-                    "array files of step 10")
+    _one_line_error(capsys, ["generate", "--checkpoint", str(work), "--step", "10", *out], "array files of step 10")
 
 
 def test_a_second_run_is_refused_naming_the_owner_and_a_killed_owner_s_lock_is_taken_over(tmp_path, capsys):
     with lock.workdir_lock(tmp_path / "run"):
         owner = json.loads((tmp_path / "run" / lock.LOCK_FILE).read_text())
-        with pytest.raises(PorejaxError, match=f"in use by another training run \\(PID {os.getpid()} on host "
-                                               f".* since {re.escape(owner['started'])}"):
+        with pytest.raises(
+            PorejaxError,
+            match=f"in use by another training run \\(PID {os.getpid()} on host .* since {re.escape(owner['started'])}",
+        ):
             train.train([synthetic.cathode(12)], PHASES, tmp_path / "run", MICRO, train.TrainConfig(**QUIET))
     assert not (tmp_path / "run").exists()  # created by the lock, left empty: removed
-    script = ("import os, signal; from porejax.lock import workdir_lock\n"
-              f"with workdir_lock({str(tmp_path / 'run')!r}): os.kill(os.getpid(), signal.SIGKILL)")
-    killed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(lock.__file__).parents[1])},
-                            check=False)
+    script = (
+        "import os, signal; from porejax.lock import workdir_lock\n"
+        f"with workdir_lock({str(tmp_path / 'run')!r}): os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(Path(lock.__file__).parents[1])},
+        check=False,
+    )
     assert killed.returncode == -signal.SIGKILL and (tmp_path / "run" / lock.LOCK_FILE).exists()
     with lock.workdir_lock(tmp_path / "run"):
         assert json.loads((tmp_path / "run" / lock.LOCK_FILE).read_text())["pid"] == os.getpid()
@@ -157,9 +183,12 @@ def test_a_full_disk_while_training_keeps_earlier_steps_and_resume_continues(tmp
 
     monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full_from_the_second_save)
     config = train.TrainConfig(steps=2, **{**QUIET, "checkpoint_every": 1})
-    with pytest.raises(PorejaxError, match=r"no space left on device saving step 2 in .*: a checkpoint needs about "
-                                           r"[0-9.]+ MB \([0-9.]+ MB free\); free that much, then continue with "
-                                           r"--resume \(saved steps \[1\] are intact\)"):
+    with pytest.raises(
+        PorejaxError,
+        match=r"no space left on device saving step 2 in .*: a checkpoint needs about "
+        r"[0-9.]+ MB \([0-9.]+ MB free\); free that much, then continue with "
+        r"--resume \(saved steps \[1\] are intact\)",
+    ):
         train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
     assert checkpoint.steps(tmp_path) == [1]
     assert list((tmp_path / "checkpoints").glob("*tmp*")) == [] and not (tmp_path / lock.LOCK_FILE).exists()
@@ -187,8 +216,11 @@ def test_rgb_images_and_greyscale_are_named(tmp_path, capsys):
     with pytest.raises(PorejaxError, match=r"\(64, 64, 3\) looks like an RGB image .*segment it into labels first"):
         validate_volume(rgb)
     tifffile.imwrite(tmp_path / "rgb.tif", np.full((64, 64, 3), 255, np.uint8), photometric="rgb")
-    _one_line_error(capsys, ["init", "--workdir", str(tmp_path / "ck"), "--data", str(tmp_path / "rgb.tif")],
-                    "is an RGB image (TIFF photometric RGB, 3 samples per pixel): segment it into labels first")
+    _one_line_error(
+        capsys,
+        ["init", "--workdir", str(tmp_path / "ck"), "--data", str(tmp_path / "rgb.tif")],
+        "is an RGB image (TIFF photometric RGB, 3 samples per pixel): segment it into labels first",
+    )
     grey = np.arange(300, dtype=np.uint16).reshape(3, 10, 10)
     with pytest.raises(PorejaxError, match="greyscale image") as raised:
         validate_volume(grey)
@@ -197,8 +229,21 @@ def test_rgb_images_and_greyscale_are_named(tmp_path, capsys):
 
 def test_a_periodic_size_off_the_period_unit_names_one_valid_size(ckpt, tmp_path, capsys):
     unit = MICRO.period_unit
-    _one_line_error(capsys, ["generate", "--checkpoint", str(ckpt), "--size", str(unit - 1), "--periodic", "xyz",
-                             "--out", str(tmp_path / "g.tif")], f"got {unit - 1}: use {unit}")
+    _one_line_error(
+        capsys,
+        [
+            "generate",
+            "--checkpoint",
+            str(ckpt),
+            "--size",
+            str(unit - 1),
+            "--periodic",
+            "xyz",
+            "--out",
+            str(tmp_path / "g.tif"),
+        ],
+        f"got {unit - 1}: use {unit}",
+    )
 
 
 def test_a_one_voxel_volume_is_characterised():

@@ -42,8 +42,9 @@ def _smooth_generator(config=preset("tiny", 3)) -> FrozenGenerator:
     stats = jax.tree_util.tree_map(lambda v: v, g_vars["batch_stats"])
     leaves, tree = jax.tree_util.tree_flatten(stats)
     keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-    stats = jax.tree_util.tree_unflatten(tree, [jnp.abs(leaf + 0.2 * jax.random.normal(k, leaf.shape))
-                                                for leaf, k in zip(leaves, keys)])
+    stats = jax.tree_util.tree_unflatten(
+        tree, [jnp.abs(leaf + 0.2 * jax.random.normal(k, leaf.shape)) for leaf, k in zip(leaves, keys)]
+    )
     return FrozenGenerator(config, PhaseMap(LABELS, voxel_size=0.5), {"params": params, "batch_stats": stats})
 
 
@@ -158,7 +159,9 @@ def test_chunked_size_is_the_central_crop(gen):
     labels, _ = gen.generate(z, size=(30, 47, 48), chunk=11)
     starts = [(f - n) // 2 for f, n in zip(full.shape, labels.shape)]
     assert labels.shape == (30, 47, 48)
-    assert np.array_equal(labels, full[starts[0]:starts[0] + 30, starts[1]:starts[1] + 47, starts[2]:starts[2] + 48])
+    assert np.array_equal(
+        labels, full[starts[0] : starts[0] + 30, starts[1] : starts[1] + 47, starts[2] : starts[2] + 48]
+    )
 
 
 def test_halo_is_the_receptive_field():
@@ -201,21 +204,54 @@ def test_load_generator_and_cli(gen, tmp_path, capsys):
     z = loaded.latent(seed=0, size=2)
     assert np.array_equal(loaded.labels(z), gen.labels(z))
     out = tmp_path / "g.tif"
-    assert main(["generate", "--checkpoint", str(workdir), "--size", "40", "--periodic", "xyz",
-                 "--count", "2", "--seed", "3", "--chunk", "17", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(workdir),
+                "--size",
+                "40",
+                "--periodic",
+                "xyz",
+                "--count",
+                "2",
+                "--seed",
+                "3",
+                "--chunk",
+                "17",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     first = tifffile.imread(tmp_path / "g_0.tif")
     assert first.shape == (40, 40, 40)
     assert np.array_equal(first, gen.labels(gen.latent(3, 5), "xyz"))
     assert np.array_equal(tifffile.imread(tmp_path / "g_1.tif"), gen.labels(gen.latent(4, 5), "xyz"))
     assert main(["generate", "--checkpoint", str(workdir), "--size", "30", "--out", str(out)]) == 0
     assert tifffile.imread(out).shape == (30, 30, 30)
-    assert main(["generate", "--checkpoint", str(workdir), "--size", "30", "--periodic", "x",
-                 "--out", str(tmp_path / "bad.tif")]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(workdir),
+                "--size",
+                "30",
+                "--periodic",
+                "x",
+                "--out",
+                str(tmp_path / "bad.tif"),
+            ]
+        )
+        == 2
+    )
     assert "multiple of 8" in capsys.readouterr().err
     assert not (tmp_path / "bad.tif").exists()
     assert main(["generate", "--checkpoint", str(tmp_path / "missing"), "--size", "32", "--out", str(out)]) == 2
-    assert main(["generate", "--checkpoint", str(workdir), "--size", "32", "--periodic", "xw",
-                 "--out", str(out)]) == 2
+    assert main(["generate", "--checkpoint", str(workdir), "--size", "32", "--periodic", "xw", "--out", str(out)]) == 2
 
 
 def test_stationary_statistics_describe_the_interior(gen):
@@ -231,8 +267,11 @@ def test_stationary_statistics_describe_the_interior(gen):
     config = gen.config
     z = jnp.asarray(np.stack([gen.latent(s, 1) for s in range(8)]))
     from porejax.models import Generator
+
     _, updated = Generator(config).apply(gen.variables, z, train=True, mutable=["batch_stats"])
-    boundary_var = (np.asarray(updated["batch_stats"][first]["var"]) - 0.9 * np.asarray(gen.variables["batch_stats"][first]["var"])) / 0.1
+    boundary_var = (
+        np.asarray(updated["batch_stats"][first]["var"]) - 0.9 * np.asarray(gen.variables["batch_stats"][first]["var"])
+    ) / 0.1
     assert np.median(var_s / boundary_var) > 4  # interior activations sum over the whole kernel
 
 
@@ -246,15 +285,22 @@ def test_default_chunk_is_one_piece_up_to_384_and_tiles_compute_only_what_they_n
     assert default_chunk(_plan(config, (16,) * 3, (True,) * 3, None, True)) == 256  # 256^3 periodic: one piece
     l0, l1 = latent_window(config, 1000, 1256)  # an interior tile of 256 (window frame: 1000 - 16 * l0)
     kept = layer_crops(config, l1 - l0, 1000 - 16 * l0, 1256 - 16 * l0)
-    assert kept[-1][1] == 256 and [length for _, length in kept] == [19, 35, 67, 130, 256]  # uncropped: 25, 50, 100, 200, 400
+    assert kept[-1][1] == 256 and [length for _, length in kept] == [
+        19,
+        35,
+        67,
+        130,
+        256,
+    ]  # uncropped: 25, 50, 100, 200, 400
     for lo in range(16):  # every alignment of equal tiles keeps equal lengths: one compiled program
         assert [n for _, n in layer_crops(config, l1 - l0 + 1, lo + 8, lo + 8 + 256)] == [19, 35, 67, 130, 256]
 
 
 def _circular(g: FrozenGenerator, z: np.ndarray, periodic: str) -> np.ndarray:
     """The generator module itself: circular padding on periodic axes, zero padding elsewhere, whole output."""
-    return np.asarray(Generator(g.config).apply(g.variables, jnp.asarray(z)[None], train=False,
-                                                periodic=parse_periodic(periodic))[0])
+    return np.asarray(
+        Generator(g.config).apply(g.variables, jnp.asarray(z)[None], train=False, periodic=parse_periodic(periodic))[0]
+    )
 
 
 @pytest.mark.parametrize("periodic", ["", "xyz", "y"])
@@ -284,7 +330,7 @@ def test_periodically_trained_generators_give_the_interior_of_non_periodic_axes(
     inner = g.probabilities(z, "z")
     periodic = g.probabilities(z, "xyz")
     assert inner.shape[:3] == (u * 2, u * 3, u * 4)
-    np.testing.assert_allclose(inner, periodic[u * h:-u * h, u * h:-u * h], atol=1e-5)
+    np.testing.assert_allclose(inner, periodic[u * h : -u * h, u * h : -u * h], atol=1e-5)
     np.testing.assert_allclose(inner, _circular(g, z, "z")[g.output_window(z.shape[:3], "z")], atol=1e-5)
     v = g.labels(z, "z", size=(5, 17, 32))
     assert v.shape == (5, 17, 32)

@@ -43,8 +43,10 @@ def test_freed_blocks_are_reused():
     assert faults * 10 < default_faults, (faults, default_faults)
 
 
-@pytest.mark.parametrize("env, expected", [({"JAX_PLATFORMS": "cpu"}, True), ({"JAX_PLATFORMS": "cuda,cpu"}, False),
-                                           ({"JAX_PLATFORM_NAME": "tpu"}, False)])
+@pytest.mark.parametrize(
+    "env, expected",
+    [({"JAX_PLATFORMS": "cpu"}, True), ({"JAX_PLATFORMS": "cuda,cpu"}, False), ({"JAX_PLATFORM_NAME": "tpu"}, False)],
+)
 def test_cpu_backend_is_expected_from_the_platform_setting(monkeypatch, env, expected):
     from porejax.host import cpu_backend_expected
 
@@ -63,9 +65,11 @@ def test_cpu_backend_is_expected_without_accelerator_plugins(monkeypatch):
     monkeypatch.delenv("JAX_PLATFORMS", raising=False)
     monkeypatch.delenv("JAX_PLATFORM_NAME", raising=False)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name in ("jax_plugins", "libtpu")
-                        else real_find_spec(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name in ("jax_plugins", "libtpu") else real_find_spec(name)
+    )
     assert cpu_backend_expected() is True
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "jax_plugins"
-                        else real_find_spec(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: object() if name == "jax_plugins" else real_find_spec(name)
+    )
     assert cpu_backend_expected() is False

@@ -15,7 +15,8 @@ from porejax.generate import load_generator  # noqa: E402
 from porejax.interop.torch import generator_variables, import_generator, load_state_dict  # noqa: E402
 
 _SPEC = importlib.util.spec_from_file_location(
-    "torch_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "torch_reference.py")
+    "torch_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "torch_reference.py"
+)
 torch_reference = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(torch_reference)
 
@@ -53,8 +54,13 @@ def tiny_checkpoint(tmp_path_factory):
     net = _random_generator(0, **TINY)
     path = tmp_path_factory.mktemp("torch") / "netG.pth"
     torch.save(net.state_dict(), path)
-    out = import_generator(path, tmp_path_factory.mktemp("converted") / "ckpt", labels=(0, 128, 255),
-                           names=("pore", "active", "binder"), voxel_size=0.4)
+    out = import_generator(
+        path,
+        tmp_path_factory.mktemp("converted") / "ckpt",
+        labels=(0, 128, 255),
+        names=("pore", "active", "binder"),
+        voxel_size=0.4,
+    )
     return net, path, out
 
 
@@ -88,8 +94,9 @@ def test_dataparallel_prefix_and_paper_widths():
     assert (config.n_phases, config.latent_channels) == (4, 100)
     w = net.state_dict()["main.3.weight"].numpy()  # (C_in, C_out, kD, kH, kW)
     np.testing.assert_array_equal(variables["params"]["deconv1"]["kernel"], w.transpose(2, 3, 4, 0, 1))
-    np.testing.assert_array_equal(variables["batch_stats"]["BatchNorm_3"]["var"],
-                                  net.state_dict()["main.10.running_var"].numpy())
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["BatchNorm_3"]["var"], net.state_dict()["main.10.running_var"].numpy()
+    )
 
 
 def test_paper_width_output_matches_pytorch(tmp_path):
@@ -129,8 +136,7 @@ def test_cli_import_then_generate(tiny_checkpoint, tmp_path, capsys):
 
     volume = tifffile.imread(tmp_path / "v.tif")
     assert volume.shape == (48, 48, 48) and set(np.unique(volume)) <= {1, 2, 5}
-    assert cli_main(["import-torch", "--state-dict", str(path), "--out", str(tmp_path / "x"),
-                     "--labels", "0,1"]) == 2
+    assert cli_main(["import-torch", "--state-dict", str(path), "--out", str(tmp_path / "x"), "--labels", "0,1"]) == 2
     assert "3 phases but 2 labels" in capsys.readouterr().err
 
 

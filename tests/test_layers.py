@@ -7,8 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from porejax.nn.layers import (conv3d, conv3d_output_size, conv3d_reference, conv_transpose3d,
-                               conv_transpose3d_output_size, conv_transpose3d_reference, subpixel_kernel)
+from porejax.nn.layers import (
+    conv3d,
+    conv3d_output_size,
+    conv3d_reference,
+    conv_transpose3d,
+    conv_transpose3d_output_size,
+    conv_transpose3d_reference,
+    subpixel_kernel,
+)
 from porejax.nn.padding import pad_spatial
 
 CASES = [(4, 2, 1), (4, 1, 0), (3, 1, 1), (4, 2, 0), (6, 2, 2), (3, 2, 1)]
@@ -74,8 +81,11 @@ def test_conv_matches_pytorch_semantics(k, s, p, modes):
     fast = np.asarray(conv3d(jnp.asarray(x), jnp.asarray(w), s, p, modes))
     assert fast.shape == (2, *[conv3d_output_size(n, k, s, p) for n in x.shape[1:4]], 2)
     np.testing.assert_allclose(fast, expected, atol=2e-5 * np.abs(expected).max())
-    np.testing.assert_allclose(np.asarray(conv3d_reference(jnp.asarray(x), jnp.asarray(w), s, p, modes)),
-                               expected, atol=2e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        np.asarray(conv3d_reference(jnp.asarray(x), jnp.asarray(w), s, p, modes)),
+        expected,
+        atol=2e-5 * np.abs(expected).max(),
+    )
 
 
 @pytest.mark.parametrize("layer", ["conv", "transposed"])

@@ -28,6 +28,7 @@ def _close(got, want):
 
 def _check(fast, reference, x, w, stride, padding, modes):
     """Outputs and the gradients of a non-linear loss w.r.t. input and kernel agree."""
+
     def value_and_grads(f):
         def loss(x, w, cot):
             y = f(x, w, stride, padding, modes)
@@ -57,8 +58,10 @@ def conv_path(request, monkeypatch):
 
 def _arrays(shape, kernel, seed):
     rng = np.random.default_rng(seed)
-    return (jnp.asarray(rng.normal(size=shape).astype(np.float32)),
-            jnp.asarray(0.3 * rng.normal(size=kernel).astype(np.float32)))
+    return (
+        jnp.asarray(rng.normal(size=shape).astype(np.float32)),
+        jnp.asarray(0.3 * rng.normal(size=kernel).astype(np.float32)),
+    )
 
 
 # channels (C_in, C_out): the first pair makes the matrix-product form im2col, the second col2im
@@ -136,11 +139,25 @@ def test_xla_formulation_equals_matrix_products(k, s, p):
     circularly first) equals the CPU matrix-product one, values and gradients (the matrix products equal
     the textbook forms: the tests above)."""
     x, w = _arrays((2, 6, 5, 7, 3), (k, k, k, 3, 4), 30 + k + s + p)
-    _check(functools.partial(layers.conv_transpose3d, form="xla"),
-           functools.partial(layers.conv_transpose3d, form="matmul"), x, w, s, p, MODES[1])
+    _check(
+        functools.partial(layers.conv_transpose3d, form="xla"),
+        functools.partial(layers.conv_transpose3d, form="matmul"),
+        x,
+        w,
+        s,
+        p,
+        MODES[1],
+    )
     if k > 1:
-        _check(functools.partial(layers.conv3d, form="xla"), functools.partial(layers.conv3d, form="matmul"),
-               x, w, s, p, MODES[0])
+        _check(
+            functools.partial(layers.conv3d, form="xla"),
+            functools.partial(layers.conv3d, form="matmul"),
+            x,
+            w,
+            s,
+            p,
+            MODES[0],
+        )
 
 
 def test_formulation_follows_the_backend_unless_the_environment_overrides_it(monkeypatch):
@@ -166,9 +183,13 @@ def test_generator_output_is_the_same_in_both_formulations(monkeypatch):
     outputs = []
     for form in layers.FORMULATIONS:
         monkeypatch.setenv(layers.CONV_ENV, form)
-        prepared = {f"deconv{i}": {"kernel": layers.prepare_transpose_kernel(g_vars["params"][f"deconv{i}"]["kernel"],
-                                                                             stride, pad)}
-                    for i, (_, kernel, stride, pad) in enumerate(config.generator_layers) if kernel % stride == 0}
+        prepared = {
+            f"deconv{i}": {
+                "kernel": layers.prepare_transpose_kernel(g_vars["params"][f"deconv{i}"]["kernel"], stride, pad)
+            }
+            for i, (_, kernel, stride, pad) in enumerate(config.generator_layers)
+            if kernel % stride == 0
+        }
         variables = {**g_vars, layers.PREPARED: prepared}
         outputs.append(jax.jit(lambda v, z: Generator(config).apply(v, z, periodic=(True, False, True)))(variables, z))
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5, rtol=0)

@@ -15,8 +15,7 @@ def _closed_form_bce(logit: float, target: float) -> float:
 
 def test_discriminator_bce_uses_smoothed_real_label_and_zero_fake_label():
     real, fake = jnp.array([2.0, -1.0, 0.5]), jnp.array([-3.0, 0.0, 1.5])
-    expected = (np.mean([_closed_form_bce(v, 0.9) for v in real])
-                + np.mean([_closed_form_bce(v, 0.0) for v in fake]))
+    expected = np.mean([_closed_form_bce(v, 0.9) for v in real]) + np.mean([_closed_form_bce(v, 0.0) for v in fake])
     np.testing.assert_allclose(losses.bce_discriminator(real, fake), expected, rtol=1e-6)
 
 
@@ -24,8 +23,9 @@ def test_generator_bce_is_minimal_where_d_outputs_the_real_label():
     # d/dl BCE(l, 0.9) = sigmoid(l) - 0.9: zero at l = log(9), i.e. D(G(z)) = 0.9 (smoothing), not 1
     grad = jax.grad(lambda logit: losses.bce_generator(logit[None], target=0.9))(jnp.log(9.0))
     assert abs(float(grad)) < 1e-6
-    np.testing.assert_allclose(losses.bce_generator(jnp.array([np.log(9.0)])), _closed_form_bce(np.log(9.0), 0.9),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.bce_generator(jnp.array([np.log(9.0)])), _closed_form_bce(np.log(9.0), 0.9), rtol=1e-6
+    )
 
 
 def test_bce_is_finite_for_extreme_logits():
@@ -47,4 +47,4 @@ def test_gradient_penalty_of_a_linear_critic(norm, expected):
 def test_wasserstein_losses_have_the_critic_and_generator_signs():
     real, fake = jnp.array([3.0, 1.0]), jnp.array([-1.0, 0.0])
     assert float(losses.wgan_critic(real, fake)) == pytest.approx(-2.5)  # critic wants real high, fake low
-    assert float(losses.wgan_generator(fake)) == pytest.approx(0.5)      # generator wants fake high
+    assert float(losses.wgan_generator(fake)) == pytest.approx(0.5)  # generator wants fake high

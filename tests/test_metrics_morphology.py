@@ -5,8 +5,14 @@ import pytest
 import tifffile
 
 from porejax.errors import PorejaxError
-from porejax.metrics import (characterise, specific_surface_area, tpb_edge_count, triple_phase_boundary_density,
-                             two_point_correlation, volume_fraction)
+from porejax.metrics import (
+    characterise,
+    specific_surface_area,
+    tpb_edge_count,
+    triple_phase_boundary_density,
+    two_point_correlation,
+    volume_fraction,
+)
 
 
 def _reference_volume(shared_dir, record) -> np.ndarray:

@@ -43,8 +43,11 @@ def test_one_hot_estimators_equal_exact_metrics(periodic):
     for phases in [(0, 1, 2), (1, 3, 0)]:
         counts = np.asarray(soft_tpb_edge_count(p, phases, periodic))
         np.testing.assert_array_equal(counts, tpb_edge_count(batch, phases, periodic))
-        np.testing.assert_allclose(soft_tpb_density(p[0], DX, phases, periodic),
-                                   triple_phase_boundary_density(batch[0], DX, phases, periodic), rtol=1e-6)
+        np.testing.assert_allclose(
+            soft_tpb_density(p[0], DX, phases, periodic),
+            triple_phase_boundary_density(batch[0], DX, phases, periodic),
+            rtol=1e-6,
+        )
 
 
 def test_tpb_expectation_of_one_independent_edge():

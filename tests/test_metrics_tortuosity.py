@@ -129,9 +129,13 @@ def test_characterise_gives_inf_tortuosity_and_zero_diffusivity_without_spanning
 # TauFactor references (volume, solver, phases; all three axes): a subset that keeps the test time low
 # and includes two of TauFactor's "no path" cases (nmc_np_2 binder z, sofc_np_4 pore z). The full
 # comparison over all 22 volumes is reported in benchmarks/RESULTS.md.
-_REFERENCE_CASES = [("nmc_np_0", "Solver", ("pore", "nmc", "binder")), ("nmc_np_2", "Solver", ("binder",)),
-                    ("sofc_np_4", "Solver", ("pore",)), ("electrode_crop64", "Solver", ("pore", "nmc", "binder")),
-                    ("sofc_p_0", "PeriodicSolver", ("pore", "ni", "ysz"))]
+_REFERENCE_CASES = [
+    ("nmc_np_0", "Solver", ("pore", "nmc", "binder")),
+    ("nmc_np_2", "Solver", ("binder",)),
+    ("sofc_np_4", "Solver", ("pore",)),
+    ("electrode_crop64", "Solver", ("pore", "nmc", "binder")),
+    ("sofc_p_0", "PeriodicSolver", ("pore", "ni", "ysz")),
+]
 
 
 def _load(shared_dir, record):
@@ -172,6 +176,7 @@ def test_periodic_sides_conduct_at_least_as_well_as_mirror(shared_dir):
 
 # Multigrid preconditioner and bit-packed flood fill (internals, checked exactly against dense algebra).
 
+
 def _random_diffusivity(shape, seed, fraction=0.6):
     rng = np.random.default_rng(seed)
     return rng.random(shape) * (rng.random(shape) < fraction)
@@ -196,10 +201,16 @@ def test_coarse_operator_is_galerkin_product(periodic):
         system = diffusion._build_system(jnp.asarray(_random_diffusivity(shape, 0)), periodic)
         coarse = diffusion._coarsen(system, periodic)
         coarse_shape = coarse.diag.shape
-        prolong = np.asarray(jax.jit(jax.vmap(lambda e: diffusion._prolong(e, shape).reshape(-1)))(
-            jnp.eye(coarse.diag.size).reshape(-1, *coarse_shape))).T
-        restrict = np.asarray(jax.jit(jax.vmap(lambda e: diffusion._restrict(e).reshape(-1)))(
-            jnp.eye(int(np.prod(shape))).reshape(-1, *shape))).T
+        prolong = np.asarray(
+            jax.jit(jax.vmap(lambda e: diffusion._prolong(e, shape).reshape(-1)))(
+                jnp.eye(coarse.diag.size).reshape(-1, *coarse_shape)
+            )
+        ).T
+        restrict = np.asarray(
+            jax.jit(jax.vmap(lambda e: diffusion._restrict(e).reshape(-1)))(
+                jnp.eye(int(np.prod(shape))).reshape(-1, *shape)
+            )
+        ).T
         np.testing.assert_array_equal(restrict, prolong.T)
         galerkin = prolong.T @ _dense_matrix(system, periodic) @ prolong
         np.testing.assert_allclose(_dense_matrix(coarse, periodic), galerkin, atol=1e-12)
@@ -215,7 +226,8 @@ def test_v_cycle_is_symmetric_positive_definite(periodic):
     shape = (18, 17, 16)  # two levels above the dense coarsest grid
     with jax.enable_x64(True):
         prepared = jax.jit(diffusion._prepare, static_argnums=(1, 2))(
-            jnp.asarray(_random_diffusivity(shape, 1, 0.7)), periodic, "multigrid")
+            jnp.asarray(_random_diffusivity(shape, 1, 0.7)), periodic, "multigrid"
+        )
         assert len(prepared.preconditioner.levels) == 2
         active = np.asarray(prepared.active)
         v_cycle = jax.jit(lambda v: diffusion._v_cycle(prepared.preconditioner, v, periodic, jnp.asarray(1)))
@@ -241,6 +253,7 @@ def test_multigrid_matches_jacobi_in_far_fewer_iterations(side):
 
 def _reference_spanning_cluster(mask, periodic):
     """Plain numpy flood fill (np.roll dilations) from each face of axis 0."""
+
     def fill(seed):
         reached = seed & mask
         while True:

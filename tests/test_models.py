@@ -54,8 +54,9 @@ def test_batch_norm_uses_batch_statistics_only_in_training():
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
     z = jax.random.normal(jax.random.PRNGKey(1), (4, 1, 1, 1, config.latent_channels))
     p, updates = Generator(config).apply(g_vars, z, train=True, mutable=["batch_stats"])
-    changed = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()), g_vars["batch_stats"],
-                                     updates["batch_stats"])
+    changed = jax.tree_util.tree_map(
+        lambda a, b: float(jnp.abs(a - b).max()), g_vars["batch_stats"], updates["batch_stats"]
+    )
     assert max(jax.tree_util.tree_leaves(changed)) > 0
     single = Generator(config).apply(g_vars, z[:1])
     np.testing.assert_allclose(Generator(config).apply(g_vars, z)[:1], single, atol=1e-6)

@@ -49,10 +49,13 @@ def _run(data: Path, workdir: Path, steps: int, processes: int, resume: bool = F
     else:
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
         address = f"127.0.0.1:{_free_port()}"
-        envs = [{**env, "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": str(processes),
-                 "JAX_PROCESS_ID": str(i)} for i in range(processes)]
-    procs = [subprocess.Popen(argv, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for e in envs]
+        envs = [
+            {**env, "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(i)}
+            for i in range(processes)
+        ]
+    procs = [
+        subprocess.Popen(argv, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for e in envs
+    ]
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
@@ -66,8 +69,11 @@ def _losses(workdir: Path) -> np.ndarray:
 
 def _shared_files(workdir: Path) -> list[str]:
     """Checkpoint files other than the per-process ones and the data files (named by random hashes)."""
-    return sorted(str(p.relative_to(workdir)) for p in (workdir / "checkpoints").rglob("*")
-                  if p.is_file() and "process_" not in str(p) and p.parent.name != "d")
+    return sorted(
+        str(p.relative_to(workdir))
+        for p in (workdir / "checkpoints").rglob("*")
+        if p.is_file() and "process_" not in str(p) and p.parent.name != "d"
+    )
 
 
 def _array_bytes(workdir: Path, item: str) -> int:
@@ -90,7 +96,9 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
     # replicated arrays between the processes (ocdbt.process_<i>, array_metadatas/process_<i>), each once
     assert _shared_files(two) == _shared_files(one)
     assert {p.name for p in (two / "checkpoints" / "10" / "state").glob("ocdbt.process_*")} == {
-        "ocdbt.process_0", "ocdbt.process_1"}
+        "ocdbt.process_0",
+        "ocdbt.process_1",
+    }
     for name in ("generator", "state"):  # written twice would be ~2x (the rest: compression, per-file overhead)
         assert _array_bytes(two, name) < 1.3 * _array_bytes(one, name)
     # resume across process counts: the two-process run on one process, the one-process run on two

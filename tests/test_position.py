@@ -48,19 +48,24 @@ def test_no_face_band_in_non_periodic_volumes(cathode, stationary, size, count, 
     volumes = _volumes(cathode, size, count, seed=size)
     assert volumes.shape == (count, size, size, size)
     profile = face_profile(volumes, band=band, phases=cathode.phase_map.labels)
-    mean = profile.fractions.mean(0)                                          # (bands, phases)
+    mean = profile.fractions.mean(0)  # (bands, phases)
     se = profile.fractions.std(0, ddof=1) / np.sqrt(count)
     ref, ref_se = stationary
-    allowed = 4 * np.sqrt(se ** 2 + ref_se ** 2) + 0.01
+    allowed = 4 * np.sqrt(se**2 + ref_se**2) + 0.01
     assert np.all(np.abs(mean - ref) <= allowed), (
         f"face bands {profile.band_start.tolist()}: fractions {np.round(mean, 3).tolist()} vs interior "
-        f"{np.round(ref, 3).tolist()} (allowed {np.round(allowed, 3).tolist()})")
+        f"{np.round(ref, 3).tolist()} (allowed {np.round(allowed, 3).tolist()})"
+    )
 
 
 def test_generate_default_command_writes_the_material(tmp_path, capsys):
     out = tmp_path / "g.tif"
-    assert main(["generate", "--checkpoint", str(CATHODE), "--size", "64", "--seed", "7", "--count", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["generate", "--checkpoint", str(CATHODE), "--size", "64", "--seed", "7", "--count", "4", "--out", str(out)]
+        )
+        == 0
+    )
     volumes = np.stack([tifffile.imread(tmp_path / f"g_{i}.tif") for i in range(4)])
     assert volumes.shape == (4, 64, 64, 64)
     fractions = [float((volumes == label).mean()) for label in (0, 85, 170)]

@@ -52,15 +52,20 @@ def test_compare_values_edge_cases_and_json():
 @pytest.fixture(scope="module")
 def synthetic_sets():
     """Two independent sets of the same cathode structure and one with shifted volume fractions (8 each)."""
-    sets = {"a": _cathodes(SEEDS_A), "b": _cathodes(SEEDS_B),
-            "shifted": _cathodes(SEEDS_SHIFTED, fractions=(0.30, 0.55, 0.15))}
+    sets = {
+        "a": _cathodes(SEEDS_A),
+        "b": _cathodes(SEEDS_B),
+        "shifted": _cathodes(SEEDS_SHIFTED, fractions=(0.30, 0.55, 0.15)),
+    }
     return {k: compare.characterise_set(v, PHASES, PHASES.voxel_size) for k, v in sets.items()}
 
 
 def test_characterise_set_is_consistent(synthetic_sets):
     a = synthetic_sets["a"]
     np.testing.assert_allclose(a.volume_fraction, np.tile(synthetic.CATHODE_FRACTIONS, (8, 1)), atol=1e-4)
-    np.testing.assert_allclose(a.s2[..., 0], np.repeat(a.volume_fraction[..., None], 3, axis=2), atol=1e-6)  # S2(0) = phi
+    np.testing.assert_allclose(
+        a.s2[..., 0], np.repeat(a.volume_fraction[..., None], 3, axis=2), atol=1e-6
+    )  # S2(0) = phi
     assert a.tpb_density.shape == (8,) and np.all(a.tpb_density > 0)
     assert np.all((a.relative_diffusivity > 0) & (a.relative_diffusivity <= a.volume_fraction[..., None]))
 
@@ -68,8 +73,9 @@ def test_characterise_set_is_consistent(synthetic_sets):
 def test_same_structure_matches_on_every_metric(synthetic_sets):
     rows = compare.compare_metrics(synthetic_sets["a"], synthetic_sets["b"], PHASES)
     assert len(rows) == 10  # 3 metrics x 3 phases + TPB
-    assert [r["verdict"] for r in rows] == ["matches"] * 10, [(r["metric"], r["phase"], r["p_adjusted"],
-                                                                 r["delta_mean_in_real_std"]) for r in rows]
+    assert [r["verdict"] for r in rows] == ["matches"] * 10, [
+        (r["metric"], r["phase"], r["p_adjusted"], r["delta_mean_in_real_std"]) for r in rows
+    ]
 
 
 def test_shifted_volume_fraction_differs(synthetic_sets):
@@ -136,8 +142,12 @@ def test_nearest_crop_search_is_exhaustive_and_respects_exclusions():
     assert agreement[0] == pytest.approx(1.0) and offset[0].tolist() == [5, 9, 30] and searched == 1.0
     excluded = compare.region_box(((0, 48), (0, 48), (26, 48)), 16)[None, None]  # crops touching z >= 26
     agreement, offset, _ = compare.nearest_crop_agreement(query, volume, PHASES, excluded, block_side=24, max_blocks=99)
-    brute = max(((volume[x:x + 16, y:y + 16, z:z + 16] == query[0]).mean(), (x, y, z))
-                for x in range(33) for y in range(33) for z in range(11))
+    brute = max(
+        ((volume[x : x + 16, y : y + 16, z : z + 16] == query[0]).mean(), (x, y, z))
+        for x in range(33)
+        for y in range(33)
+        for z in range(11)
+    )
     assert agreement[0] == pytest.approx(brute[0], abs=1e-6) and tuple(offset[0]) == brute[1]
 
 
@@ -169,7 +179,7 @@ def test_random_crops_of_one_volume_are_the_previous_sampler():
         expected = np.stack([rng.integers(start, stop - 16 + 1, 20) for start, stop in bounds], axis=1)
         crops, sources, positions = compare.random_crops([volume], 20, 16, seed, [region])
         assert positions.tolist() == expected.tolist() and sources.tolist() == [0] * 20
-        np.testing.assert_array_equal(crops, [volume[x:x + 16, y:y + 16, z:z + 16] for x, y, z in expected])
+        np.testing.assert_array_equal(crops, [volume[x : x + 16, y : y + 16, z : z + 16] for x, y, z in expected])
 
 
 def test_random_crops_spread_over_volumes_without_repeats():
@@ -178,24 +188,31 @@ def test_random_crops_spread_over_volumes_without_repeats():
     crops, sources, positions = compare.random_crops(volumes, 6, 16, seed=2)
     assert sources.tolist() == [0, 1, 2, 2, 2, 2]  # crop i from volume i mod 3 until 0 and 1 are used up
     for crop, v, (x, y, z) in zip(crops, sources, positions):
-        np.testing.assert_array_equal(crop, volumes[v][x:x + 16, y:y + 16, z:z + 16])
+        np.testing.assert_array_equal(crop, volumes[v][x : x + 16, y : y + 16, z : z + 16])
     every = compare.random_crops(volumes, 50, 16, seed=2)
     assert len(every.crops) == 10 == sum(compare.crop_positions(((0, s),) * 3, 16) for s in (16, 16, 17))
     assert sorted(map(tuple, every.positions[every.volumes == 2])) == [
-        (x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+        (x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)
+    ]
     held_out = ((0, 20), (0, 20), (2, 20))  # 5 x 5 x 3 = 75 positions; 60 draws repeat some: redrawn distinct
     crops, _, positions = compare.random_crops([base], 60, 16, seed=0, regions=[held_out])
     assert len(np.unique(positions, axis=0)) == 60 and positions.min(axis=0).tolist() >= [0, 0, 2]
     assert positions.max(axis=0).tolist() <= [4, 4, 4]
     text = compare.real_set_text(["a", "b", "c"], every, 50, [((0, s),) * 3 for s in (16, 16, 17)], 16)
-    assert text == ("10 crops from 3 volumes (1 from a, 1 from b, 8 from c); 50 were asked for, but the sampled "
-                    "regions hold only 10 distinct crop positions of side 16")
+    assert text == (
+        "10 crops from 3 volumes (1 from a, 1 from b, 8 from c); 50 were asked for, but the sampled "
+        "regions hold only 10 distinct crop positions of side 16"
+    )
 
 
 def test_real_sources_and_memorisation_targets_follow_the_training_fingerprints():
     a, b = (synthetic.cathode(32, seed=s, mean_radius=RADIUS) for s in (8, 9))
-    trained = {"data": {"volumes": [{"sha256": compare.volume_sha256(a)}],
-                        "holdout": {"axis": "x", "slices": 12, "regions": [[20, 32]]}}}
+    trained = {
+        "data": {
+            "volumes": [{"sha256": compare.volume_sha256(a)}],
+            "holdout": {"axis": "x", "slices": 12, "regions": [[20, 32]]},
+        }
+    }
     sources = [compare.real_source(trained, v) for v in (a, b)]
     assert sources[0].sample_region == sources[0].holdout == ((20, 32), (0, 32), (0, 32))
     assert sources[0].is_training_data and sources[1].is_training_data is False and sources[1].holdout is None
@@ -216,13 +233,33 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
     real = root / "real.tif"
     write_volume(real, (synthetic.cathode(96, seed=5, mean_radius=RADIUS) != 0).astype(np.uint8))
-    assert main(["init", "--workdir", str(root / "ckpt"), "--preset", "tiny", "--data", str(real),
-                 "--names", "pore,solid", "--voxel-size", "0.390625"]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "--workdir",
+                str(root / "ckpt"),
+                "--preset",
+                "tiny",
+                "--data",
+                str(real),
+                "--names",
+                "pore,solid",
+                "--voxel-size",
+                "0.390625",
+            ]
+        )
+        == 0
+    )
     assert main(["init", "--workdir", str(root / "no_voxel"), "--preset", "tiny", "--data", str(real)]) == 0
     write_volume(root / "other_labels.tif", synthetic.cathode(SIDE, seed=0, labels=(0, 128, 255)))
     other = (synthetic.cathode(64, seed=6, mean_radius=RADIUS) != 0).astype(np.uint8)
-    for name, part in (("a", other[:32, :32, :32]), ("b", other[30:63, 30:63, 30:63]), ("c", other[32:, :32, 32:]),
-                       ("small", other[:16, :16, :16])):  # 1, 8, 1 and 0 crop positions of side 32
+    for name, part in (
+        ("a", other[:32, :32, :32]),
+        ("b", other[30:63, 30:63, 30:63]),
+        ("c", other[32:, :32, 32:]),
+        ("small", other[:16, :16, :16]),
+    ):  # 1, 8, 1 and 0 crop positions of side 32
         write_volume(root / f"{name}.tif", part)
     return root
 
@@ -231,7 +268,7 @@ def _table(markdown: str, first_header: str) -> list[list[str]]:
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
@@ -253,8 +290,11 @@ def test_compare_writes_report_whose_table_is_metrics_json(files, capsys):
     rows = _table((out / "report.md").read_text(), "metric")
     assert len(rows) == len(results["table"]) == 6  # 3 metrics x 2 phases, no TPB for two phases
     names = [p["name"] for p in results["phases"]]
-    keys = {"volume_fraction": "volume_fraction", "specific_surface_area": "specific_surface_area",
-            "relative_diffusivity": "relative_diffusivity_xyz"}
+    keys = {
+        "volume_fraction": "volume_fraction",
+        "specific_surface_area": "specific_surface_area",
+        "relative_diffusivity": "relative_diffusivity_xyz",
+    }
     for cells, row in zip(rows, results["table"]):
         assert cells == [c.replace("|", "\\|") for c in table_row(row)]
         for name in ("real", "generated"):
@@ -273,8 +313,24 @@ def test_compare_writes_report_whose_table_is_metrics_json(files, capsys):
 def test_compare_cli_several_real_volumes_with_fewer_crops_than_generated(files, capsys):
     out = files / "several"
     real = [str(files / f"{name}.tif") for name in "abc"]
-    assert main(["compare", "--real", *real, "--checkpoint", str(files / "ckpt"), "--n", "12", "--size", "32",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--real",
+                *real,
+                "--checkpoint",
+                str(files / "ckpt"),
+                "--n",
+                "12",
+                "--size",
+                "32",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "characterise real: 10/10" in capsys.readouterr().out
     results = json.loads((out / "metrics.json").read_text())
     s = results["settings"]
@@ -290,27 +346,51 @@ def test_compare_cli_several_real_volumes_with_fewer_crops_than_generated(files,
     assert mem["searched_volumes"] == real and mem["searched_fraction_of_training_positions"] == 1.0
     assert len(mem["generated"]["nearest_agreement"]) == 12 and len(mem["baseline"]["nearest_agreement"]) == 10
     markdown = (out / "report.md").read_text()
-    assert (f"**Real set: 10 crops from 3 volumes (1 from {real[0]}, 8 from {real[1]}, 1 from {real[2]}); 12 were "
-            "asked for, but the sampled regions hold only 10 distinct crop positions of side 32.**") in markdown
-    assert [row[:3] for row in _table(markdown, "real volume")] == [[f"`{r}`", f"{side} x {side} x {side}", count]
-                                                                     for r, side, count in zip(real, (32, 33, 32),
-                                                                                               "181")]
+    assert (
+        f"**Real set: 10 crops from 3 volumes (1 from {real[0]}, 8 from {real[1]}, 1 from {real[2]}); 12 were "
+        "asked for, but the sampled regions hold only 10 distinct crop positions of side 32.**"
+    ) in markdown
+    assert [row[:3] for row in _table(markdown, "real volume")] == [
+        [f"`{r}`", f"{side} x {side} x {side}", count] for r, side, count in zip(real, (32, 33, 32), "181")
+    ]
     assert "none of them is the checkpoint's training data" not in markdown  # init records no training data
     assert "the checkpoint records no training data: this measures similarity to them" in markdown
     assert "Real set: 10 crops from 3 volumes" in (out / "report.html").read_text()
 
 
-@pytest.mark.parametrize("case, real, message", [
-    ("missing", ["real", "nope"], "file not found: {nope}"),
-    ("labels", ["real", "other_labels", "a"], "real volume {other_labels} has labels [0, 128, 255] but the "
-                                              "checkpoint's phases are [0, 1]"),
-    ("small", ["a", "small", "b"], "real volume {small} of shape (16, 16, 16) is smaller than the crop size 32"),
-    ("one crop", ["a"], "hold only 1 distinct crop position of side 32 but a std needs two real crops"),
-])
+@pytest.mark.parametrize(
+    "case, real, message",
+    [
+        ("missing", ["real", "nope"], "file not found: {nope}"),
+        (
+            "labels",
+            ["real", "other_labels", "a"],
+            "real volume {other_labels} has labels [0, 128, 255] but the checkpoint's phases are [0, 1]",
+        ),
+        ("small", ["a", "small", "b"], "real volume {small} of shape (16, 16, 16) is smaller than the crop size 32"),
+        ("one crop", ["a"], "hold only 1 distinct crop position of side 32 but a std needs two real crops"),
+    ],
+)
 def test_compare_cli_errors(files, capsys, case, real, message):
     paths = {name: str(files / f"{name}.tif") for name in real}
-    assert main(["compare", "--real", *paths.values(), "--checkpoint", str(files / "ckpt"), "--n", "4", "--size", "32",
-                 "--out", str(files / f"err_{case}")]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--real",
+                *paths.values(),
+                "--checkpoint",
+                str(files / "ckpt"),
+                "--n",
+                "4",
+                "--size",
+                "32",
+                "--out",
+                str(files / f"err_{case}"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("porejax compare: error:") and message.format(**paths) in err, err
     assert not (files / f"err_{case}").exists()
@@ -318,8 +398,9 @@ def test_compare_cli_errors(files, capsys, case, real, message):
 
 def test_compare_without_a_voxel_size_reports_per_voxel_units_and_says_so(files):
     out = files / "per_voxel"
-    results = compare.compare(files / "real.tif", files / "no_voxel", n=3, size=SIDE, out=out, progress=None,
-                              timing_latent_sides=(1, 2))
+    results = compare.compare(
+        files / "real.tif", files / "no_voxel", n=3, size=SIDE, out=out, progress=None, timing_latent_sides=(1, 2)
+    )
     assert results["settings"]["voxel_size_um"] is None and results["settings"]["length_unit"] == "voxel"
     units = {row["metric"]: row["unit"] for row in results["table"]}
     assert units == {"volume_fraction": "", "specific_surface_area": "voxel⁻¹", "relative_diffusivity": ""}

@@ -17,8 +17,15 @@ from porejax.volume import PhaseMap, validate_volume
 
 MICRO = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4,))  # 8^3 volumes, 8^2 slices
 PHASES = PhaseMap((0, 85, 170), ("pore", "nmc", "binder"), 0.5)
-QUIET = dict(log_every=1, eval_every=1000, checkpoint_every=2, eval_samples=2, standing_batches=2, batch_size=4,
-             discriminator="slices")
+QUIET = dict(
+    log_every=1,
+    eval_every=1000,
+    checkpoint_every=2,
+    eval_samples=2,
+    standing_batches=2,
+    batch_size=4,
+    discriminator="slices",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +50,9 @@ def _losses(records) -> list[tuple]:
 def test_slices_follow_the_documented_image_axes():
     v = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     planes = slices.volume_slices(v)
-    np.testing.assert_array_equal(planes["x"][1], v[1, :, :])   # (y, z)
-    np.testing.assert_array_equal(planes["y"][2], v[:, 2, :])   # (x, z)
-    np.testing.assert_array_equal(planes["z"][3], v[:, :, 3])   # (x, y)
+    np.testing.assert_array_equal(planes["x"][1], v[1, :, :])  # (y, z)
+    np.testing.assert_array_equal(planes["y"][2], v[:, 2, :])  # (x, z)
+    np.testing.assert_array_equal(planes["z"][3], v[:, :, 3])  # (x, y)
     cube = jnp.asarray(np.random.default_rng(0).random((2, 4, 4, 4, 3)), jnp.float32)
     for axis in range(3):
         every = slices.generated_slices(cube, axis, 4)
@@ -55,7 +62,7 @@ def test_slices_follow_the_documented_image_axes():
         some = slices.generated_slices(cube, axis, 2, jax.random.PRNGKey(axis))
         assert some.shape == (4, 4, 4, 3)
         for b in range(2):  # 2 distinct slices of each volume
-            found = [i for i in range(4) if any(np.array_equal(s, every[4 * b + i]) for s in some[2 * b:2 * b + 2])]
+            found = [i for i in range(4) if any(np.array_equal(s, every[4 * b + i]) for s in some[2 * b : 2 * b + 2])]
             assert len(found) == 2
 
 
@@ -66,6 +73,7 @@ def test_each_discriminator_gets_gradients_from_its_own_axis_only_and_passes_the
     z = train.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(2), 2)
     _, periodic = train.training_latent(MICRO, "periodic")
     for axis, name in enumerate(slices.AXIS_KEYS):
+
         def loss(g_params, d_params, per_volume, axis=axis, name=name):
             fake, _ = train._apply_g(MICRO, periodic, g_params, g_vars["batch_stats"], z)
             x = slices.generated_slices(fake, axis, per_volume, jax.random.PRNGKey(3))
@@ -133,12 +141,16 @@ def test_wgan_gp_runs_n_critic_updates_of_every_axis_critic_per_generator_update
     config = train.TrainConfig(loss="wgan-gp", n_critic=2, steps=1, **QUIET)
     summary = train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
     assert summary["metrics"]["gp"] > 0
-    target = jax.eval_shape(lambda: train.init_state(dataclasses.replace(MICRO, d_norm="layer"),
-                                                     config.resolved())).to_dict()
+    target = jax.eval_shape(
+        lambda: train.init_state(dataclasses.replace(MICRO, d_norm="layer"), config.resolved())
+    ).to_dict()
     state = checkpoint.restore_state(tmp_path, target)[0]
     assert int(state["d_opt"][0].count) == 2 and int(state["g_opt"][0].count) == 1
-    fresh = init_slice_discriminators(dataclasses.replace(MICRO, d_norm="layer"), slices.AXIS_KEYS,
-                                      jax.random.split(jax.random.split(jax.random.PRNGKey(0), 3)[0])[1])
+    fresh = init_slice_discriminators(
+        dataclasses.replace(MICRO, d_norm="layer"),
+        slices.AXIS_KEYS,
+        jax.random.split(jax.random.split(jax.random.PRNGKey(0), 3)[0])[1],
+    )
     for name in "xyz":  # every axis's critic was trained
         assert not np.allclose(state["d_params"][name]["conv0"]["kernel"], fresh["params"][name]["conv0"]["kernel"])
 
@@ -148,7 +160,9 @@ def _fibres(side: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     field = rng.standard_normal((side, side))
     k = np.fft.fftfreq(side)
-    field = np.real(np.fft.ifft2(np.fft.fft2(field) * np.exp(-(k[:, None] ** 2 + k[None] ** 2) * 2 * (np.pi * 1.5) ** 2)))
+    field = np.real(
+        np.fft.ifft2(np.fft.fft2(field) * np.exp(-(k[:, None] ** 2 + k[None] ** 2) * 2 * (np.pi * 1.5) ** 2))
+    )
     plane = (field > np.median(field)).astype(np.uint8) * 255
     return np.broadcast_to(plane, (side, side, side)).copy()
 
@@ -179,24 +193,42 @@ def test_bad_2d_input_is_refused_with_one_line_naming_the_fix(tmp_path, volume, 
     with pytest.raises(PorejaxError, match="expected a 2D label image"):
         slices.as_image_stack(np.zeros((2, 8, 8, 8), np.uint8))
     two_phase = {**images, "z": [np.where(images["z"][0] == 170, 85, images["z"][0])]}
-    with pytest.raises(PorejaxError, match=r"z image 0 has labels \[0, 85\] but the images together have \[0, 85, 170\]"):
+    with pytest.raises(
+        PorejaxError, match=r"z image 0 has labels \[0, 85\] but the images together have \[0, 85, 170\]"
+    ):
         slices.phase_map_of(two_phase)
     small = {key: [im[:6, :6]] for key, im in ((k, v[0]) for k, v in images.items())}
     config = train.TrainConfig(steps=1, **QUIET)
     with pytest.raises(PorejaxError, match=r"x images of shape \(6, 6\) are smaller than the 8\^2 slices"):
         train.train([], PHASES, tmp_path / "a", MICRO, config, images=small, progress=False)
     with pytest.raises(PorejaxError, match="2D images train slice discriminators"):
-        train.train([], PHASES, tmp_path / "b", MICRO, dataclasses.replace(config, discriminator="volume"),
-                    images=images, progress=False)
+        train.train(
+            [],
+            PHASES,
+            tmp_path / "b",
+            MICRO,
+            dataclasses.replace(config, discriminator="volume"),
+            images=images,
+            progress=False,
+        )
     with pytest.raises(PorejaxError, match=r"shared-slices discriminators need one image set"):
-        train.train([], PHASES, tmp_path / "c", MICRO, dataclasses.replace(config, discriminator="shared-slices"),
-                    images=images, progress=False)
+        train.train(
+            [],
+            PHASES,
+            tmp_path / "c",
+            MICRO,
+            dataclasses.replace(config, discriminator="shared-slices"),
+            images=images,
+            progress=False,
+        )
     for name, image in (("x.tif", images["x"][0]), ("y.tif", images["y"][0]), ("v.tif", volume)):
         tifffile.imwrite(tmp_path / name, image)
     base = ["train", "--workdir", str(tmp_path / "run"), "--preset", "slices-tiny", "--steps", "1"]
-    runs = {"give one of --data": base + ["--data", str(tmp_path / "v.tif"), "--slices", str(tmp_path / "x.tif")],
-            "missing --slices-z": base + ["--slices-x", str(tmp_path / "x.tif"), "--slices-y", str(tmp_path / "y.tif")],
-            "2D image; porejax needs a 3D stack": base + ["--data", str(tmp_path / "x.tif")]}
+    runs = {
+        "give one of --data": base + ["--data", str(tmp_path / "v.tif"), "--slices", str(tmp_path / "x.tif")],
+        "missing --slices-z": base + ["--slices-x", str(tmp_path / "x.tif"), "--slices-y", str(tmp_path / "y.tif")],
+        "2D image; porejax needs a 3D stack": base + ["--data", str(tmp_path / "x.tif")],
+    }
     for message, args in runs.items():
         capsys.readouterr()
         assert cli.main(args) == 2
@@ -212,14 +244,33 @@ def test_cli_trains_from_three_images_of_the_planes(tmp_path):
         paths[axis] = tmp_path / f"{axis}.tif"
         tifffile.imwrite(paths[axis], image)
     work = tmp_path / "run"
-    args = ["train", *(a for axis in "xyz" for a in (f"--slices-{axis}", str(paths[axis]))), "--workdir", str(work),
-            "--preset", "slices-tiny", "--steps", "1", "--batch-size", "2", "--slices-per-volume", "4",
-            "--eval-every", "1", "--checkpoint-every", "1", "--voxel-size", "0.4"]
+    args = [
+        "train",
+        *(a for axis in "xyz" for a in (f"--slices-{axis}", str(paths[axis]))),
+        "--workdir",
+        str(work),
+        "--preset",
+        "slices-tiny",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--slices-per-volume",
+        "4",
+        "--eval-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--voxel-size",
+        "0.4",
+    ]
     assert cli.main(args) == 0
     meta = checkpoint.read_metadata(work)
     assert meta["train"]["discriminator"] == "slices" and meta["preset"] == "slices-tiny"
     assert [v["source"] for v in meta["data"]["slices"]["images"]["z"]] == ["z.tif"]
     assert _log(work)[-1]["eval"]["vf_real"] and "ssa_real" not in _log(work)[-1]["eval"]
     out = tmp_path / "g.tif"
-    assert cli.main(["generate", "--checkpoint", str(work), "--size", "40", "--periodic", "xyz", "--out", str(out)]) == 0
+    assert (
+        cli.main(["generate", "--checkpoint", str(work), "--size", "40", "--periodic", "xyz", "--out", str(out)]) == 0
+    )
     assert tifffile.imread(out).shape == (40, 40, 40)

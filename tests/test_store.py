@@ -27,8 +27,19 @@ def workdir(gen, tmp_path_factory):
 def test_parts_fill_one_store_with_the_bytes_of_one_tiff(workdir, tmp_path, capsys):
     """Two --part jobs (out of order) write the same bytes as a one-shot TIFF; the store carries the
     PhaseMap and the settings; a store with a part missing is refused as incomplete."""
-    common = ["generate", "--checkpoint", str(workdir), "--size", "40", "--periodic", "xz", "--seed", "5",
-              "--chunk", "20"]
+    common = [
+        "generate",
+        "--checkpoint",
+        str(workdir),
+        "--size",
+        "40",
+        "--periodic",
+        "xz",
+        "--seed",
+        "5",
+        "--chunk",
+        "20",
+    ]
     assert main(common + ["--out", str(tmp_path / "one.tif")]) == 0
     expected = tifffile.imread(tmp_path / "one.tif")
     out = tmp_path / "v.zarr"
@@ -41,8 +52,13 @@ def test_parts_fill_one_store_with_the_bytes_of_one_tiff(workdir, tmp_path, caps
     assert lazy.shape == (40, 40, 40) and lazy.dtype == np.uint8
     assert np.array_equal(lazy[13:29, :, 7:9], expected[13:29, :, 7:9])
     assert lazy.attributes["phase_map"]["labels"] == [0, 128, 255]
-    assert lazy.attributes["generation"] == {"step": 0, "seed": 5, "periodic": "xz", "size": 40,
-                                             "latent_size": [5, 2, 5]}
+    assert lazy.attributes["generation"] == {
+        "step": 0,
+        "seed": 5,
+        "periodic": "xz",
+        "size": 40,
+        "latent_size": [5, 2, 5],
+    }
     capsys.readouterr()
     assert main(common + ["--out", str(tmp_path / "x.zarr"), "--part", "1/3"]) == 2
     assert "1 <= I <= N <= 2" in capsys.readouterr().err
@@ -82,5 +98,6 @@ def test_slab_by_slab_metrics_of_a_store_equal_the_in_memory_metrics(tmp_path, p
     for axis in range(3):
         for label in labels[:2]:
             _, expected = metrics.two_point_correlation(volume == label, axis=axis, periodic=periodic)
-            assert np.array_equal(s2_by_slabs(store.StoreVolume(tmp_path / "c.zarr"), label, axis, periodic, 7),
-                                  expected)
+            assert np.array_equal(
+                s2_by_slabs(store.StoreVolume(tmp_path / "c.zarr"), label, axis, periodic, 7), expected
+            )

@@ -26,10 +26,13 @@ def _spans(mask, axis):
     return bool(np.intersect1d(first[first > 0], last[last > 0]).size)
 
 
-@pytest.mark.parametrize("kind, labels, fractions", [
-    ("cathode", synthetic.CATHODE_LABELS, synthetic.CATHODE_FRACTIONS),
-    ("anode", synthetic.ANODE_LABELS, synthetic.ANODE_FRACTIONS),
-])
+@pytest.mark.parametrize(
+    "kind, labels, fractions",
+    [
+        ("cathode", synthetic.CATHODE_LABELS, synthetic.CATHODE_FRACTIONS),
+        ("anode", synthetic.ANODE_LABELS, synthetic.ANODE_FRACTIONS),
+    ],
+)
 def test_default_fractions_labels_and_validity(volumes, kind, labels, fractions):
     volume = volumes[kind]
     assert volume.shape == (SIZE,) * 3 and volume.dtype == np.uint8
@@ -81,10 +84,13 @@ def test_periodic_wrap(volumes, kind):
         assert np.mean(slices[0] != slices[-1]) < 2 * interior
 
 
-@pytest.mark.parametrize("kind, names, voxel_size", [
-    ("cathode", ("pore", "nmc", "binder"), 0.390625),
-    ("anode", ("pore", "ni", "ysz"), 0.065),
-])
+@pytest.mark.parametrize(
+    "kind, names, voxel_size",
+    [
+        ("cathode", ("pore", "nmc", "binder"), 0.390625),
+        ("anode", ("pore", "ni", "ysz"), 0.065),
+    ],
+)
 def test_default_dataset(kind, names, voxel_size):
     volume, phase_map = synthetic.default_dataset(kind, size=32, seed=1)
     assert isinstance(phase_map, PhaseMap)
@@ -92,18 +98,21 @@ def test_default_dataset(kind, names, voxel_size):
     assert PhaseMap.from_volume(volume).labels == phase_map.labels
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"fractions": (0.5, 0.5)}, "3 entries"),
-    ({"fractions": (0.5, 0.4, 0.2)}, "sum to 1"),
-    ({"fractions": (0.0, 0.5, 0.5)}, "between 0 and 1"),
-    ({"fractions": "abc"}, "3 numbers"),
-    ({"labels": (0, 1, 1)}, "distinct"),
-    ({"labels": (0, 1, 300)}, "0..255"),
-    ({"size": 7}, "at least 8"),
-    ({"size": (16, 16)}, "three integers"),
-    ({"size": 16.0}, "three integers"),
-    ({"seed": -1}, "non-negative"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"fractions": (0.5, 0.5)}, "3 entries"),
+        ({"fractions": (0.5, 0.4, 0.2)}, "sum to 1"),
+        ({"fractions": (0.0, 0.5, 0.5)}, "between 0 and 1"),
+        ({"fractions": "abc"}, "3 numbers"),
+        ({"labels": (0, 1, 1)}, "distinct"),
+        ({"labels": (0, 1, 300)}, "0..255"),
+        ({"size": 7}, "at least 8"),
+        ({"size": (16, 16)}, "three integers"),
+        ({"size": 16.0}, "three integers"),
+        ({"seed": -1}, "non-negative"),
+    ],
+)
 @pytest.mark.parametrize("generator", [synthetic.cathode, synthetic.anode])
 def test_argument_errors(generator, kwargs, match):
     kwargs = {"size": 16, **kwargs}

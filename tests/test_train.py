@@ -46,9 +46,27 @@ def test_cli_tiny_run_checkpoints_and_generates(tmp_path, monkeypatch):
     data = tmp_path / "cathode.tif"
     tifffile.imwrite(data, synthetic.cathode(40, seed=1))
     work = tmp_path / "run"
-    args = ["train", "--data", str(data), "--workdir", str(work), "--preset", "tiny", "--steps", "2",
-            "--log-every", "1", "--eval-every", "2", "--checkpoint-every", "2", "--voxel-size", "0.4",
-            "--precision", "bfloat16"]  # mixed precision end to end (the float32 path: every other test)
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--workdir",
+        str(work),
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--voxel-size",
+        "0.4",
+        "--precision",
+        "bfloat16",
+    ]  # mixed precision end to end (the float32 path: every other test)
     assert cli.main(args) == 0
     records = _log(work)
     assert [r["step"] for r in records] == [1, 2]
@@ -87,14 +105,24 @@ def test_checkpoints_beyond_the_newest_three_are_kept_at_multiples_of_keep_every
     train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)
     assert checkpoint.steps(tmp_path) == [2, 4, 6]
     # keep_every is cadence: a resumed run may set it
-    train.train([volume], PHASES, tmp_path, MICRO, dataclasses.replace(config, steps=12, keep_every=4),
-                resume=True, progress=False)
+    train.train(
+        [volume],
+        PHASES,
+        tmp_path,
+        MICRO,
+        dataclasses.replace(config, steps=12, keep_every=4),
+        resume=True,
+        progress=False,
+    )
     assert checkpoint.steps(tmp_path) == [4, 8, 10, 12]
     with pytest.raises(PorejaxError, match="keep-every"):
         train.TrainConfig(keep_every=-1)
     # any kept step can be used: `--step` of generate (and compare)
     out = tmp_path / "step4.tif"
-    assert cli.main(["generate", "--checkpoint", str(tmp_path), "--step", "4", "--latent-size", "1", "--out", str(out)]) == 0
+    assert (
+        cli.main(["generate", "--checkpoint", str(tmp_path), "--step", "4", "--latent-size", "1", "--out", str(out)])
+        == 0
+    )
     z = porejax.load_generator(tmp_path).latent(0, (1, 1, 1))
     np.testing.assert_array_equal(tifffile.imread(out), porejax.load_generator(tmp_path, 4).labels(z))
     assert not np.array_equal(tifffile.imread(out), porejax.load_generator(tmp_path).labels(z))
@@ -120,8 +148,9 @@ def test_resume_may_change_the_learning_rate_and_records_it(tmp_path, volume):
     after = _state(tmp_path, slow)
     assert int(after["step"]) == 4 and int(after["g_opt"][0].count) == 8
     for key in ("g_params", "d_params"):
-        moved = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
-                                       before[key], after[key])
+        moved = jax.tree_util.tree_map(
+            lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), before[key], after[key]
+        )
         assert max(jax.tree_util.tree_leaves(moved)) < 1e-9
     assert checkpoint.read_metadata(tmp_path)["lr_history"] == [[0, 2e-5], [2, 1e-12]]
 
@@ -147,8 +176,15 @@ def test_the_generator_s_moving_average_may_start_on_resume_and_does_not_change_
     # generation uses the average, with standing statistics of the averaged weights
     _, frozen, _ = checkpoint.restore_generator(averaged)
     chex.assert_trees_all_equal(frozen["params"], state["g_ema"])
-    standing = train.standing_statistics(MICRO, state["g_ema"], state["g_stats"], jax.random.fold_in(
-        jax.random.PRNGKey(config.seed), 5), config.standing_batches, config.batch_size, train.make_mesh())
+    standing = train.standing_statistics(
+        MICRO,
+        state["g_ema"],
+        state["g_stats"],
+        jax.random.fold_in(jax.random.PRNGKey(config.seed), 5),
+        config.standing_batches,
+        config.batch_size,
+        train.make_mesh(),
+    )
     chex.assert_trees_all_close(frozen["batch_stats"], standing, rtol=1e-5, atol=1e-7)
     assert checkpoint.read_metadata(averaged)["ema_decay_history"] == [[0, 0.0], [2, 0.5]]
     leaf = train.ema_update({"w": jnp.ones(())}, {"w": jnp.zeros(())}, 0.999, 1)["w"]
@@ -186,7 +222,9 @@ def test_a_generator_update_lowers_its_loss_against_a_frozen_discriminator():
     _, periodic = train.training_latent(MICRO, "periodic")
     tx = optax.adam(1e-3, b1=0.5)
     carry = (g_vars["params"], g_vars["batch_stats"], tx.init(g_vars["params"]), d_vars["batch_stats"])
-    update = jax.jit(lambda c: train.generator_update(MICRO, periodic, tx, losses.bce_generator, d_vars["params"], c, z))
+    update = jax.jit(
+        lambda c: train.generator_update(MICRO, periodic, tx, losses.bce_generator, d_vars["params"], c, z)
+    )
     carry, (before, _) = update(carry)
     _, (after, _) = update(carry)  # the loss the updated generator gets from the same D on the same z
     assert float(after) < float(before)
@@ -210,10 +248,13 @@ def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, 
         def run(state, arrays):
             state, metrics = step_fn(state, arrays)
             return state, {**metrics, "loss_g": jnp.where(state.step >= 3, jnp.nan, metrics["loss_g"])}
+
         return run
 
     monkeypatch.setattr(train, "compile_step", poisoned_at_step_3)
-    with pytest.raises(PorejaxError, match=r"non-finite loss at step 3 \(.*loss_g=nan.*last good checkpoint: step 2 in"):
+    with pytest.raises(
+        PorejaxError, match=r"non-finite loss at step 3 \(.*loss_g=nan.*last good checkpoint: step 2 in"
+    ):
         train.train([volume], PHASES, tmp_path, MICRO, train.TrainConfig(steps=6, **QUIET), progress=False)
 
 
@@ -231,10 +272,10 @@ def test_a_deeper_discriminator_trains_on_periodic_latents_and_refuses_point_lat
     assert train.statistics_latent(MICRO, "point", batch_size=8) == (1, (False, False, False), 8)
     with pytest.raises(PorejaxError, match="point .* latents make 8\\^3 volumes but this discriminator judges 16"):
         train.training_latent(model, "point")
-    summary = train.train([synthetic.cathode(20, seed=1)], PHASES, tmp_path, model,
-                          train.TrainConfig(steps=2, **QUIET), progress=False)
+    summary = train.train(
+        [synthetic.cathode(20, seed=1)], PHASES, tmp_path, model, train.TrainConfig(steps=2, **QUIET), progress=False
+    )
     assert summary["step"] == 2 and np.isfinite(summary["metrics"]["loss_g"])
-
 
 
 def test_a_new_run_can_start_from_another_run_s_generator(tmp_path, volume):
@@ -242,8 +283,15 @@ def test_a_new_run_can_start_from_another_run_s_generator(tmp_path, volume):
     _, source, _ = checkpoint.restore_generator(tmp_path / "a")
     deeper = dataclasses.replace(MICRO, d_widths=(4, 4))
     config = train.TrainConfig(steps=1, lr=1e-9, **QUIET)  # a step that barely moves the weights
-    train.train([synthetic.cathode(20, seed=1)], PHASES, tmp_path / "b", deeper, config,
-                generator_from=tmp_path / "a", progress=False)
+    train.train(
+        [synthetic.cathode(20, seed=1)],
+        PHASES,
+        tmp_path / "b",
+        deeper,
+        config,
+        generator_from=tmp_path / "a",
+        progress=False,
+    )
     assert checkpoint.read_metadata(tmp_path / "b")["warm_start"] == {"checkpoint": str(tmp_path / "a"), "step": 2}
     started = _state(tmp_path / "b", config, deeper)["g_params"]
     fresh = init_variables(deeper, jax.random.PRNGKey(0))[0]["params"]

@@ -8,8 +8,16 @@ import tifffile
 
 from porejax.cli import main
 from porejax.errors import PorejaxError
-from porejax.volume import (PhaseMap, TiffStackWriter, decode, one_hot, read_volume, to_indices, validate_volume,
-                            write_volume)
+from porejax.volume import (
+    PhaseMap,
+    TiffStackWriter,
+    decode,
+    one_hot,
+    read_volume,
+    to_indices,
+    validate_volume,
+    write_volume,
+)
 
 
 def _labels(shape=(12, 10, 8), values=(0, 128, 255), seed=0, dtype=np.uint8):
@@ -48,15 +56,18 @@ def test_integer_valued_floats_are_accepted():
     assert validate_volume(_labels().astype(np.float32)).dtype == np.uint8
 
 
-@pytest.mark.parametrize("volume,message", [
-    (np.zeros((4, 4), np.uint8), "2 dimensions"),
-    (np.zeros((2, 4, 4, 4), np.uint8), "4 dimensions"),
-    (np.full((4, 4, 4), 0.5, np.float32), "non-integer"),
-    (np.where(np.eye(4, dtype=bool)[None].repeat(4, 0), np.nan, 1.0), "NaN"),
-    (np.ones((4, 4, 4), np.uint8), "single phase"),
-    (np.arange(64, dtype=np.uint8).reshape(4, 4, 4), "more than the 8 phases allowed"),
-    (np.full((4, 4, 4), -1, np.int16), "outside 0..65535"),
-])
+@pytest.mark.parametrize(
+    "volume,message",
+    [
+        (np.zeros((4, 4), np.uint8), "2 dimensions"),
+        (np.zeros((2, 4, 4, 4), np.uint8), "4 dimensions"),
+        (np.full((4, 4, 4), 0.5, np.float32), "non-integer"),
+        (np.where(np.eye(4, dtype=bool)[None].repeat(4, 0), np.nan, 1.0), "NaN"),
+        (np.ones((4, 4, 4), np.uint8), "single phase"),
+        (np.arange(64, dtype=np.uint8).reshape(4, 4, 4), "more than the 8 phases allowed"),
+        (np.full((4, 4, 4), -1, np.int16), "outside 0..65535"),
+    ],
+)
 def test_bad_volumes_are_refused(volume, message):
     with pytest.raises(PorejaxError, match=message):
         validate_volume(volume)
@@ -109,15 +120,18 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 def test_cli_synth_init_info(tmp_path, capsys):
     assert main(["synth", "anode", "--size", "32", "--seed", "1", "--out", str(tmp_path / "a.tif")]) == 0
     assert set(np.unique(tifffile.imread(tmp_path / "a.tif"))) == {0, 128, 255}
-    assert main(["init", "--workdir", str(tmp_path / "ck"), "--data", str(tmp_path / "a.tif"),
-                 "--voxel-size", "0.065"]) == 0
+    assert (
+        main(["init", "--workdir", str(tmp_path / "ck"), "--data", str(tmp_path / "a.tif"), "--voxel-size", "0.065"])
+        == 0
+    )
     capsys.readouterr()
     assert main(["info", "--checkpoint", str(tmp_path / "ck")]) == 0
     info = capsys.readouterr().out
     assert '"generator": 116288' in info and '"labels": [\n      0,\n      128,\n      255' in info
     assert main(["init", "--workdir", str(tmp_path / "ck"), "--labels", "0,1"]) == 2
-    assert main(["synth", "cathode", "--size", "16", "--fractions", "0.5,0.6,0.1",
-                 "--out", str(tmp_path / "c.tif")]) == 2
+    assert (
+        main(["synth", "cathode", "--size", "16", "--fractions", "0.5,0.6,0.1", "--out", str(tmp_path / "c.tif")]) == 2
+    )
     assert not (tmp_path / "c.tif").exists()
 
 

@@ -12,19 +12,69 @@
   figures (`porejax.figures`).
 """
 
-from porejax.compare.memorisation import (EXACT_COPY_AGREEMENT, MIN_BASELINE_CROPS, memorisation_check,
-                                          nearest_crop_agreement, region_box)
+from porejax.compare.memorisation import (
+    EXACT_COPY_AGREEMENT,
+    MIN_BASELINE_CROPS,
+    memorisation_check,
+    nearest_crop_agreement,
+    region_box,
+)
 from porejax.compare.run import compare
-from porejax.compare.sampling import (RealCrops, RealSource, crop_positions, generate_set, load_real_volumes,
-                                      memorisation_targets, random_crops, real_set_text, real_source, volume_sha256)
+from porejax.compare.sampling import (
+    RealCrops,
+    RealSource,
+    crop_positions,
+    generate_set,
+    load_real_volumes,
+    memorisation_targets,
+    random_crops,
+    real_set_text,
+    real_source,
+    volume_sha256,
+)
 from porejax.compare.sets import METRICS, SetMetrics, characterise_set
-from porejax.compare.statistics import (ALPHA, VERDICT_RULE, KSResult, compare_metrics, compare_values, ks_2samp,
-                                        s2_band_summary, s2_summary, seam_continuity)
+from porejax.compare.statistics import (
+    ALPHA,
+    VERDICT_RULE,
+    KSResult,
+    compare_metrics,
+    compare_values,
+    ks_2samp,
+    s2_band_summary,
+    s2_summary,
+    seam_continuity,
+)
 from porejax.compare.studies import periodic_flux_study, time_generation
 
-__all__ = ["ALPHA", "EXACT_COPY_AGREEMENT", "METRICS", "MIN_BASELINE_CROPS", "VERDICT_RULE", "KSResult", "RealCrops",
-           "RealSource", "SetMetrics", "characterise_set", "compare", "compare_metrics", "compare_values",
-           "crop_positions", "generate_set", "ks_2samp", "load_real_volumes", "memorisation_check",
-           "memorisation_targets", "nearest_crop_agreement", "periodic_flux_study", "random_crops", "real_set_text",
-           "real_source", "region_box", "s2_band_summary", "s2_summary", "seam_continuity", "time_generation",
-           "volume_sha256"]
+__all__ = [
+    "ALPHA",
+    "EXACT_COPY_AGREEMENT",
+    "METRICS",
+    "MIN_BASELINE_CROPS",
+    "VERDICT_RULE",
+    "KSResult",
+    "RealCrops",
+    "RealSource",
+    "SetMetrics",
+    "characterise_set",
+    "compare",
+    "compare_metrics",
+    "compare_values",
+    "crop_positions",
+    "generate_set",
+    "ks_2samp",
+    "load_real_volumes",
+    "memorisation_check",
+    "memorisation_targets",
+    "nearest_crop_agreement",
+    "periodic_flux_study",
+    "random_crops",
+    "real_set_text",
+    "real_source",
+    "region_box",
+    "s2_band_summary",
+    "s2_summary",
+    "seam_continuity",
+    "time_generation",
+    "volume_sha256",
+]

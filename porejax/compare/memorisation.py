@@ -26,7 +26,8 @@ MEMORISATION_RULE = (
     "nearest agreement of the generated volumes exceeds the 95th percentile of the baseline (real crops the "
     "generator never saw, against the same training positions). With fewer than "
     f"{MIN_BASELINE_CROPS} baseline crops that percentile means little: there is then no verdict ('too few real "
-    "crops to judge') unless a generated volume is an exact copy.")
+    "crops to judge') unless a generated volume is an exact copy."
+)
 
 
 def _simplex_basis(n_phases: int) -> np.ndarray:
@@ -41,12 +42,14 @@ def _simplex_basis(n_phases: int) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("shape",))
-def _best_offset(block_spectrum: jax.Array, query: jax.Array, origin: jax.Array, excluded: jax.Array,
-                 shape: tuple[int, int, int]) -> tuple[jax.Array, jax.Array]:
+def _best_offset(
+    block_spectrum: jax.Array, query: jax.Array, origin: jax.Array, excluded: jax.Array, shape: tuple[int, int, int]
+) -> tuple[jax.Array, jax.Array]:
     """Largest correlation of `query` (S, S, S, C) with the block over its valid offsets, and where.
 
     block_spectrum: rfftn of the embedded block of `shape` (F0, F1, F2): (F0, F1, F2 // 2 + 1, C).
-    origin (3,): the block's first voxel in the volume. excluded (K, 2, 3): [lo, hi) boxes of volume offsets not to consider.
+    origin (3,): the block's first voxel in the volume. excluded (K, 2, 3): [lo, hi) boxes of volume offsets not to
+    consider.
     Returns (max correlation, flat index into the block's (F - S + 1)^3 offsets) (-inf when none).
     """
     size = query.shape[0]
@@ -55,16 +58,19 @@ def _best_offset(block_spectrum: jax.Array, query: jax.Array, origin: jax.Array,
     valid = tuple(n - size + 1 for n in shape)
     corr = corr[: valid[0], : valid[1], : valid[2]]
     offsets = [origin[a] + jnp.arange(valid[a]) for a in range(3)]
-    inside = [(offsets[a][None, :] >= excluded[:, 0, a, None]) & (offsets[a][None, :] < excluded[:, 1, a, None])
-              for a in range(3)]  # (K, valid[a]) each
+    inside = [
+        (offsets[a][None, :] >= excluded[:, 0, a, None]) & (offsets[a][None, :] < excluded[:, 1, a, None])
+        for a in range(3)
+    ]  # (K, valid[a]) each
     hit = jnp.any(inside[0][:, :, None, None] & inside[1][:, None, :, None] & inside[2][:, None, None, :], axis=0)
     corr = jnp.where(hit, -jnp.inf, corr).ravel()
     best = jnp.argmax(corr)
     return corr[best], best
 
 
-def _blocks(shape: Sequence[int], size: int, block_side: int) -> tuple[list[tuple[int, ...]], tuple[int, ...],
-                                                                       list[int]]:
+def _blocks(
+    shape: Sequence[int], size: int, block_side: int
+) -> tuple[list[tuple[int, ...]], tuple[int, ...], list[int]]:
     """Tile the crop offsets of a volume with equal blocks: (block origins, block shape, new offsets per
     block). Along an axis of n voxels a block is min(n, block_side) voxels and covers its (block - size + 1)
     offsets; the last block is shifted back to fit, so it repeats some offsets (counted once)."""
@@ -82,10 +88,17 @@ def _blocks(shape: Sequence[int], size: int, block_side: int) -> tuple[list[tupl
     return origins, tuple(block_shape), new
 
 
-def nearest_crop_agreement(queries: np.ndarray, volume: np.ndarray, phase_map: PhaseMap,
-                           excluded: np.ndarray | None = None, block_side: int = 256, max_blocks: int = 8,
-                           seed: int = 0, progress: Progress = None, what: str = "volumes"
-                           ) -> tuple[np.ndarray, np.ndarray, float]:
+def nearest_crop_agreement(
+    queries: np.ndarray,
+    volume: np.ndarray,
+    phase_map: PhaseMap,
+    excluded: np.ndarray | None = None,
+    block_side: int = 256,
+    max_blocks: int = 8,
+    seed: int = 0,
+    progress: Progress = None,
+    what: str = "volumes",
+) -> tuple[np.ndarray, np.ndarray, float]:
     """For each query (Q, S, S, S), the crop of `volume` (X, Y, Z) with the most equal voxels.
 
     Exhaustive over crop offsets by FFT cross-correlation of simplex-embedded phases (P - 1 channels,
@@ -98,8 +111,10 @@ def nearest_crop_agreement(queries: np.ndarray, volume: np.ndarray, phase_map: P
     queries, volume = np.asarray(queries), np.asarray(volume)
     size = queries.shape[1]
     if queries.ndim != 4 or queries.shape[1:] != (size,) * 3 or volume.ndim != 3 or min(volume.shape) < size:
-        raise PorejaxError(f"memorisation check needs cubic queries (Q, S, S, S) no larger than the volume; "
-                           f"got queries {queries.shape} and volume {volume.shape}")
+        raise PorejaxError(
+            f"memorisation check needs cubic queries (Q, S, S, S) no larger than the volume; "
+            f"got queries {queries.shape} and volume {volume.shape}"
+        )
     basis = _simplex_basis(phase_map.n_phases)
     embedded_queries = basis[to_indices(queries, phase_map)]
     volume_indices = to_indices(volume, phase_map)
@@ -115,17 +130,22 @@ def nearest_crop_agreement(queries: np.ndarray, volume: np.ndarray, phase_map: P
     start = time.perf_counter()
     for done, b in enumerate(order, 1):
         o = origins[b]
-        block = volume_indices[o[0]:o[0] + block_shape[0], o[1]:o[1] + block_shape[1], o[2]:o[2] + block_shape[2]]
+        block = volume_indices[o[0] : o[0] + block_shape[0], o[1] : o[1] + block_shape[1], o[2] : o[2] + block_shape[2]]
         spectrum = jnp.fft.rfftn(jnp.asarray(basis[block]), axes=(0, 1, 2))
         for q in range(len(queries)):
-            value, flat = _best_offset(spectrum, jnp.asarray(embedded_queries[q]), jnp.asarray(o, jnp.int32),
-                                       jnp.asarray(excluded[q]), block_shape)
+            value, flat = _best_offset(
+                spectrum,
+                jnp.asarray(embedded_queries[q]),
+                jnp.asarray(o, jnp.int32),
+                jnp.asarray(excluded[q]),
+                block_shape,
+            )
             value = float(value)
             if value > best[q]:
                 best[q] = value
                 where[q] = np.asarray(o) + np.unravel_index(int(flat), valid)
         say(progress, f"memorisation search ({what}): block {done}/{len(order)} ({eta(done, len(order), start)})")
-    n_voxels = size ** 3
+    n_voxels = size**3
     agreement = np.where(np.isfinite(best), best / n_voxels + 1 / phase_map.n_phases, np.nan)
     return np.clip(agreement, 0.0, 1.0), where, float(searched)
 
@@ -142,11 +162,18 @@ def region_box(region: Sequence[tuple[int, int]], size: int) -> np.ndarray:
     return np.stack([r[:, 0] - size + 1, r[:, 1]])
 
 
-def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_volumes: Sequence[np.ndarray],
-                       phase_map: PhaseMap, reference_positions: np.ndarray | None = None,
-                       reference_volumes: Sequence[int] | None = None,
-                       holdouts: Sequence[Region | None] | None = None, max_blocks: int = 8, seed: int = 0,
-                       progress: Progress = None) -> dict:
+def memorisation_check(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    training_volumes: Sequence[np.ndarray],
+    phase_map: PhaseMap,
+    reference_positions: np.ndarray | None = None,
+    reference_volumes: Sequence[int] | None = None,
+    holdouts: Sequence[Region | None] | None = None,
+    max_blocks: int = 8,
+    seed: int = 0,
+    progress: Progress = None,
+) -> dict:
     """Nearest training crop (voxel agreement) of each generated volume vs. the same for real crops.
 
     generated (G, S, S, S), reference (R, S, S, S): label volumes; training_volumes: the T volumes (X, Y, Z)
@@ -171,25 +198,35 @@ def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_vo
 
     def boxes(volume: int, count: int, positions: np.ndarray | None, volumes: Sequence[int]) -> np.ndarray:
         common = [] if holdouts[volume] is None else [region_box(holdouts[volume], size)]
-        per_query = [common + ([_overlap_box(positions[i], size)] if positions is not None and volumes[i] == volume
-                               else []) for i in range(count)]
+        per_query = [
+            common + ([_overlap_box(positions[i], size)] if positions is not None and volumes[i] == volume else [])
+            for i in range(count)
+        ]
         width = max(len(b) for b in per_query) if per_query else 0
         out = np.zeros((count, width, 2, 3), np.int32)  # unused boxes stay empty ([0, 0))
         for i, b in enumerate(per_query):
             if b:
-                out[i, :len(b)] = np.stack(b)
+                out[i, : len(b)] = np.stack(b)
         return out
 
-    def nearest(queries: np.ndarray, positions: np.ndarray | None, volumes: Sequence[int], what: str
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def nearest(
+        queries: np.ndarray, positions: np.ndarray | None, volumes: Sequence[int], what: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         best = np.full(len(queries), -np.inf)
         where = np.full((len(queries), 3), -1, np.int64)
         which = np.full(len(queries), -1, np.int64)
         searched = total = 0.0
         for t, volume in enumerate(training_volumes):
             agree, offset, fraction = nearest_crop_agreement(
-                queries, volume, phase_map, boxes(t, len(queries), positions, volumes), max_blocks=budget, seed=seed,
-                progress=progress, what=what if len(training_volumes) == 1 else f"{what}, volume {t + 1}")
+                queries,
+                volume,
+                phase_map,
+                boxes(t, len(queries), positions, volumes),
+                max_blocks=budget,
+                seed=seed,
+                progress=progress,
+                what=what if len(training_volumes) == 1 else f"{what}, volume {t + 1}",
+            )
             better = agree > best  # NaN (no allowed offset in this volume) never wins
             best[better], where[better], which[better] = agree[better], offset[better], t
             offsets = float(np.prod([n - size + 1 for n in np.shape(volume)]))
@@ -199,8 +236,10 @@ def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_vo
     gen_agree, gen_where, gen_which, searched = nearest(generated, None, [-1] * len(generated), "generated")
     ref_agree, ref_where, ref_which, _ = nearest(reference, reference_positions, reference_volumes, "real baseline")
     if np.isnan(gen_agree).any():
-        raise PorejaxError(f"the training volumes {[np.shape(v) for v in training_volumes]} hold no crop of side "
-                           f"{size} outside the held-out regions: use a smaller --size")
+        raise PorejaxError(
+            f"the training volumes {[np.shape(v) for v in training_volumes]} hold no crop of side "
+            f"{size} outside the held-out regions: use a smaller --size"
+        )
     usable = ref_agree[~np.isnan(ref_agree)]  # a real crop may have no non-overlapping training crop
     copies = gen_agree >= EXACT_COPY_AGREEMENT
     baseline_q95 = float(np.quantile(usable, 0.95)) if usable.size else None
@@ -210,14 +249,28 @@ def memorisation_check(generated: np.ndarray, reference: np.ndarray, training_vo
         verdict = "too few real crops to judge"
     else:
         verdict = "no sign of memorisation"
-    baseline = {"nearest_agreement": ref_agree, "nearest_volume": ref_which, "nearest_offset": ref_where,
-                "crops_with_a_training_crop": usable.size,
-                "median": float(np.median(usable)) if usable.size else None, "q95": baseline_q95,
-                "max": float(usable.max()) if usable.size else None,
-                "exact_copy_rate": float((usable >= EXACT_COPY_AGREEMENT).mean()) if usable.size else None}
-    return {"rule": MEMORISATION_RULE, "searched_fraction_of_training_positions": searched,
-            "generated": {"nearest_agreement": gen_agree, "nearest_volume": gen_which, "nearest_offset": gen_where,
-                          "median": float(np.median(gen_agree)), "q95": float(np.quantile(gen_agree, 0.95)),
-                          "max": float(gen_agree.max()), "exact_copy_rate": float(copies.mean())},
-            "baseline": baseline,
-            "verdict": verdict}
+    baseline = {
+        "nearest_agreement": ref_agree,
+        "nearest_volume": ref_which,
+        "nearest_offset": ref_where,
+        "crops_with_a_training_crop": usable.size,
+        "median": float(np.median(usable)) if usable.size else None,
+        "q95": baseline_q95,
+        "max": float(usable.max()) if usable.size else None,
+        "exact_copy_rate": float((usable >= EXACT_COPY_AGREEMENT).mean()) if usable.size else None,
+    }
+    return {
+        "rule": MEMORISATION_RULE,
+        "searched_fraction_of_training_positions": searched,
+        "generated": {
+            "nearest_agreement": gen_agree,
+            "nearest_volume": gen_which,
+            "nearest_offset": gen_where,
+            "median": float(np.median(gen_agree)),
+            "q95": float(np.quantile(gen_agree, 0.95)),
+            "max": float(gen_agree.max()),
+            "exact_copy_rate": float(copies.mean()),
+        },
+        "baseline": baseline,
+        "verdict": verdict,
+    }

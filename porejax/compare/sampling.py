@@ -24,8 +24,8 @@ Region = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 class RealCrops(NamedTuple):
     """The real set: crops and where they lie."""
 
-    crops: np.ndarray      # (K, S, S, S) label volumes
-    volumes: np.ndarray    # (K,) index of each crop's source volume
+    crops: np.ndarray  # (K, S, S, S) label volumes
+    volumes: np.ndarray  # (K,) index of each crop's source volume
     positions: np.ndarray  # (K, 3) each crop's first voxel in its source volume
 
 
@@ -45,8 +45,14 @@ def _distinct_positions(rng: np.random.Generator, region: Region, size: int, cou
     return positions
 
 
-def random_crops(volumes: Sequence[np.ndarray], n: int, size: int, seed: int = 0,
-                 regions: Sequence[Region | None] | None = None, names: Sequence[str] | None = None) -> RealCrops:
+def random_crops(
+    volumes: Sequence[np.ndarray],
+    n: int,
+    size: int,
+    seed: int = 0,
+    regions: Sequence[Region | None] | None = None,
+    names: Sequence[str] | None = None,
+) -> RealCrops:
     """Up to `n` crops of side `size` at random, distinct positions inside the `regions` ([start, stop) per
     axis; None: the whole volume) of V volumes; crops may overlap.
 
@@ -56,14 +62,18 @@ def random_crops(volumes: Sequence[np.ndarray], n: int, size: int, seed: int = 0
     """
     volumes = [np.asarray(v) for v in volumes]
     names = list(names) if names is not None else [f"volume {i}" for i in range(len(volumes))]
-    regions = [tuple((0, s) for s in v.shape) if r is None else r
-               for v, r in zip(volumes, regions if regions is not None else [None] * len(volumes))]
+    regions = [
+        tuple((0, s) for s in v.shape) if r is None else r
+        for v, r in zip(volumes, regions if regions is not None else [None] * len(volumes))
+    ]
     for volume, region, name in zip(volumes, regions, names):
         if min(stop - start for start, stop in region) < size:
             whole = [tuple(r) for r in region] == [(0, s) for s in volume.shape]
             where = "" if whole else f" (sampled region {region_text(region)})"
-            raise PorejaxError(f"{name} of shape {volume.shape}{where} is smaller than the crop size {size} along "
-                               "some axis: use a smaller --size or a larger volume")
+            raise PorejaxError(
+                f"{name} of shape {volume.shape}{where} is smaller than the crop size {size} along "
+                "some axis: use a smaller --size or a larger volume"
+            )
     capacity = [crop_positions(r, size) for r in regions]
     order, load, v = [], [0] * len(volumes), 0
     while len(order) < min(n, sum(capacity)):
@@ -76,12 +86,13 @@ def random_crops(volumes: Sequence[np.ndarray], n: int, size: int, seed: int = 0
     positions = np.zeros((len(order), 3), np.int64)
     for v, region in enumerate(regions):
         positions[order == v] = _distinct_positions(rng, region, size, load[v])
-    crops = np.stack([volumes[v][x:x + size, y:y + size, z:z + size] for v, (x, y, z) in zip(order, positions)])
+    crops = np.stack([volumes[v][x : x + size, y : y + size, z : z + size] for v, (x, y, z) in zip(order, positions)])
     return RealCrops(crops, order, positions)
 
 
-def load_real_volumes(real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray],
-                      phase_map: PhaseMap) -> tuple[list[str], list[np.ndarray]]:
+def load_real_volumes(
+    real: str | os.PathLike | np.ndarray | Sequence[str | os.PathLike | np.ndarray], phase_map: PhaseMap
+) -> tuple[list[str], list[np.ndarray]]:
     """(names, label volumes) of a real volume file (TIFF / .npy) or array, or a sequence of them. Every
     volume's labels must be the PhaseMap's, and every phase must occur in the set."""
     items = [real] if isinstance(real, (str, os.PathLike, np.ndarray)) else list(real)
@@ -101,14 +112,21 @@ def load_real_volumes(real: str | os.PathLike | np.ndarray | Sequence[str | os.P
         volumes.append(volume)
         present |= labels
     if tuple(sorted(present)) != phase_map.labels:
-        raise PorejaxError(_labels_mismatch(f"real volume {names[0]} has" if len(names) == 1 else
-                                            "the real volumes together have", present, phase_map))
+        raise PorejaxError(
+            _labels_mismatch(
+                f"real volume {names[0]} has" if len(names) == 1 else "the real volumes together have",
+                present,
+                phase_map,
+            )
+        )
     return names, volumes
 
 
 def _labels_mismatch(subject: str, labels: set[int], phase_map: PhaseMap) -> str:
-    return (f"{subject} labels {sorted(labels)} but the checkpoint's phases are {list(phase_map.labels)}: "
-            "use real volumes segmented like the training data")
+    return (
+        f"{subject} labels {sorted(labels)} but the checkpoint's phases are {list(phase_map.labels)}: "
+        "use real volumes segmented like the training data"
+    )
 
 
 def real_set_text(names: Sequence[str], real_set: RealCrops, n: int, regions: Sequence[Region], size: int) -> str:
@@ -116,16 +134,27 @@ def real_set_text(names: Sequence[str], real_set: RealCrops, n: int, regions: Se
     counts = np.bincount(real_set.volumes, minlength=len(names))
     used = int(np.count_nonzero(counts))
     volumes = f"{used} volume{'s' if used > 1 else ''}" + (f" of {len(names)}" if used < len(names) else "")
-    text = (f"{len(real_set.crops)} crops from {volumes} "
-            f"({', '.join(f'{c} from {name}' for c, name in zip(counts, names))})")
+    text = (
+        f"{len(real_set.crops)} crops from {volumes} "
+        f"({', '.join(f'{c} from {name}' for c, name in zip(counts, names))})"
+    )
     if len(real_set.crops) < n:
-        text += (f"; {n} were asked for, but the sampled regions hold only "
-                 f"{sum(crop_positions(r, size) for r in regions)} distinct crop positions of side {size}")
+        text += (
+            f"; {n} were asked for, but the sampled regions hold only "
+            f"{sum(crop_positions(r, size) for r in regions)} distinct crop positions of side {size}"
+        )
     return text
 
 
-def generate_set(generator: FrozenGenerator, n: int, size: int, periodic: bool = False, seed: int = 0,
-                 keep_confidence: int = 3, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
+def generate_set(
+    generator: FrozenGenerator,
+    n: int,
+    size: int,
+    periodic: bool = False,
+    seed: int = 0,
+    keep_confidence: int = 3,
+    progress: Progress = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """`n` generated label volumes (n, S, S, S), latent seed + i for volume i (as `porejax generate
     --count`), and the confidence maps of the first `keep_confidence` of them: what `porejax generate
     --size` writes (non-periodic volumes of periodic-trained generators: the interior only)."""
@@ -152,9 +181,9 @@ def volume_sha256(volume: np.ndarray) -> str:
 class RealSource:
     """Where real crops come from and what the generator saw of the real volume."""
 
-    sample_region: Region            # real crops are drawn here
-    holdout: Region | None           # never trained on (excluded from the memorisation search)
-    is_training_data: bool | None    # None: the checkpoint records no training data
+    sample_region: Region  # real crops are drawn here
+    holdout: Region | None  # never trained on (excluded from the memorisation search)
+    is_training_data: bool | None  # None: the checkpoint records no training data
     description: str
 
 
@@ -165,8 +194,12 @@ def real_source(meta: dict, volume: np.ndarray) -> RealSource:
     data = meta.get("data") or {}
     fingerprints = data.get("volumes") or []
     if not fingerprints:
-        return RealSource(whole, None, None, "the checkpoint records no training data (e.g. made by `porejax init`): "
-                          "crops come from the whole volume")
+        return RealSource(
+            whole,
+            None,
+            None,
+            "the checkpoint records no training data (e.g. made by `porejax init`): crops come from the whole volume",
+        )
     digest = volume_sha256(volume)
     index = next((i for i, f in enumerate(fingerprints) if f.get("sha256") == digest), None)
     if index is None:
@@ -174,14 +207,23 @@ def real_source(meta: dict, volume: np.ndarray) -> RealSource:
     holdout = data.get("holdout") or {}
     regions, slices = holdout.get("regions") or [], int(holdout.get("slices") or 0)
     if slices <= 0 or index >= len(regions):
-        return RealSource(whole, None, True, "the checkpoint was trained on this whole volume (no holdout): crops "
-                          "come from the training data itself")
+        return RealSource(
+            whole,
+            None,
+            True,
+            "the checkpoint was trained on this whole volume (no holdout): crops come from the training data itself",
+        )
     axis = AXES.index(holdout.get("axis", "x"))
     box = [list(r) for r in whole]
     box[axis] = [int(regions[index][0]), int(regions[index][1])]
     region: Region = tuple(tuple(r) for r in box)  # type: ignore[assignment]
-    return RealSource(region, region, True, f"training data: crops come from its held-out region "
-                      f"{region_text(region)} ({slices} slices along {AXES[axis]} never trained on)")
+    return RealSource(
+        region,
+        region,
+        True,
+        f"training data: crops come from its held-out region "
+        f"{region_text(region)} ({slices} slices along {AXES[axis]} never trained on)",
+    )
 
 
 def memorisation_targets(names: Sequence[str], sources: Sequence[RealSource]) -> tuple[list[int], str]:
@@ -190,21 +232,29 @@ def memorisation_targets(names: Sequence[str], sources: Sequence[RealSource]) ->
     training = [i for i, s in enumerate(sources) if s.is_training_data]
     if training:
         quoted = ", ".join(f"`{names[i]}`" for i in training)
-        text = (f"the real volume{'s' if len(training) > 1 else ''} that {'are' if len(training) > 1 else 'is'} the "
-                f"checkpoint's training data ({quoted}"
-                f"{', outside the held-out regions' if any(sources[i].holdout for i in training) else ''})")
+        text = (
+            f"the real volume{'s' if len(training) > 1 else ''} that {'are' if len(training) > 1 else 'is'} the "
+            f"checkpoint's training data ({quoted}"
+            f"{', outside the held-out regions' if any(sources[i].holdout for i in training) else ''})"
+        )
         others = len(sources) - len(training)
         if others:
-            text += (f"; the other {others} real volume{'s are' if others > 1 else ' is'} not training data and "
-                     "not searched")
+            text += (
+                f"; the other {others} real volume{'s are' if others > 1 else ' is'} not training data and not searched"
+            )
         return training, text
     several = len(sources) > 1
-    why = ("the checkpoint records no training data" if sources[0].is_training_data is None else
-           f"{'none of them is' if several else 'not'} the checkpoint's training data")
+    why = (
+        "the checkpoint records no training data"
+        if sources[0].is_training_data is None
+        else f"{'none of them is' if several else 'not'} the checkpoint's training data"
+    )
     quoted = ", ".join(f"`{name}`" for name in names)
-    return list(range(len(sources))), (f"the real volume{'s' if several else ''} {quoted} ({why}: this measures "
-                                       f"similarity to {'them' if several else 'it'}, not memorisation of the "
-                                       "training data)")
+    return list(range(len(sources))), (
+        f"the real volume{'s' if several else ''} {quoted} ({why}: this measures "
+        f"similarity to {'them' if several else 'it'}, not memorisation of the "
+        "training data)"
+    )
 
 
 def region_text(region: Region) -> str:

@@ -29,7 +29,8 @@ class SetMetrics:
 
     volume_fraction (B, P); specific_surface_area (B, P) per unit length; relative_diffusivity (B, P, 3)
     along x, y, z (mirror side boundaries; 0 without a spanning path); tpb_density (B,) per unit length
-    squared, or None when P != 3; s2 (B, P, 3, L): S2 along x, y, z at lags 0..L-1 voxels (s2[..., 0] = volume fraction).
+    squared, or None when P != 3; s2 (B, P, 3, L): S2 along x, y, z at lags 0..L-1 voxels (s2[..., 0] = volume
+    fraction).
     """
 
     volume_fraction: np.ndarray
@@ -51,8 +52,11 @@ class SetMetrics:
         return getattr(self, metric)[:, phase]
 
     def to_json(self) -> dict:
-        out = {"volume_fraction": self.volume_fraction, "specific_surface_area": self.specific_surface_area,
-               "relative_diffusivity_xyz": self.relative_diffusivity}
+        out = {
+            "volume_fraction": self.volume_fraction,
+            "specific_surface_area": self.specific_surface_area,
+            "relative_diffusivity_xyz": self.relative_diffusivity,
+        }
         if self.tpb_density is not None:
             out["tpb_density"] = self.tpb_density
         return out
@@ -65,10 +69,12 @@ class Metric(NamedTuple):
     per_phase: bool
 
 
-METRICS = (Metric("volume_fraction", "volume fraction", 0, True),
-           Metric("specific_surface_area", "specific surface area", 1, True),
-           Metric("relative_diffusivity", "relative diffusivity D_rel (mean of x, y, z)", 0, True),
-           Metric("tpb_density", "TPB density", 2, False))
+METRICS = (
+    Metric("volume_fraction", "volume fraction", 0, True),
+    Metric("specific_surface_area", "specific surface area", 1, True),
+    Metric("relative_diffusivity", "relative diffusivity D_rel (mean of x, y, z)", 0, True),
+    Metric("tpb_density", "TPB density", 2, False),
+)
 
 
 def length_unit(voxel_size: float | None) -> str:
@@ -81,8 +87,9 @@ def unit_text(metric: Metric, length: str) -> str:
     return f"{length}{_SUPERSCRIPTS[metric.inverse_length_power]}" if metric.inverse_length_power else ""
 
 
-def characterise_set(volumes: np.ndarray, phase_map: PhaseMap, voxel_size: float, progress: Progress = None,
-                     what: str = "volumes") -> SetMetrics:
+def characterise_set(
+    volumes: np.ndarray, phase_map: PhaseMap, voxel_size: float, progress: Progress = None, what: str = "volumes"
+) -> SetMetrics:
     """Characterise label volumes (B, S, S, S) with the PhaseMap's labels by `metrics.characterise`.
 
     Metrics are those of non-periodic volumes for every set (outer faces and wrap-around paths never
@@ -98,7 +105,7 @@ def characterise_set(volumes: np.ndarray, phase_map: PhaseMap, voxel_size: float
     parts: list[dict[str, np.ndarray]] = []
     start = time.perf_counter()
     for lo in range(0, n, batch):
-        chunk = volumes[lo:lo + batch]
+        chunk = volumes[lo : lo + batch]
         real_count = len(chunk)
         if real_count < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real_count, axis=0)])
@@ -113,10 +120,12 @@ def _characterise_batch(batch: np.ndarray, labels: tuple[int, ...], voxel_size: 
     """`metrics.characterise` of a batch -> arrays: vf, ssa (B, P), drel (B, P, 3), s2 (B, P, 3, L), tpb (B,)."""
     records = metrics.characterise(batch, voxel_size, phases=labels)
     phases = [[r["phases"][str(lab)] for lab in labels] for r in records]
-    out = {"vf": np.array([[p["volume_fraction"] for p in row] for row in phases]),
-           "ssa": np.array([[p["specific_surface_area"] for p in row] for row in phases]),
-           "drel": np.array([[[p["relative_diffusivity"][a] for a in AXES] for p in row] for row in phases]),
-           "s2": np.array([[[p["tpcf"][a] for a in AXES] for p in row] for row in phases])}
+    out = {
+        "vf": np.array([[p["volume_fraction"] for p in row] for row in phases]),
+        "ssa": np.array([[p["specific_surface_area"] for p in row] for row in phases]),
+        "drel": np.array([[[p["relative_diffusivity"][a] for a in AXES] for p in row] for row in phases]),
+        "s2": np.array([[[p["tpcf"][a] for a in AXES] for p in row] for row in phases]),
+    }
     if len(labels) == 3:
         out["tpb"] = np.array([r["tpb_density"] for r in records], np.float64)
     return out

@@ -25,12 +25,13 @@ VERDICT_RULE = (
     "real standard deviation (|Δmean| < 1 real std); otherwise it **differs**. The std ratio (generated / real) "
     "is reported separately: below 0.5 the generated set is much less diverse than the real one (mode "
     "collapse), above 2 much more. Caveat: real crops of one volume overlap and are correlated, which makes "
-    "the test somewhat liberal (more 'differs' than for independent samples).")
+    "the test somewhat liberal (more 'differs' than for independent samples)."
+)
 
 
 class KSResult(NamedTuple):
     statistic: float  # D = sup |F_1 - F_2| of the two empirical CDFs
-    pvalue: float     # two-sided
+    pvalue: float  # two-sided
 
 
 def ks_2samp(a: Sequence[float], b: Sequence[float]) -> KSResult:
@@ -68,10 +69,17 @@ def compare_values(real: np.ndarray, generated: np.ndarray, n_tests: int = 1) ->
         note = "much narrower spread (mode collapse?)"
     elif ratio is not None and ratio > 2:
         note = "much wider spread"
-    return {"real": {"mean": mean_r, "std": std_r, "n": int(np.size(real))},
-            "generated": {"mean": mean_g, "std": std_g, "n": int(np.size(generated))},
-            "delta_mean_in_real_std": delta, "std_ratio": ratio, "ks_statistic": ks.statistic,
-            "p_value": ks.pvalue, "p_adjusted": p_adjusted, "verdict": verdict, "note": note}
+    return {
+        "real": {"mean": mean_r, "std": std_r, "n": int(np.size(real))},
+        "generated": {"mean": mean_g, "std": std_g, "n": int(np.size(generated))},
+        "delta_mean_in_real_std": delta,
+        "std_ratio": ratio,
+        "ks_statistic": ks.statistic,
+        "p_value": ks.pvalue,
+        "p_adjusted": p_adjusted,
+        "verdict": verdict,
+        "note": note,
+    }
 
 
 def table_entries(phase_map: PhaseMap, has_tpb: bool) -> list[tuple[Metric, int | None]]:
@@ -87,9 +95,16 @@ def compare_metrics(real: SetMetrics, generated: SetMetrics, phase_map: PhaseMap
     rows = []
     for metric, phase in entries:
         row = compare_values(real.values(metric.key, phase), generated.values(metric.key, phase), len(entries))
-        rows.append({"metric": metric.key, "title": metric.title, "unit": unit_text(metric, length),
-                     "phase": None if phase is None else phase_map.name(phase),
-                     "label": None if phase is None else phase_map.labels[phase], **row})
+        rows.append(
+            {
+                "metric": metric.key,
+                "title": metric.title,
+                "unit": unit_text(metric, length),
+                "phase": None if phase is None else phase_map.name(phase),
+                "label": None if phase is None else phase_map.labels[phase],
+                **row,
+            }
+        )
     return rows
 
 
@@ -115,8 +130,15 @@ def s2_band_summary(s2: dict, phase_map: PhaseMap) -> list[dict]:
             gap = np.abs(s2["generated"]["mean"][phase, axis] - real)
             inside = gap <= std + 1e-12
             in_std = np.where(std > 0, gap / np.where(std > 0, std, 1), np.where(gap > 1e-12, np.inf, 0.0))
-            rows.append({"phase": phase_map.name(phase), "axis": name, "fraction_inside": float(inside.mean()),
-                         "max_gap_in_real_std": float(in_std.max()), "all_inside": bool(inside.all())})
+            rows.append(
+                {
+                    "phase": phase_map.name(phase),
+                    "axis": name,
+                    "fraction_inside": float(inside.mean()),
+                    "max_gap_in_real_std": float(in_std.max()),
+                    "all_inside": bool(inside.all()),
+                }
+            )
     return rows
 
 
@@ -135,10 +157,13 @@ def seam_continuity(volumes: np.ndarray, period: int | None = None) -> dict:
         pairs = np.mean(w[:, 1:] != w[:, :-1], axis=(0, 2, 3))  # pair (i, i + 1) for i = 0 .. n - 2
         seam = float(np.mean(w[:, 0] != w[:, -1]))
         interior = float(pairs.mean())
-        out[name] = {"seam_mismatch": seam, "interior_mismatch": interior,
-                     "ratio": seam / interior if interior > 0 else None}
+        out[name] = {
+            "seam_mismatch": seam,
+            "interior_mismatch": interior,
+            "ratio": seam / interior if interior > 0 else None,
+        }
         if period:
-            same = float(pairs[(w.shape[1] - 1) % period::period].mean())
+            same = float(pairs[(w.shape[1] - 1) % period :: period].mean())
             out[name].update(same_phase_interior_mismatch=same, same_phase_ratio=seam / same if same > 0 else None)
     return out
 
@@ -156,9 +181,15 @@ def face_band_summary(real: np.ndarray, generated: np.ndarray, phase_map: PhaseM
     overall = np.stack([(generated == lab).mean(axis=(1, 2, 3)) for lab in labels], -1).mean(0)
     gen_mean, gen_se = gen_p.fractions.mean(0), gen_p.fractions.std(0, ddof=1) / np.sqrt(len(generated))
     deviates = np.abs(gen_mean - overall) > 4 * gen_se + 0.01
-    return {"band_voxels": band, "band_start": gen_p.band_start.tolist(), "phases": [phase_map.name(i) for i in range(phase_map.n_phases)],
-            "real_mean": real_p.fractions.mean(0).tolist(), "generated_mean": gen_mean.tolist(),
-            "generated_se": gen_se.tolist(), "generated_overall": overall.tolist(),
-            "deviating_bands": int(deviates.any(axis=1).sum()),
-            "rule": "a generated band deviates where its fraction differs from the set's overall fraction by more "
-                    "than 4 standard errors + 0.01 (any phase)"}
+    return {
+        "band_voxels": band,
+        "band_start": gen_p.band_start.tolist(),
+        "phases": [phase_map.name(i) for i in range(phase_map.n_phases)],
+        "real_mean": real_p.fractions.mean(0).tolist(),
+        "generated_mean": gen_mean.tolist(),
+        "generated_se": gen_se.tolist(),
+        "generated_overall": overall.tolist(),
+        "deviating_bands": int(deviates.any(axis=1).sum()),
+        "rule": "a generated band deviates where its fraction differs from the set's overall fraction by more "
+        "than 4 standard errors + 0.01 (any phase)",
+    }

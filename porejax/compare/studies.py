@@ -24,15 +24,26 @@ def periodic_flux_study(generator: FrozenGenerator, size: int, seed: int) -> dic
     counts = [np.count_nonzero(volume == lab) for lab in generator.phase_map.labels]
     phase = int(np.argmax(counts))
     mask = volume == generator.phase_map.labels[phase]
-    solves = {side_bc: metrics.tortuosity(mask, axis=0, side_boundary=side_bc, return_field=True)
-              for side_bc in ("mirror", "periodic")}
-    return {"volume": volume, "phase": phase, "side": side, "seed": seed,
-            "relative_diffusivity": {k: float(r.relative_diffusivity) for k, r in solves.items()},
-            "flux": {k: np.asarray(r.flux) for k, r in solves.items()}}
+    solves = {
+        side_bc: metrics.tortuosity(mask, axis=0, side_boundary=side_bc, return_field=True)
+        for side_bc in ("mirror", "periodic")
+    }
+    return {
+        "volume": volume,
+        "phase": phase,
+        "side": side,
+        "seed": seed,
+        "relative_diffusivity": {k: float(r.relative_diffusivity) for k, r in solves.items()},
+        "flux": {k: np.asarray(r.flux) for k, r in solves.items()},
+    }
 
 
-def time_generation(generator: FrozenGenerator, latent_sides: Sequence[int] = (1, 2, 3, 4, 5), repeats: int = 2,
-                    progress: Progress = None) -> dict:
+def time_generation(
+    generator: FrozenGenerator,
+    latent_sides: Sequence[int] = (1, 2, 3, 4, 5),
+    repeats: int = 2,
+    progress: Progress = None,
+) -> dict:
     """Seconds to generate a zero-padded volume per latent side (best of `repeats` after a compiling
     warm-up) and the least-squares line seconds = intercept + slope * Mvoxels (paper S7)."""
     voxels, seconds = [], []
@@ -45,13 +56,18 @@ def time_generation(generator: FrozenGenerator, latent_sides: Sequence[int] = (1
             generator.generate(z)
             best = min(best, time.perf_counter() - start)
         side = generator.config.output_side(a, False)
-        voxels.append(side ** 3)
+        voxels.append(side**3)
         seconds.append(best)
         say(progress, f"generation time: {side}^3 in {best:.3f} s")
     x, y = np.asarray(voxels) / 1e6, np.asarray(seconds)
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (intercept + slope * x)
     total = np.sum((y - y.mean()) ** 2)
-    r2 = float(1 - np.sum(residual ** 2) / total) if total > 0 else 1.0
-    return {"voxels": voxels, "seconds": seconds, "slope_s_per_mvoxel": float(slope), "intercept_s": float(intercept),
-            "r2": r2}
+    r2 = float(1 - np.sum(residual**2) / total) if total > 0 else 1.0
+    return {
+        "voxels": voxels,
+        "seconds": seconds,
+        "slope_s_per_mvoxel": float(slope),
+        "intercept_s": float(intercept),
+        "r2": r2,
+    }

@@ -48,14 +48,18 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle/runtime errors of several types for foreign files
-        raise PorejaxError(f"cannot read {path} as a PyTorch state_dict ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); save it with "
-                           "torch.save(netG.state_dict(), path)") from None
+        raise PorejaxError(
+            f"cannot read {path} as a PyTorch state_dict ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); save it with "
+            "torch.save(netG.state_dict(), path)"
+        ) from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise PorejaxError(f"{path} does not hold a state_dict (a mapping of names to tensors); save the "
-                           "generator with torch.save(netG.state_dict(), path)")
+        raise PorejaxError(
+            f"{path} does not hold a state_dict (a mapping of names to tensors); save the "
+            "generator with torch.save(netG.state_dict(), path)"
+        )
     return {str(k): v.detach().to(torch.float32).numpy() for k, v in obj.items()}
 
 
@@ -65,7 +69,7 @@ def _strip_prefix(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
         name = str(key)
         for prefix in _PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
         if hasattr(value, "detach"):  # a torch tensor: numpy() needs a plain float dtype
             value = value.detach().float().cpu().numpy()
         out[name] = np.asarray(value, dtype=np.float32)
@@ -81,17 +85,22 @@ def _take(sd: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], wh
     """Pop sd[key], checking its shape (None: any size on that axis)."""
     expected = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
     if key not in sd:
-        raise PorejaxError(f"not a DC-GAN generator state_dict: missing key '{key}' ({what} of shape {expected}); "
-                           f"keys present: {', '.join(sorted(sd, key=_key_order)[:8])}{', ...' if len(sd) > 8 else ''}")
+        raise PorejaxError(
+            f"not a DC-GAN generator state_dict: missing key '{key}' ({what} of shape {expected}); "
+            f"keys present: {', '.join(sorted(sd, key=_key_order)[:8])}{', ...' if len(sd) > 8 else ''}"
+        )
     value = sd.pop(key)
     if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
-        raise PorejaxError(f"not a DC-GAN generator state_dict: '{key}' has shape {tuple(value.shape)}, "
-                           f"expected {what} of shape {expected}")
+        raise PorejaxError(
+            f"not a DC-GAN generator state_dict: '{key}' has shape {tuple(value.shape)}, "
+            f"expected {what} of shape {expected}"
+        )
     return value
 
 
-def generator_variables(state_dict: Mapping[str, Any], d_widths: Sequence[int] | None = None
-                        ) -> tuple[ModelConfig, dict]:
+def generator_variables(
+    state_dict: Mapping[str, Any], d_widths: Sequence[int] | None = None
+) -> tuple[ModelConfig, dict]:
     """(ModelConfig, generator variables {"params", "batch_stats"}) from a PyTorch generator state_dict.
 
     n_phases, latent_channels and g_widths come from the tensor shapes. The discriminator is not part of
@@ -109,20 +118,27 @@ def generator_variables(state_dict: Mapping[str, Any], d_widths: Sequence[int] |
         bn = f"main.{index + 1}"
         if index > 0 and f"{bn}.weight" not in sd:  # a conv without BatchNorm after it is the last layer
             break
-        norms.append({name: _take(sd, f"{bn}.{name}", (c_out,), f"BatchNorm3d {name}")
-                      for name in ("weight", "bias") + _BN_STATS})
+        norms.append(
+            {
+                name: _take(sd, f"{bn}.{name}", (c_out,), f"BatchNorm3d {name}")
+                for name in ("weight", "bias") + _BN_STATS
+            }
+        )
         sd.pop(f"{bn}.num_batches_tracked", None)
         index += 3
         weight = _take(sd, f"main.{index}.weight", (c_out, None, k, k, k), "a ConvTranspose3d weight")
     if sd:
         key = min(sd, key=_key_order)
-        raise PorejaxError(f"not a DC-GAN generator state_dict: unexpected key '{key}' of shape "
-                           f"{tuple(sd[key].shape)} after the last layer 'main.{index}.weight'")
+        raise PorejaxError(
+            f"not a DC-GAN generator state_dict: unexpected key '{key}' of shape "
+            f"{tuple(sd[key].shape)} after the last layer 'main.{index}.weight'"
+        )
     g_widths = tuple(int(kern.shape[-1]) for kern in kernels[:-1])
     depth = len(g_widths)
     d_widths = tuple(16 * 2**i for i in range(depth)) if d_widths is None else tuple(d_widths)
-    config = ModelConfig(n_phases=int(kernels[-1].shape[-1]), latent_channels=int(latent_channels),
-                         g_widths=g_widths, d_widths=d_widths)
+    config = ModelConfig(
+        n_phases=int(kernels[-1].shape[-1]), latent_channels=int(latent_channels), g_widths=g_widths, d_widths=d_widths
+    )
     params: dict[str, Any] = {f"deconv{i}": {"kernel": kern} for i, kern in enumerate(kernels)}
     stats: dict[str, Any] = {}
     for i, bn in enumerate(norms):
@@ -133,9 +149,14 @@ def generator_variables(state_dict: Mapping[str, Any], d_widths: Sequence[int] |
     return config, {"params": params, "batch_stats": stats}
 
 
-def import_generator(source: str | os.PathLike | Mapping[str, Any], workdir: str | os.PathLike,
-                     labels: Sequence[int] | None = None, names: Sequence[str] | None = None,
-                     voxel_size: float | None = None, d_widths: Sequence[int] | None = None) -> Path:
+def import_generator(
+    source: str | os.PathLike | Mapping[str, Any],
+    workdir: str | os.PathLike,
+    labels: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
+    voxel_size: float | None = None,
+    d_widths: Sequence[int] | None = None,
+) -> Path:
     """Write a porejax checkpoint directory (step 0) holding the generator of a PyTorch state_dict.
 
     `source`: a `.pth` file or a mapping of names to arrays. `labels`: the original label values of the
@@ -154,8 +175,10 @@ def import_generator(source: str | os.PathLike | Mapping[str, Any], workdir: str
     config, variables = generator_variables(state_dict, d_widths)
     labels = tuple(range(config.n_phases)) if labels is None else tuple(int(v) for v in labels)
     if len(labels) != config.n_phases:
-        raise PorejaxError(f"the generator has {config.n_phases} phases but {len(labels)} labels were given "
-                           f"({list(labels)}): give one label value per phase")
+        raise PorejaxError(
+            f"the generator has {config.n_phases} phases but {len(labels)} labels were given "
+            f"({list(labels)}): give one label value per phase"
+        )
     phase_map = PhaseMap(labels, None if names is None else tuple(names), voxel_size)
     checkpoint.write_metadata(workdir, config, phase_map, imported_from=origin)
     checkpoint.save(workdir, 0, generator=variables)

@@ -6,10 +6,22 @@ one volume (D, H, W) or a batch (B, D, H, W); array axes 0, 1, 2 are called x, y
 
 from porejax.metrics.characterise import characterise
 from porejax.metrics.correlation import two_point_correlation
-from porejax.metrics.morphology import (specific_surface_area, tpb_edge_count, triple_phase_boundary_density,
-                                        volume_fraction)
+from porejax.metrics.morphology import (
+    specific_surface_area,
+    tpb_edge_count,
+    triple_phase_boundary_density,
+    volume_fraction,
+)
 from porejax.metrics.diffusion import TortuosityResult, effective_diffusivity, tortuosity
 
-__all__ = ["TortuosityResult", "characterise", "effective_diffusivity", "specific_surface_area",
-           "tortuosity", "tpb_edge_count", "triple_phase_boundary_density", "two_point_correlation",
-           "volume_fraction"]
+__all__ = [
+    "TortuosityResult",
+    "characterise",
+    "effective_diffusivity",
+    "specific_surface_area",
+    "tortuosity",
+    "tpb_edge_count",
+    "triple_phase_boundary_density",
+    "two_point_correlation",
+    "volume_fraction",
+]

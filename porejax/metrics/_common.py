@@ -15,8 +15,10 @@ def as_batch(volume, what: str = "volume") -> tuple[np.ndarray, bool]:
     """(D, H, W) or (B, D, H, W) array-like -> ((B, D, H, W) numpy array, was_batched)."""
     arr = np.asarray(volume)
     if arr.ndim not in (3, 4):
-        raise PorejaxError(f"{what} has {arr.ndim} dimensions {arr.shape}, expected (D, H, W) or a batch "
-                           "(B, D, H, W): squeeze or select axes to get 3D volumes")
+        raise PorejaxError(
+            f"{what} has {arr.ndim} dimensions {arr.shape}, expected (D, H, W) or a batch "
+            "(B, D, H, W): squeeze or select axes to get 3D volumes"
+        )
     if arr.size == 0:
         raise PorejaxError(f"{what} is empty (shape {arr.shape}): pass a volume with at least one voxel per axis")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
@@ -45,8 +47,10 @@ def as_mask_batch(mask, what: str = "mask") -> tuple[np.ndarray, bool]:
     if arr.dtype != bool:
         values = np.unique(arr)
         if not np.all(np.isin(values, (0, 1))):
-            raise PorejaxError(f"{what} must be binary (0/1 or bool), got values {values[:5].tolist()}: "
-                               "pass `labels == label` for the phase of interest")
+            raise PorejaxError(
+                f"{what} must be binary (0/1 or bool), got values {values[:5].tolist()}: "
+                "pass `labels == label` for the phase of interest"
+            )
         arr = arr.astype(bool)
     return arr, batched
 

@@ -14,8 +14,15 @@ from porejax.metrics.morphology import specific_surface_area, tpb_edge_count, vo
 from porejax.metrics.diffusion import tortuosity as solve_tortuosity
 
 
-def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None, tortuosity: bool = True,
-                 tpcf: bool = True, periodic: bool = False, devices=None) -> dict | list[dict]:
+def characterise(
+    labels,
+    voxel_size: float,
+    phases: Sequence[int] | None = None,
+    tortuosity: bool = True,
+    tpcf: bool = True,
+    periodic: bool = False,
+    devices=None,
+) -> dict | list[dict]:
     """Every metric for every phase and all three axes.
 
     labels: (D, H, W) label volume, or a batch (B, D, H, W) -> a list of B dicts (one per volume).
@@ -37,10 +44,18 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
     fractions = volume_fraction(batch, labels_t)
     surfaces = specific_surface_area(batch, dx, labels_t, periodic)
     n_voxels = np.prod(batch.shape[1:])
-    tpb = (tpb_edge_count(batch, labels_t, periodic) / (n_voxels * dx * dx) if len(labels_t) == 3
-           else [None] * len(batch))
-    out = [{"voxel_size_um": dx, "shape": list(batch.shape[1:]),
-            "tpb_density": None if t is None else float(t), "phases": {}} for t in tpb]
+    tpb = (
+        tpb_edge_count(batch, labels_t, periodic) / (n_voxels * dx * dx) if len(labels_t) == 3 else [None] * len(batch)
+    )
+    out = [
+        {
+            "voxel_size_um": dx,
+            "shape": list(batch.shape[1:]),
+            "tpb_density": None if t is None else float(t),
+            "phases": {},
+        }
+        for t in tpb
+    ]
     side = "periodic" if periodic else "mirror"
     devices = jax.local_devices() if devices is None else devices
     for lab in labels_t:
@@ -51,8 +66,7 @@ def characterise(labels, voxel_size: float, phases: Sequence[int] | None = None,
                 result = solve_tortuosity(mask, axis=axis, side_boundary=side, devices=devices)
                 per_axis_tau[name], per_axis_rel[name] = result.tau, result.relative_diffusivity
             if tpcf:
-                lags, per_axis_s2[name] = two_point_correlation(mask, axis=axis, periodic=periodic,
-                                                                voxel_size=dx)
+                lags, per_axis_s2[name] = two_point_correlation(mask, axis=axis, periodic=periodic, voxel_size=dx)
         for i, record in enumerate(out):
             phase = {"volume_fraction": fractions[i][lab], "specific_surface_area": surfaces[i][lab]}
             if tortuosity:

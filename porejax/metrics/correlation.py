@@ -83,16 +83,18 @@ def _s2_radial(mask: jax.Array, max_lag: int, periodic: bool) -> jax.Array:
         pairs = jnp.full((lags.size,) * 3, mask[0].size, mask.dtype)
     else:
         d, h, w = mask.shape[1:]
-        pairs = ((d - jnp.abs(lags))[:, None, None] * (h - jnp.abs(lags))[None, :, None]
-                 * (w - jnp.abs(lags))[None, None, :]).astype(mask.dtype)
+        pairs = (
+            (d - jnp.abs(lags))[:, None, None] * (h - jnp.abs(lags))[None, :, None] * (w - jnp.abs(lags))[None, None, :]
+        ).astype(mask.dtype)
     s2 = (corr / pairs).reshape(mask.shape[0], -1)
     bins, counts = _radial_bins(max_lag)
     sums = jax.vmap(lambda v: jax.ops.segment_sum(v, jnp.asarray(bins), num_segments=max_lag + 1))(s2)
     return (sums[:, :max_lag] / counts[:max_lag]).at[:, 0].set(jnp.mean(mask, axis=(1, 2, 3)))
 
 
-def two_point_correlation(mask, axis: int | None = None, periodic: bool = False, max_lag: int | None = None,
-                          voxel_size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def two_point_correlation(
+    mask, axis: int | None = None, periodic: bool = False, max_lag: int | None = None, voxel_size: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-point correlation S2 of a binary phase mask.
 
     mask: (D, H, W) or (B, D, H, W), 0/1 or bool. axis: 0, 1 or 2 for S2 along that array axis (averaged

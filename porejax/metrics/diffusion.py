@@ -314,8 +314,15 @@ def _prepare(d: jax.Array, periodic_sides: bool, preconditioner: str) -> _Prepar
     return _Prepared(d, active, system, jnp.where(active, 1 / jnp.where(active, system.diag, 1), 0))
 
 
-def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sides: bool, max_iter: int,
-           return_field: bool, preconditioner: str):
+def _solve(
+    prepared: _Prepared,
+    rtol: jax.Array,
+    sweeps: jax.Array,
+    periodic_sides: bool,
+    max_iter: int,
+    return_field: bool,
+    preconditioner: str,
+):
     """Preconditioned CG on a `_Prepared` system -> (d_rel, iterations, converged, c | None, flux | None).
 
     sweeps: traced int32 smoothing sweeps per multigrid level (see `_v_cycle`).
@@ -335,8 +342,20 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
     r0 = system.rhs - _apply(system, x0, periodic_sides)
     z0 = precondition(r0)
     inf = jnp.asarray(jnp.inf, d.dtype)
-    state0 = _State(x0, jnp.zeros_like(x0), r0, z0, jnp.vdot(r0, z0), inf, inf, jnp.asarray(0), jnp.asarray(0),
-                    jnp.asarray(0, d.dtype), inf, inf)
+    state0 = _State(
+        x0,
+        jnp.zeros_like(x0),
+        r0,
+        z0,
+        jnp.vdot(r0, z0),
+        inf,
+        inf,
+        jnp.asarray(0),
+        jnp.asarray(0),
+        jnp.asarray(0, d.dtype),
+        inf,
+        inf,
+    )
 
     def cg_step(_, s: _State) -> _State:
         ap = _apply(system, s.p, periodic_sides)
@@ -357,8 +376,11 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
         # b - A x and CG lets it grow (then blow up) instead of stagnating: residual replacement at every
         # check, and a restart (p = 0; the next step sets p = z) when rz rose 10x above its lowest check
         restart = s.rz > _RESTART_GROWTH * s.rz_check
-        s = s._replace(r=system.rhs - _apply(system, s.x - s.x_low, periodic_sides), p=jnp.where(restart, 0, s.p),
-                       rz_check=jnp.where(restart, jnp.inf, jnp.minimum(s.rz, s.rz_check)))
+        s = s._replace(
+            r=system.rhs - _apply(system, s.x - s.x_low, periodic_sides),
+            p=jnp.where(restart, 0, s.p),
+            rz_check=jnp.where(restart, jnp.inf, jnp.minimum(s.rz, s.rz_check)),
+        )
         fluxes = _plane_fluxes(system, s.x, s.x_low, d)
         mean = jnp.mean(fluxes)
         d_rel = mean * length / area
@@ -367,16 +389,21 @@ def _solve(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sid
         # a spread that has made no new low for _STALL_CHECKS checks is at float rounding level: stop there
         # (converged=False) instead of iterating to max_iter
         best = jnp.minimum(spread, s.spread_best)
-        return s._replace(iterations=s.iterations + check_every, d_rel=d_rel, spread=spread, change=change,
-                          spread_best=best, stall=jnp.where(spread < s.spread_best, 0, s.stall + 1))
+        return s._replace(
+            iterations=s.iterations + check_every,
+            d_rel=d_rel,
+            spread=spread,
+            change=change,
+            spread_best=best,
+            stall=jnp.where(spread < s.spread_best, 0, s.stall + 1),
+        )
 
     spans = jnp.any(active)
 
     def running(s: _State) -> jax.Array:
         # no `lax.cond` on `spans`: under vmap it would batch every closed-over value, including the
         # multigrid trip count `sweeps`, and make each inner loop a masked batched loop (3x slower)
-        return (spans & (s.iterations < max_iter) & (s.stall < _STALL_CHECKS)
-                & ~((s.spread < rtol) & (s.change < rtol)))
+        return spans & (s.iterations < max_iter) & (s.stall < _STALL_CHECKS) & ~((s.spread < rtol) & (s.change < rtol))
 
     s = jax.lax.while_loop(running, body, state0)
     converged = ~spans | ((s.spread < rtol) & (s.change < rtol))
@@ -393,22 +420,36 @@ def _prepare_batch(batch: jax.Array, periodic_sides: bool, preconditioner: str) 
 
 
 @functools.partial(jax.jit, static_argnames=("periodic_sides", "max_iter", "return_field", "preconditioner"))
-def _solve_prepared_batch(prepared: _Prepared, rtol: jax.Array, sweeps: jax.Array, periodic_sides: bool,
-                          max_iter: int, return_field: bool, preconditioner: str):
+def _solve_prepared_batch(
+    prepared: _Prepared,
+    rtol: jax.Array,
+    sweeps: jax.Array,
+    periodic_sides: bool,
+    max_iter: int,
+    return_field: bool,
+    preconditioner: str,
+):
     return jax.vmap(lambda p: _solve(p, rtol, sweeps, periodic_sides, max_iter, return_field, preconditioner))(prepared)
 
 
-def _solve_batch(batch: jax.Array, rtol: jax.Array, periodic_sides: bool, max_iter: int, return_field: bool,
-                 preconditioner: str):
+def _solve_batch(
+    batch: jax.Array, rtol: jax.Array, periodic_sides: bool, max_iter: int, return_field: bool, preconditioner: str
+):
     """`_prepare` + `_solve` mapped over a leading batch axis (the loop runs until every volume converged).
 
     Two jitted calls, the arrays staying on the device: when the set-up is compiled into the same program,
     XLA fuses parts of it into the CG loop and each iteration costs 3-4x more (measured on CPU).
     """
     prepared = _prepare_batch(batch, periodic_sides=periodic_sides, preconditioner=preconditioner)
-    return _solve_prepared_batch(prepared, rtol, jnp.asarray(_SMOOTHING_SWEEPS, jnp.int32),
-                                 periodic_sides=periodic_sides, max_iter=max_iter, return_field=return_field,
-                                 preconditioner=preconditioner)
+    return _solve_prepared_batch(
+        prepared,
+        rtol,
+        jnp.asarray(_SMOOTHING_SWEEPS, jnp.int32),
+        periodic_sides=periodic_sides,
+        max_iter=max_iter,
+        return_field=return_field,
+        preconditioner=preconditioner,
+    )
 
 
 def _domain_sharding(devices, shape: tuple[int, ...]) -> jax.sharding.Sharding:
@@ -423,9 +464,18 @@ def _domain_sharding(devices, shape: tuple[int, ...]) -> jax.sharding.Sharding:
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, None, "domain"))
 
 
-def effective_diffusivity(diffusivity, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3,
-                          max_iter: int = 20000, return_field: bool = False, dtype=jnp.float32,
-                          volume_fraction=None, preconditioner: str = "multigrid", devices=None) -> TortuosityResult:
+def effective_diffusivity(
+    diffusivity,
+    axis: int = 0,
+    side_boundary: str = "mirror",
+    rtol: float = 1e-3,
+    max_iter: int = 20000,
+    return_field: bool = False,
+    dtype=jnp.float32,
+    volume_fraction=None,
+    preconditioner: str = "multigrid",
+    devices=None,
+) -> TortuosityResult:
     """Solve steady diffusion through a diffusivity field D >= 0 (voxel units, D0 = 1) along `axis`.
 
     diffusivity: (D, H, W) or (B, D, H, W), finite and non-negative (0 = non-conducting).
@@ -437,13 +487,32 @@ def effective_diffusivity(diffusivity, axis: int = 0, side_boundary: str = "mirr
         raise PorejaxError(f"diffusivity has shape {field.shape}, expected a non-empty (D, H, W) or (B, D, H, W)")
     if not np.all(np.isfinite(field)) or np.any(field < 0):
         raise PorejaxError("diffusivity must be finite and non-negative everywhere: clip or fix the field")
-    return _run(field if field.ndim == 4 else field[None], field.ndim == 4, axis, side_boundary, rtol,
-                max_iter, return_field, dtype, volume_fraction, preconditioner, devices)
+    return _run(
+        field if field.ndim == 4 else field[None],
+        field.ndim == 4,
+        axis,
+        side_boundary,
+        rtol,
+        max_iter,
+        return_field,
+        dtype,
+        volume_fraction,
+        preconditioner,
+        devices,
+    )
 
 
-def tortuosity(mask, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3, max_iter: int = 20000,
-               return_field: bool = False, dtype=jnp.float32, preconditioner: str = "multigrid",
-               devices=None) -> TortuosityResult:
+def tortuosity(
+    mask,
+    axis: int = 0,
+    side_boundary: str = "mirror",
+    rtol: float = 1e-3,
+    max_iter: int = 20000,
+    return_field: bool = False,
+    dtype=jnp.float32,
+    preconditioner: str = "multigrid",
+    devices=None,
+) -> TortuosityResult:
     """Tortuosity factor of a binary phase along array axis `axis` (0, 1, 2 = x, y, z).
 
     mask: (D, H, W) or (B, D, H, W), 0/1 or bool, True = conducting phase. side_boundary: "mirror"
@@ -461,12 +530,22 @@ def tortuosity(mask, axis: int = 0, side_boundary: str = "mirror", rtol: float =
     tau = inf and relative_diffusivity = 0 when no path spans the volume along `axis`.
     """
     batch, batched = as_mask_batch(mask, "mask")
-    return _run(batch, batched, axis, side_boundary, rtol, max_iter, return_field, dtype, None, preconditioner,
-                devices)
+    return _run(batch, batched, axis, side_boundary, rtol, max_iter, return_field, dtype, None, preconditioner, devices)
 
 
-def _run(batch: np.ndarray, batched: bool, axis: int, side_boundary: str, rtol: float, max_iter: int,
-         return_field: bool, dtype, volume_fraction, preconditioner: str, devices=None) -> TortuosityResult:
+def _run(
+    batch: np.ndarray,
+    batched: bool,
+    axis: int,
+    side_boundary: str,
+    rtol: float,
+    max_iter: int,
+    return_field: bool,
+    dtype,
+    volume_fraction,
+    preconditioner: str,
+    devices=None,
+) -> TortuosityResult:
     axis = check_axis(axis)
     if side_boundary not in SIDE_BOUNDARIES:
         raise PorejaxError(f"side_boundary must be one of {SIDE_BOUNDARIES}, got {side_boundary!r}")
@@ -479,14 +558,23 @@ def _run(batch: np.ndarray, batched: bool, axis: int, side_boundary: str, rtol: 
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.float32, jnp.float64):
         raise PorejaxError(f"dtype must be float32 or float64, got {dtype}")
-    phi = (np.count_nonzero(batch > 0, axis=(1, 2, 3)) / np.prod(batch.shape[1:]) if volume_fraction is None
-           else np.broadcast_to(np.asarray(volume_fraction, np.float64), batch.shape[:1]))
+    phi = (
+        np.count_nonzero(batch > 0, axis=(1, 2, 3)) / np.prod(batch.shape[1:])
+        if volume_fraction is None
+        else np.broadcast_to(np.asarray(volume_fraction, np.float64), batch.shape[:1])
+    )
     with jax.enable_x64(dtype == jnp.float64):
         field = np.moveaxis(batch, axis + 1, 1).astype(dtype)
-        d_rel, iterations, converged, conc, flux = jax.device_get(_solve_batch(
-            jax.device_put(field, _domain_sharding(devices, field.shape)), jnp.asarray(rtol, dtype),
-            periodic_sides=side_boundary == "periodic", max_iter=int(max_iter), return_field=return_field,
-            preconditioner=preconditioner))
+        d_rel, iterations, converged, conc, flux = jax.device_get(
+            _solve_batch(
+                jax.device_put(field, _domain_sharding(devices, field.shape)),
+                jnp.asarray(rtol, dtype),
+                periodic_sides=side_boundary == "periodic",
+                max_iter=int(max_iter),
+                return_field=return_field,
+                preconditioner=preconditioner,
+            )
+        )
     if return_field:  # back from the transport frame (transport axis first) to array axes
         frame = [axis] + [a for a in range(3) if a != axis]  # frame axis k is array axis frame[k]
         conc = np.moveaxis(conc, 1, axis + 1)
@@ -497,6 +585,12 @@ def _run(batch: np.ndarray, batched: bool, axis: int, side_boundary: str, rtol: 
     fields = (tau, d_rel, d_rel, np.asarray(iterations), np.asarray(converged))
     if batched:
         return TortuosityResult(*fields, conc, flux)
-    return TortuosityResult(float(tau[0]), float(d_rel[0]), float(d_rel[0]), int(fields[3][0]),
-                            bool(fields[4][0]), None if conc is None else conc[0],
-                            None if flux is None else flux[0])
+    return TortuosityResult(
+        float(tau[0]),
+        float(d_rel[0]),
+        float(d_rel[0]),
+        int(fields[3][0]),
+        bool(fields[4][0]),
+        None if conc is None else conc[0],
+        None if flux is None else flux[0],
+    )

@@ -78,8 +78,9 @@ def volume_fraction(labels, phases: Sequence[int] | None = None) -> dict[int, fl
     return out if batched else out[0]
 
 
-def specific_surface_area(labels, voxel_size: float, phases: Sequence[int] | None = None,
-                          periodic: bool = False) -> dict[int, float] | list[dict[int, float]]:
+def specific_surface_area(
+    labels, voxel_size: float, phases: Sequence[int] | None = None, periodic: bool = False
+) -> dict[int, float] | list[dict[int, float]]:
     """Specific surface area (1/um) of each phase by face counting.
 
     labels: (D, H, W) or (B, D, H, W). voxel_size: edge length in um. periodic: count the wrap-around faces.
@@ -100,15 +101,17 @@ def tpb_edge_count(labels, phases: Sequence[int] | None = None, periodic: bool =
     batch, batched = as_batch(labels, "labels")
     labels_t = phase_labels(batch, phases)
     if len(labels_t) != 3:
-        raise PorejaxError(f"TPB needs exactly three phases, got labels {list(labels_t)}: "
-                           "pass phases=(a, b, c) to choose three")
+        raise PorejaxError(
+            f"TPB needs exactly three phases, got labels {list(labels_t)}: pass phases=(a, b, c) to choose three"
+        )
     counts = np.asarray(_tpb_counts(*device_labels(batch, labels_t), periodic))
     total = counts.sum(axis=1, dtype=np.int64)
     return total if batched else total[0]
 
 
-def triple_phase_boundary_density(labels, voxel_size: float, phases: Sequence[int] | None = None,
-                                  periodic: bool = False) -> float | np.ndarray:
+def triple_phase_boundary_density(
+    labels, voxel_size: float, phases: Sequence[int] | None = None, periodic: bool = False
+) -> float | np.ndarray:
     """Triple-phase-boundary density (1/um^2) by edge counting.
 
     phases: the three phase labels (required when the volume holds more than three phases).

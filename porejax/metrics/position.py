@@ -21,7 +21,7 @@ class FaceProfile(NamedTuple):
     """Per-volume phase fractions in bands of distance from the nearest face."""
 
     band_start: np.ndarray  # (K,) first distance (voxels) of each band; band k holds distances [start_k, start_k+1)
-    fractions: np.ndarray   # (B, K, P) phase fraction of band k in volume b for labels[p]
+    fractions: np.ndarray  # (B, K, P) phase fraction of band k in volume b for labels[p]
     labels: tuple[int, ...]  # (P,) the label values of the last axis
 
 
@@ -38,8 +38,9 @@ def face_distance(shape: Sequence[int], axes: Sequence[int] = (0, 1, 2)) -> np.n
     return dist
 
 
-def face_profile(volumes, band: int = 4, phases: Sequence[int] | None = None,
-                 axes: Sequence[int] = (0, 1, 2)) -> FaceProfile:
+def face_profile(
+    volumes, band: int = 4, phases: Sequence[int] | None = None, axes: Sequence[int] = (0, 1, 2)
+) -> FaceProfile:
     """Phase fractions of each volume (D, H, W) or batch (B, D, H, W) in bands of `band` voxels of distance
     from the nearest face normal to one of `axes` (default: all six faces). Bands beyond the centre are
     merged into the last one."""

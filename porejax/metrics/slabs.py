@@ -28,19 +28,20 @@ def _slab_counts(volume, labels: Sequence[int], periodic: bool, slab: int, tpb: 
     for a in range(0, n, slab):
         b = min(n, a + slab)
         layers = np.asarray(volume[a:b])
-        halo = volume[b:b + 1] if b < n else (volume[0:1] if periodic else None)
+        halo = volume[b : b + 1] if b < n else (volume[0:1] if periodic else None)
         chunk = layers if halo is None else np.concatenate([layers, np.asarray(halo)])
         voxels += [np.count_nonzero(layers == lab) for lab in labels]
         # the halo's own row (faces inside it, and wrapped ones) belongs to the next slab: dropped
         batch, phases = device_labels(chunk[None], labels)
-        faces += np.asarray(_face_counts(batch, phases, periodic))[0, :b - a].sum(axis=0, dtype=np.int64)
+        faces += np.asarray(_face_counts(batch, phases, periodic))[0, : b - a].sum(axis=0, dtype=np.int64)
         if tpb:
-            edges += np.asarray(_tpb_counts(batch, phases, periodic))[0, :b - a].sum(dtype=np.int64)
+            edges += np.asarray(_tpb_counts(batch, phases, periodic))[0, : b - a].sum(dtype=np.int64)
     return voxels, faces, edges
 
 
-def morphology_by_slabs(volume, voxel_size: float, phases: Sequence[int], periodic: bool = False,
-                        slab: int = 64) -> dict:
+def morphology_by_slabs(
+    volume, voxel_size: float, phases: Sequence[int], periodic: bool = False, slab: int = 64
+) -> dict:
     """Volume fraction and specific surface area (1/um) per phase and, for three phases, the TPB density
     (1/um^2) of a (D, H, W) label volume read `slab` x-layers at a time (D >= 1).
 
@@ -58,9 +59,11 @@ def morphology_by_slabs(volume, voxel_size: float, phases: Sequence[int], period
     labels = tuple(int(v) for v in phases)
     voxels, faces, edges = _slab_counts(volume, labels, periodic, int(slab), len(labels) == 3)
     n = np.prod(shape)
-    return {"volume_fraction": {lab: float(c / n) for lab, c in zip(labels, voxels)},
-            "specific_surface_area": {lab: float(c / (n * dx)) for lab, c in zip(labels, faces)},
-            "tpb_density": float(edges / (n * dx * dx)) if len(labels) == 3 else None}
+    return {
+        "volume_fraction": {lab: float(c / n) for lab, c in zip(labels, voxels)},
+        "specific_surface_area": {lab: float(c / (n * dx)) for lab, c in zip(labels, faces)},
+        "tpb_density": float(edges / (n * dx * dx)) if len(labels) == 3 else None,
+    }
 
 
 def s2_by_slabs(volume, label: int, axis: int, periodic: bool = False, slab: int = 64) -> np.ndarray:

@@ -37,8 +37,7 @@ def _pairs(x: jax.Array, axis: int, periodic: bool) -> tuple[jax.Array, jax.Arra
     if periodic:
         return x, jnp.roll(x, -1, axis=axis)
     n = x.shape[axis]
-    return (jax.lax.slice_in_dim(x, 0, n - 1, axis=axis % x.ndim),
-            jax.lax.slice_in_dim(x, 1, n, axis=axis % x.ndim))
+    return (jax.lax.slice_in_dim(x, 0, n - 1, axis=axis % x.ndim), jax.lax.slice_in_dim(x, 1, n, axis=axis % x.ndim))
 
 
 def soft_volume_fraction(p: jax.Array) -> jax.Array:
@@ -75,7 +74,7 @@ def soft_tpb_edge_count(p: jax.Array, phases: Sequence[int] = (0, 1, 2), periodi
     P(no voxel of the four holds S) is the product over the four of (1 - sum_{i in S} p_i).
     """
     phases = _tpb_phases(p, phases)
-    subsets = [(), *[(i,) for i in phases], *[(i, j) for k, i in enumerate(phases) for j in phases[k + 1:]], phases]
+    subsets = [(), *[(i,) for i in phases], *[(i, j) for k, i in enumerate(phases) for j in phases[k + 1 :]], phases]
     absent = jnp.stack([1 - sum((p[..., i] for i in s), jnp.zeros(p.shape[:-1], p.dtype)) for s in subsets], -1)
     signs = jnp.asarray([(-1.0) ** len(s) for s in subsets], p.dtype)
     total = 0.0
@@ -87,8 +86,9 @@ def soft_tpb_edge_count(p: jax.Array, phases: Sequence[int] = (0, 1, 2), periodi
     return total
 
 
-def soft_tpb_density(p: jax.Array, voxel_size: float, phases: Sequence[int] = (0, 1, 2),
-                     periodic: bool = False) -> jax.Array:
+def soft_tpb_density(
+    p: jax.Array, voxel_size: float, phases: Sequence[int] = (0, 1, 2), periodic: bool = False
+) -> jax.Array:
     """(..., D, H, W, P) -> (...) expected TPB density in 1/um^2 (voxel_size in um)."""
     n = p.shape[-4] * p.shape[-3] * p.shape[-2]
     return soft_tpb_edge_count(p, phases, periodic) / (n * voxel_size * voxel_size)

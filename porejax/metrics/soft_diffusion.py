@@ -53,8 +53,15 @@ def _dissipation(d: jax.Array, c: jax.Array, periodic_sides: bool) -> jax.Array:
 
 def _forward(d: jax.Array, periodic_sides: bool, rtol: float, max_iter: int):
     prepared = _prepare(d, periodic_sides, "multigrid")
-    d_rel, _, _, c, _ = _solve(prepared, jnp.asarray(rtol, d.dtype), jnp.asarray(_SMOOTHING_SWEEPS, jnp.int32),
-                               periodic_sides, max_iter, True, "multigrid")
+    d_rel, _, _, c, _ = _solve(
+        prepared,
+        jnp.asarray(rtol, d.dtype),
+        jnp.asarray(_SMOOTHING_SWEEPS, jnp.int32),
+        periodic_sides,
+        max_iter,
+        True,
+        "multigrid",
+    )
     return d_rel, (prepared.active, c)
 
 
@@ -79,8 +86,9 @@ def _relative_diffusivity_bwd(periodic_sides, rtol, max_iter, residuals, cotange
 _relative_diffusivity.defvjp(_relative_diffusivity_fwd, _relative_diffusivity_bwd)
 
 
-def relative_diffusivity_of_field(diffusivity: jax.Array, axis: int = 0, side_boundary: str = "mirror",
-                                  rtol: float = 1e-3, max_iter: int = 2000) -> jax.Array:
+def relative_diffusivity_of_field(
+    diffusivity: jax.Array, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3, max_iter: int = 2000
+) -> jax.Array:
     """D_eff / D0 of a diffusivity field (D, H, W) or (B, D, H, W) >= 0 along array axis `axis`.
 
     Differentiable in the field (see the module docstring); runs under jit and vmap. rtol, max_iter: as
@@ -94,8 +102,9 @@ def relative_diffusivity_of_field(diffusivity: jax.Array, axis: int = 0, side_bo
         raise PorejaxError(f"side_boundary must be one of {SIDE_BOUNDARIES}, got {side_boundary!r}")
     if diffusivity.ndim not in (3, 4):
         raise PorejaxError(f"diffusivity has shape {diffusivity.shape}, expected (D, H, W) or (B, D, H, W)")
-    solve = functools.partial(_relative_diffusivity, periodic_sides=side_boundary == "periodic", rtol=float(rtol),
-                              max_iter=int(max_iter))
+    solve = functools.partial(
+        _relative_diffusivity, periodic_sides=side_boundary == "periodic", rtol=float(rtol), max_iter=int(max_iter)
+    )
     frame = jnp.moveaxis(jnp.where(diffusivity >= FLOOR, diffusivity, 0), axis - 3, -3)  # transport axis first
     if frame.ndim == 3:
         return solve(frame)
@@ -104,19 +113,23 @@ def relative_diffusivity_of_field(diffusivity: jax.Array, axis: int = 0, side_bo
 
 def _phase_field(p: jax.Array, phase: int) -> jax.Array:
     if p.ndim not in (4, 5) or not 0 <= int(phase) < p.shape[-1]:
-        raise PorejaxError(f"need probabilities (D, H, W, P) or (B, D, H, W, P) and a phase index in "
-                           f"0..P-1; got shape {p.shape} and phase {phase!r}")
+        raise PorejaxError(
+            f"need probabilities (D, H, W, P) or (B, D, H, W, P) and a phase index in "
+            f"0..P-1; got shape {p.shape} and phase {phase!r}"
+        )
     return p[..., int(phase)]
 
 
-def soft_relative_diffusivity(p: jax.Array, phase: int, axis: int = 0, side_boundary: str = "mirror",
-                              rtol: float = 1e-3, max_iter: int = 2000) -> jax.Array:
+def soft_relative_diffusivity(
+    p: jax.Array, phase: int, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3, max_iter: int = 2000
+) -> jax.Array:
     """D_rel of phase index `phase` along `axis` on the field D = p[..., phase]: (D, H, W, P) -> (), batched (B,)."""
     return relative_diffusivity_of_field(_phase_field(p, phase), axis, side_boundary, rtol, max_iter)
 
 
-def soft_tortuosity(p: jax.Array, phase: int, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3,
-                    max_iter: int = 2000) -> jax.Array:
+def soft_tortuosity(
+    p: jax.Array, phase: int, axis: int = 0, side_boundary: str = "mirror", rtol: float = 1e-3, max_iter: int = 2000
+) -> jax.Array:
     """Tortuosity factor phi / D_rel (phi = mean p[..., phase]); inf where no path spans the volume."""
     d_rel = soft_relative_diffusivity(p, phase, axis, side_boundary, rtol, max_iter)
     phi = jnp.mean(_phase_field(p, phase), axis=(-3, -2, -1))

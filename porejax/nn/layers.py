@@ -17,7 +17,8 @@ rounding (tests).
 
 On XLA's CPU backend the textbook forms of a stride-2 transposed convolution (input dilation) and of the
 input gradient of a stride-2 convolution are much slower than equivalent stride-1 forms, and XLA's own
-convolutions run below the speed of its matrix products (measurements: benchmarks/NOTES.md). When k is a multiple of s, both layers are
+convolutions run below the speed of its matrix products (measurements: benchmarks/NOTES.md). When k is a multiple of
+s, both layers are
 therefore computed exactly through stride-1 convolutions with a small kernel (q = k / s taps per axis):
 the transposed convolution as a sub-pixel (phase-decomposed) convolution followed by depth-to-space, the
 convolution as space-to-depth followed by a convolution. Every stride-1 convolution is then one matrix
@@ -74,14 +75,17 @@ def conv_formulation(form: str | None = None) -> str:
     if not choice:
         return "matmul" if jax.default_backend() == "cpu" else "xla"
     if choice not in FORMULATIONS:
-        raise PorejaxError(f"convolution formulation must be one of {FORMULATIONS}, got {choice!r}: "
-                           f"set {CONV_ENV}=matmul or {CONV_ENV}=xla, or unset it")
+        raise PorejaxError(
+            f"convolution formulation must be one of {FORMULATIONS}, got {choice!r}: "
+            f"set {CONV_ENV}=matmul or {CONV_ENV}=xla, or unset it"
+        )
     return choice
 
 
 def _conv_valid(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1) -> jnp.ndarray:
-    return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (stride,) * 3, "VALID", dimension_numbers=_DIMS,
-                                        preferred_element_type=kernel.dtype)
+    return jax.lax.conv_general_dilated(
+        x, kernel.astype(x.dtype), (stride,) * 3, "VALID", dimension_numbers=_DIMS, preferred_element_type=kernel.dtype
+    )
 
 
 def _taps(q: int) -> list[tuple[int, int, int]]:
@@ -90,7 +94,7 @@ def _taps(q: int) -> list[tuple[int, int, int]]:
 
 def _windows(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
     """Patches (B, *out, q^3 C) of x (B, D, H, W, C): the q^3 shifted windows stacked along channels."""
-    windows = [x[:, a:a + out[0], b:b + out[1], c:c + out[2], :] for a, b, c in _taps(q)]
+    windows = [x[:, a : a + out[0], b : b + out[1], c : c + out[2], :] for a, b, c in _taps(q)]
     return jnp.stack(windows, axis=-2).reshape(x.shape[0], *out, q**3 * x.shape[-1])
 
 
@@ -98,7 +102,7 @@ def _windows_t(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
     """The patches of `_windows` transposed, (q^3 C, B prod(out)), built from x moved channels-first
     (a transpose of x instead of one of the q^3 times larger patches)."""
     xt = x.transpose(4, 0, 1, 2, 3)
-    windows = [xt[:, :, a:a + out[0], b:b + out[1], c:c + out[2]] for a, b, c in _taps(q)]
+    windows = [xt[:, :, a : a + out[0], b : b + out[1], c : c + out[2]] for a, b, c in _taps(q)]
     return jnp.stack(windows).reshape(q**3 * x.shape[-1], -1)
 
 
@@ -136,6 +140,7 @@ def _flip_taps(kernel: jnp.ndarray) -> jnp.ndarray:
 # `_conv_stride1` picks the cheaper form (matrix-product flops plus intermediate size). Products read x's dtype,
 # accumulate in float32 and return the kernel's dtype (mixed precision: bfloat16 x, float32 kernel).
 
+
 def _matrix(kernel: jnp.ndarray, dtype) -> jnp.ndarray:
     q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
     return kernel.reshape(q**3 * c_in, c_out).astype(dtype)
@@ -153,16 +158,23 @@ def _contract(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     if min(a.shape[1], b.shape[1]) >= WIDE_PRODUCT:
         return jnp.dot(jax.lax.optimization_barrier(a.T), b, preferred_element_type=jnp.float32)
     blocks = CONTRACT_BLOCKS if rows % CONTRACT_BLOCKS == 0 and rows >= CONTRACT_BLOCKS * CONTRACT_BLOCK_MIN_ROWS else 1
-    return jax.lax.dot_general(a.reshape(blocks, rows // blocks, -1), b.reshape(blocks, rows // blocks, -1),
-                               (((1,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32).sum(0)
+    return jax.lax.dot_general(
+        a.reshape(blocks, rows // blocks, -1),
+        b.reshape(blocks, rows // blocks, -1),
+        (((1,), (1,)), ((0,), (0,))),
+        preferred_element_type=jnp.float32,
+    ).sum(0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
     q = kernel.shape[0]
     xp = _pad_or_crop(x, pads)
-    return jnp.dot(_windows(xp, q, [n - q + 1 for n in xp.shape[1:4]]), _matrix(kernel, x.dtype),
-                   preferred_element_type=kernel.dtype)
+    return jnp.dot(
+        _windows(xp, q, [n - q + 1 for n in xp.shape[1:4]]),
+        _matrix(kernel, x.dtype),
+        preferred_element_type=kernel.dtype,
+    )
 
 
 def _conv_im2col_bwd(pads, residuals, dy):
@@ -174,8 +186,9 @@ def _conv_im2col_bwd(pads, residuals, dy):
     dx = _shifted_sum(dpatches.reshape(*dpatches.shape[:4], q**3, c_in), x.shape[1:4], -1, [b for b, _ in pads])
     xp = _pad_or_crop(x, pads)
     if min(q**3 * c_in, dy.shape[-1]) >= WIDE_PRODUCT:
-        dkernel = jnp.dot(_windows_t(xp, q, dy.shape[1:4]), dy.reshape(-1, dy.shape[-1]),
-                          preferred_element_type=jnp.float32)
+        dkernel = jnp.dot(
+            _windows_t(xp, q, dy.shape[1:4]), dy.reshape(-1, dy.shape[-1]), preferred_element_type=jnp.float32
+        )
     else:
         dkernel = _contract(_windows(xp, q, dy.shape[1:4]), dy)
     return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
@@ -187,8 +200,11 @@ _conv_im2col.defvjp(lambda x, kernel, pads: (_conv_im2col(x, kernel, pads), (x, 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_col2im(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
     q, c_out = kernel.shape[0], kernel.shape[4]
-    z = jnp.dot(x, kernel.transpose(3, 0, 1, 2, 4).reshape(kernel.shape[3], q**3 * c_out).astype(x.dtype),
-                preferred_element_type=kernel.dtype)
+    z = jnp.dot(
+        x,
+        kernel.transpose(3, 0, 1, 2, 4).reshape(kernel.shape[3], q**3 * c_out).astype(x.dtype),
+        preferred_element_type=kernel.dtype,
+    )
     out = [n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]
     return _shifted_sum(z.reshape(*x.shape[:4], q**3, c_out), out, 1, [-b for b, _ in pads])
 
@@ -208,8 +224,9 @@ def _conv_col2im_bwd(pads, residuals, dy):
 _conv_col2im.defvjp(lambda x, kernel, pads: (_conv_col2im(x, kernel, pads), (x, kernel)), _conv_col2im_bwd)
 
 
-def _conv_stride1(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3,
-                  form: str = "matmul") -> jnp.ndarray:
+def _conv_stride1(
+    x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3, form: str = "matmul"
+) -> jnp.ndarray:
     """Valid stride-1 convolution of x (B, D, H, W, C_in), zero-padded by `pads`, with kernel (q, q, q, C_in, C_out).
 
     form "xla": XLA's convolution. "matmul": im2col multiplies at every output position, col2im at every
@@ -221,16 +238,19 @@ def _conv_stride1(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, in
     q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
     inputs = x.shape[0] * int(np.prod(x.shape[1:4]))
     outputs = x.shape[0] * int(np.prod([n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]))
-    cost = {_conv_im2col: (outputs * q**3 * c_in * (2 * c_out + MOVE_COST_FLOPS), outputs * q**3 * c_in),
-            _conv_col2im: (inputs * q**3 * c_out * (2 * c_in + MOVE_COST_FLOPS), inputs * q**3 * c_out)}
+    cost = {
+        _conv_im2col: (outputs * q**3 * c_in * (2 * c_out + MOVE_COST_FLOPS), outputs * q**3 * c_in),
+        _conv_col2im: (inputs * q**3 * c_out * (2 * c_in + MOVE_COST_FLOPS), inputs * q**3 * c_out),
+    }
     form = min(cost, key=lambda f: cost[f][0])
     if cost[form][1] * 4 > IM2COL_MAX_BYTES:
         return _conv_valid(_pad_or_crop(x, pads), kernel)
     return form(x, kernel, tuple(tuple(p) for p in pads))
 
 
-def _window(x: jnp.ndarray, begin: Sequence[int], end: Sequence[int], modes: Modes
-            ) -> tuple[jnp.ndarray, tuple[tuple[int, int], ...]]:
+def _window(
+    x: jnp.ndarray, begin: Sequence[int], end: Sequence[int], modes: Modes
+) -> tuple[jnp.ndarray, tuple[tuple[int, int], ...]]:
     """Input indices [begin, end) per spatial axis, wrapped on circular axes, zero outside on the others.
 
     Returns (part of x, zero pads) such that zero-padding the part by the pads gives the window (the
@@ -254,8 +274,10 @@ def _window(x: jnp.ndarray, begin: Sequence[int], end: Sequence[int], modes: Mod
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _phase_windows(z: jnp.ndarray, offsets: tuple[tuple[int, ...], ...], blocks: tuple[int, ...]) -> jnp.ndarray:
     """y[..., r, :] = z[:, o_r : o_r + blocks, r, :] for z (B, D, H, W, P, C) and P phase offsets o_r."""
-    return jnp.stack([z[:, a:a + blocks[0], b:b + blocks[1], c:c + blocks[2], r, :]
-                      for r, (a, b, c) in enumerate(offsets)], axis=-2)
+    return jnp.stack(
+        [z[:, a : a + blocks[0], b : b + blocks[1], c : c + blocks[2], r, :] for r, (a, b, c) in enumerate(offsets)],
+        axis=-2,
+    )
 
 
 def _phase_windows_fwd(z, offsets, blocks):
@@ -275,8 +297,7 @@ def conv3d_output_size(n: int, kernel_size: int, stride: int, padding: int) -> i
     return (n + 2 * padding - kernel_size) // stride + 1
 
 
-def conv_transpose3d_output_size(n: int, kernel_size: int, stride: int, padding: int,
-                                 circular: bool = False) -> int:
+def conv_transpose3d_output_size(n: int, kernel_size: int, stride: int, padding: int, circular: bool = False) -> int:
     return stride * n if circular else (n - 1) * stride - 2 * padding + kernel_size
 
 
@@ -287,8 +308,14 @@ def _check_operands(x: jnp.ndarray, kernel: jnp.ndarray, kernel_ranks: tuple[int
     chex.assert_axis_dimension(kernel, 3, x.shape[-1])
 
 
-def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
-           modes: Modes = ZEROS, form: str | None = None) -> jnp.ndarray:
+def conv3d(
+    x: jnp.ndarray,
+    kernel: jnp.ndarray,
+    stride: int = 1,
+    padding: int = 0,
+    modes: Modes = ZEROS,
+    form: str | None = None,
+) -> jnp.ndarray:
     """Convolution (cross-correlation) of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out).
 
     form: "matmul" or "xla" (default `conv_formulation()`)."""
@@ -306,7 +333,7 @@ def conv3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 
     b, c_in, c_out = x.shape[0], kernel.shape[3], kernel.shape[4]
     out = [(n - k) // s + 1 for n in x.shape[1:4]]
     keep = [s * (o + q - 1) for o in out]
-    x = x[:, :keep[0], :keep[1], :keep[2], :]
+    x = x[:, : keep[0], : keep[1], : keep[2], :]
     x = x.reshape(b, keep[0] // s, s, keep[1] // s, s, keep[2] // s, s, c_in)
     x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(b, keep[0] // s, keep[1] // s, keep[2] // s, s**3 * c_in)
     w = kernel.reshape(q, s, q, s, q, s, c_in, c_out).transpose(0, 2, 4, 1, 3, 5, 6, 7)
@@ -326,7 +353,7 @@ def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarr
     # (k) taps split as (q, s), reversed along q and rolled by -p along s (for s = 2 and odd p a reversal too).
     # A permutation without gathers, so its gradient is one too (a gather's would scatter into zeros).
     for axis in (0, 2, 4):
-        w = w.reshape(w.shape[:axis] + (q, s) + w.shape[axis + 1:])
+        w = w.reshape(w.shape[:axis] + (q, s) + w.shape[axis + 1 :])
         w = jnp.flip(w, (axis, axis + 1) if s == 2 and p % 2 else axis)
         if s != 2 and p % s:
             w = jnp.roll(w, -p, axis + 1)
@@ -348,20 +375,32 @@ def _conv_transpose_xla(x: jnp.ndarray, kernel: jnp.ndarray, s: int, p: int, mod
     k = kernel.shape[0]
     pads, crops = [], []
     for n, mode in zip(x.shape[1:4], modes):
-        before, after = ((max(0, (k - 1 - p) // s), (s - 1 + p) // s) if mode == "circular" else (0, 0))
+        before, after = (max(0, (k - 1 - p) // s), (s - 1 + p) // s) if mode == "circular" else (0, 0)
         pads.append((before, after))
         crops.append((p + s * before, conv_transpose3d_output_size(n, k, s, p, mode == "circular")))
     x = pad_spatial(x, pads, ("circular",) * 3)
     full = [(n - 1) * s + k for n in x.shape[1:4]]
     extra = [max(0, start + size - f) for (start, size), f in zip(crops, full)]  # kernels shorter than s
-    y = jax.lax.conv_general_dilated(x, jnp.flip(kernel, (0, 1, 2)).astype(x.dtype), (1,) * 3,
-                                     [(k - 1, k - 1 + e) for e in extra], lhs_dilation=(s,) * 3,
-                                     dimension_numbers=_DIMS, preferred_element_type=kernel.dtype)
-    return y[:, crops[0][0]:sum(crops[0]), crops[1][0]:sum(crops[1]), crops[2][0]:sum(crops[2]), :]
+    y = jax.lax.conv_general_dilated(
+        x,
+        jnp.flip(kernel, (0, 1, 2)).astype(x.dtype),
+        (1,) * 3,
+        [(k - 1, k - 1 + e) for e in extra],
+        lhs_dilation=(s,) * 3,
+        dimension_numbers=_DIMS,
+        preferred_element_type=kernel.dtype,
+    )
+    return y[:, crops[0][0] : sum(crops[0]), crops[1][0] : sum(crops[1]), crops[2][0] : sum(crops[2]), :]
 
 
-def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, padding: int = 0,
-                     modes: Modes = ZEROS, form: str | None = None) -> jnp.ndarray:
+def conv_transpose3d(
+    x: jnp.ndarray,
+    kernel: jnp.ndarray,
+    stride: int = 1,
+    padding: int = 0,
+    modes: Modes = ZEROS,
+    form: str | None = None,
+) -> jnp.ndarray:
     """Transposed convolution of x (B, D, H, W, C_in) with kernel (k, k, k, C_in, C_out), PyTorch semantics.
 
     `kernel` may also be given in its sub-pixel form (`subpixel_kernel`, 8 axes). form: "matmul" or "xla"
@@ -379,7 +418,7 @@ def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, paddi
         if k % s or form == "xla":
             return _conv_transpose_xla(x, kernel, s, p, modes)
         w, q, c_in, c_out = subpixel_kernel(kernel, s, p), k // s, kernel.shape[3], kernel.shape[4]
-    first = (np.arange(s) + p) // s + 1 - q                               # c_r
+    first = (np.arange(s) + p) // s + 1 - q  # c_r
 
     sizes = x.shape[1:4]
     circular = [m == "circular" for m in modes]
@@ -404,7 +443,7 @@ def conv_transpose3d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1, paddi
     y = y.reshape(b, *blocks, s, s, s, c_out)
     y = y.transpose(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, s * blocks[0], s * blocks[1], s * blocks[2], c_out)
     out = [conv_transpose3d_output_size(n, k, s, p, circ) for n, circ in zip(sizes, circular)]
-    return y[:, :out[0], :out[1], :out[2], :]
+    return y[:, : out[0], : out[1], : out[2], :]
 
 
 def conv3d_reference(x, kernel, stride=1, padding=0, modes: Modes = ZEROS):
@@ -415,8 +454,14 @@ def conv3d_reference(x, kernel, stride=1, padding=0, modes: Modes = ZEROS):
 def conv_transpose3d_reference(x, kernel, stride=1, padding=0, modes: Modes = ZEROS):
     """Textbook transposed convolution by input dilation; circular axes wrap the full output modulo s*n."""
     k, s, p = kernel.shape[0], stride, padding
-    full = jax.lax.conv_general_dilated(x, jnp.flip(kernel, (0, 1, 2)).astype(x.dtype), (1,) * 3,
-                                        [(k - 1, k - 1)] * 3, lhs_dilation=(s,) * 3, dimension_numbers=_DIMS)
+    full = jax.lax.conv_general_dilated(
+        x,
+        jnp.flip(kernel, (0, 1, 2)).astype(x.dtype),
+        (1,) * 3,
+        [(k - 1, k - 1)] * 3,
+        lhs_dilation=(s,) * 3,
+        dimension_numbers=_DIMS,
+    )
     for axis, (n, mode) in enumerate(zip(x.shape[1:4], modes)):  # full has (n-1)*s + k, from o = -p
         ax = axis + 1
         if mode == "circular":
