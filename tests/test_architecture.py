@@ -30,7 +30,13 @@ def _porejax_imports(name: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "module, allowed", [("axes", set()), ("errors", set()), ("volume", {"porejax.errors", "porejax.axes"})]
+    "module, allowed",
+    [
+        ("axes", set()),
+        ("errors", set()),
+        ("store", {"porejax.errors"}),
+        ("volume", {"porejax.errors", "porejax.axes", "porejax.store"}),
+    ],
 )
 def test_the_ground_floor_imports_only_the_ground_floor(module, allowed):
     outside = [i for i in _porejax_imports(module) if not any(i == a or i.startswith(a + ".") for a in allowed)]
