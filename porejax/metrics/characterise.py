@@ -28,7 +28,8 @@ def characterise(
     labels: (D, H, W) label volume, or a batch (B, D, H, W) -> a list of B dicts (one per volume).
     voxel_size: um. phases: labels to report (default: the labels present in the whole input).
     periodic: SSA/TPB count wrap-around faces/edges, S2 wraps, and diffusion uses periodic side faces.
-    devices: the devices each diffusion solve is partitioned over (default: all local devices).
+    devices: the devices each diffusion solve is partitioned over (default: all local accelerators; on a
+    CPU one device, since CPU devices share the same cores and a partitioned solve only adds collectives).
 
     Each dict (plain Python numbers, no NaN; tau is inf where no path spans the volume):
       {"voxel_size_um", "shape", "tpb_density" (1/um^2, null unless exactly three phases),
@@ -57,7 +58,8 @@ def characterise(
         for t in tpb
     ]
     side = "periodic" if periodic else "mirror"
-    devices = jax.local_devices() if devices is None else devices
+    if devices is None:
+        devices = jax.local_devices() if jax.default_backend() != "cpu" else jax.local_devices()[:1]
     for lab in labels_t:
         mask = batch == lab
         per_axis_tau, per_axis_rel, per_axis_s2 = {}, {}, {}
