@@ -44,18 +44,19 @@ def time_generation(
     repeats: int = 2,
     progress: Progress = None,
 ) -> dict:
-    """Seconds to generate a zero-padded volume per latent side (best of `repeats` after a compiling
-    warm-up) and the least-squares line seconds = intercept + slope * Mvoxels (paper S7)."""
+    """Seconds to generate a non-periodic volume as `porejax generate --size` does, of the side the paper's
+    zero-padded latent of each side gives (u (a + 3)), best of `repeats` after a compiling warm-up, and the
+    least-squares line seconds = intercept + slope * Mvoxels (paper S7)."""
     voxels, seconds = [], []
     for a in latent_sides:
-        z = generator.latent(0, a)
-        generator.generate(z)
+        side = generator.config.output_side(a, False)
+        z = generator.latent(0, generator.latent_size_for(side))
+        generator.generate(z, size=side)
         best = math.inf
         for _ in range(repeats):
             start = time.perf_counter()
-            generator.generate(z)
+            generator.generate(z, size=side)
             best = min(best, time.perf_counter() - start)
-        side = generator.config.output_side(a, False)
         voxels.append(side**3)
         seconds.append(best)
         say(progress, f"generation time: {side}^3 in {best:.3f} s")
