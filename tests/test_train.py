@@ -120,10 +120,10 @@ def test_checkpoints_beyond_the_newest_three_are_kept_at_multiples_of_keep_every
     # any kept step can be used: `--step` of generate (and compare)
     out = tmp_path / "step4.tif"
     assert (
-        cli.main(["generate", "--checkpoint", str(tmp_path), "--step", "4", "--latent-size", "1", "--out", str(out)])
+        cli.main(["generate", "--checkpoint", str(tmp_path), "--step", "4", "--latent-size", "5", "--out", str(out)])
         == 0
     )
-    z = porejax.load_generator(tmp_path).latent(0, (1, 1, 1))
+    z = porejax.load_generator(tmp_path).latent(0, (5, 5, 5))
     np.testing.assert_array_equal(tifffile.imread(out), porejax.load_generator(tmp_path, 4).labels(z))
     assert not np.array_equal(tifffile.imread(out), porejax.load_generator(tmp_path).labels(z))
     with pytest.raises(PorejaxError, match=r"no saved step 6; its saved steps are \[4, 8, 10, 12\]"):
