@@ -73,7 +73,11 @@ def _short(command: list[str]) -> list[str]:
 def test_the_readme_flow_runs_with_short_settings(tmp_path, monkeypatch, capsys):
     """The table's steps in order, in a fresh folder; `compare` without a voxel size reports per voxel."""
     steps = ("synth", "train", "generate", "characterise", "compare", "info")
-    with_arguments = [c for c in readme_commands() if len(c) > 1 and "experiments/" not in " ".join(c)]
+    with_arguments = [  # the 3D flow of the table (the 2D-image section's inputs come from a python one-liner)
+        c
+        for c in readme_commands()
+        if len(c) > 1 and "experiments/" not in " ".join(c) and not any("slices" in w or "2d" in w for w in c)
+    ]
     flow = [next(c for c in with_arguments if c[0] == step) for step in steps]
     monkeypatch.chdir(tmp_path)
     for command in flow:
