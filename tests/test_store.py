@@ -8,12 +8,12 @@ from porejax import checkpoint, store
 from porejax.cli import main
 from porejax.errors import PorejaxError
 from porejax.volume import read_volume
-from tests.test_generate import _smooth_generator
+from smooth_generator import smooth_generator
 
 
 @pytest.fixture(scope="module")
 def gen():
-    return _smooth_generator()
+    return smooth_generator()
 
 
 @pytest.fixture(scope="module")
