@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import importlib.util
 import os
+import sys
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -30,10 +31,13 @@ def reuse_freed_memory() -> bool:
     keeps the memory it has used: a repeated computation stops faulting in pages after a few calls, at
     the cost of a higher resident size (the freed blocks do not always fit the next request exactly, so
     the heap can hold about two of them).
-    Bounded-memory generation therefore keeps glibc's defaults. Call before JAX starts its CPU threads
-    (before the first computation): threads that already allocated keep their own arenas. A no-op
-    (False) where the C library is not glibc.
+    Bounded-memory generation therefore keeps glibc's defaults. It must come before JAX starts its
+    runtime (the first computation): threads that already allocated keep their own arenas, and a process
+    whose runtime already holds memory under glibc's defaults (a notebook, a test run calling the CLI's
+    `main`) is left as it is. A no-op (False) then, and where the C library is not glibc.
     """
+    if _jax_runtime_started():
+        return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         libc.gnu_get_libc_version  # only glibc has it (other C libraries number mallopt's options differently)
@@ -43,6 +47,13 @@ def reuse_freed_memory() -> bool:
     return all(
         mallopt(option, value) == 1 for option, value in ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     )
+
+
+def _jax_runtime_started() -> bool:
+    """Whether this process has initialised a JAX backend (started its runtime threads and allocator use)."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    started = getattr(bridge, "backends_are_initialized", None)
+    return bool(started and started())
 
 
 def cpu_backend_expected() -> bool:

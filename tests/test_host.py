@@ -73,3 +73,17 @@ def test_cpu_backend_is_expected_without_accelerator_plugins(monkeypatch):
         importlib.util, "find_spec", lambda name: object() if name == "jax_plugins" else real_find_spec(name)
     )
     assert cpu_backend_expected() is False
+
+
+def test_a_process_whose_jax_runtime_started_keeps_its_allocator():
+    """The setting is applied before JAX's first computation only (a notebook or a test calling the CLI's
+    `main` keeps glibc's defaults): importing JAX alone does not count as started."""
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "import porejax.host as h\n"
+        "before = h._jax_runtime_started()\n"
+        "jnp.ones(2).block_until_ready()\n"
+        "print(before, h._jax_runtime_started(), h.reuse_freed_memory())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "False"]
