@@ -506,7 +506,9 @@ def run_design(
     Targets and bounds only: the objective is a sum of squares |r|^2 (`Problem.residuals`), minimised by
     Gauss-Newton steps in a trust region (`trust_region_step`) from the best latent so far: a step that
     lowers the hard objective by at least half the predicted amount doubles the radius, one that raises it
-    is undone and the radius quartered. Each step is one generator + metric evaluation. With maximise /
+    is undone and the radius quartered; the run ends when a step of the smallest radius fails (the
+    soft derivatives no longer point the hard values the right way). Each step is one generator + metric
+    evaluation. With maximise /
     minimise terms the objective has no least-squares form: Adam (optax) with `learning_rate` on its
     gradient. values, weights: see `Problem.goals`."""
     if int(steps) < 1:
@@ -543,14 +545,15 @@ def run_design(
         if progress is not None:
             shown = "  ".join(f"{n} {history[-1]['hard'][n]:.4g} (soft {history[-1]['soft'][n]:.4g})" for n in names)
             progress(f"step {step}/{steps}  objective {hard_objective:.4g}  {shown}  {seconds:.1f} s")
-        key = (not feasible, hard_objective)
+        key, stalled = (not feasible, hard_objective), False
         if best is not None and predicted is not None:  # adapt the trust radius to the step just taken
             gain = (best[0][1] - hard_objective) / max(best[0][1] - predicted, 1e-12)
+            stalled = gain <= 0 and radius <= TRUST_RADIUS[1] * rms  # the smallest step failed: nothing left
             radius = radius * (2.0 if gain >= 0.5 else 1.0 if gain > 0 else 0.25)
             radius = min(max(radius, TRUST_RADIUS[1] * rms), TRUST_RADIUS[2] * rms)
         if best is None or key < best[0]:
             best = (key, step, z, ev)
-        if done or step == steps:
+        if done or stalled or step == steps:
             break
         if optimising:
             updates, opt_state = optimiser.update(jnp.asarray(ev.gradient()), opt_state, jnp.asarray(z))
