@@ -18,6 +18,11 @@ violated bound the same of its excess, maximise -v / |v0| (v0: the start value).
 typical of the N(0, 1) latents the generator was trained on: `prior_weight` times the squared deviations of
 the first four moments of z's entries from N(0, 1)'s (0, 1, 0, 3), each divided by its sampling variance.
 
+Without maximise / minimise terms the objective is a sum of squares |r|^2 (targets, violated bounds and the
+prior's moments as residuals r), so `run_design` takes Gauss-Newton steps: the Jacobian of the K property
+values costs K reverse passes through the generator, batched, and the smallest latent change that fits
+the linearised residuals within a trust radius is one small R x R solve (R = K + 4).
+
 SSA and TPB count the wrap-around faces when the design is periodic in all three axes; tortuosity along an
 axis uses periodic side faces when both other axes are periodic, mirror sides otherwise.
 """
