@@ -614,7 +614,13 @@ def _add_design(sub) -> None:
         default=1.0,
         help="weight of the penalty on the latent's deviation from N(0, 1) statistics (default 1)",
     )
-    p.add_argument("--learning-rate", type=float, default=0.01, help="Adam learning rate (default 0.01)")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=0.01,
+        help="Adam learning rate with --maximise / --minimise (default 0.01); targets and bounds alone take "
+        "Gauss-Newton steps",
+    )
     p.add_argument("--samples", type=int, default=20, help="unconstrained samples for the S2 band (default 20)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(run=_run_design)

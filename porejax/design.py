@@ -18,6 +18,11 @@ violated bound the same of its excess, maximise -v / |v0| (v0: the start value).
 typical of the N(0, 1) latents the generator was trained on: `prior_weight` times the squared deviations of
 the first four moments of z's entries from N(0, 1)'s (0, 1, 0, 3), each divided by its sampling variance.
 
+Without maximise / minimise terms the objective is a sum of squares |r|^2 (targets, violated bounds and the
+prior's moments as residuals r), so `run_design` takes Gauss-Newton steps: the Jacobian of the K property
+values costs K reverse passes through the generator, batched, and the smallest latent change that fits
+the linearised residuals within a trust radius is one small R x R solve (R = K + 4).
+
 SSA and TPB count the wrap-around faces when the design is periodic in all three axes; tortuosity along an
 axis uses periodic side faces when both other axes are periodic, mirror sides otherwise.
 """
@@ -47,7 +52,6 @@ from porejax.metrics.soft import (
     soft_volume_fraction,
 )
 from porejax.metrics.soft_diffusion import soft_relative_diffusivity
-from porejax.models import Generator
 
 KINDS = ("vf", "ssa", "tpb", "tau", "drel")
 TOLERANCE = {
@@ -196,10 +200,15 @@ def check_terms(terms: Sequence[Term], n_phases: int) -> tuple[Term, ...]:
 
 
 # --- latent prior ------------------------------------------------------------------------------------
-def prior_penalty(z: jax.Array) -> jax.Array:
-    """Squared deviations of the first four moments of z's entries from N(0, 1)'s, each over its variance."""
+def prior_residuals(z: jax.Array) -> jax.Array:
+    """(4,) deviations of the first four moments of z's entries from N(0, 1)'s, each over its standard deviation."""
     flat = z.reshape(-1)
-    return sum((jnp.mean(flat**k) - mean) ** 2 / var for k, mean, var in _MOMENTS)
+    return jnp.stack([(jnp.mean(flat**k) - mean) / math.sqrt(var) for k, mean, var in _MOMENTS])
+
+
+def prior_penalty(z: jax.Array) -> jax.Array:
+    """Sum of squares of `prior_residuals`: 0 when z's moments are N(0, 1)'s."""
+    return jnp.sum(prior_residuals(z) ** 2)
 
 
 def latent_statistics(z) -> dict:
@@ -233,9 +242,8 @@ class Problem:
         return self.generator.latent_size_for(self.size, self.periodic)
 
     @functools.cached_property
-    def window(self) -> tuple[slice, slice, slice]:
-        """The part of the generator's output that forms the volume (all of it on periodic axes)."""
-        return self.generator.output_window(self.latent_shape, self.periodic, self.size)
+    def _probability_fn(self) -> Callable:
+        return self.generator.probability_fn(self.latent_shape, self.periodic, self.size)
 
     @property
     def voxel_size(self) -> float:
@@ -246,10 +254,9 @@ class Problem:
         return "periodic" if all(self.periodic[a] for a in range(3) if a != axis) else "mirror"
 
     def probabilities(self, z: jax.Array) -> jax.Array:
-        """Latent (A, A, A, C) -> phase probabilities (D, H, W, P) of the volume a user gets."""
-        g = self.generator
-        p = Generator(g.config).apply(g.variables, z[None], train=False, periodic=self.periodic)[0]
-        return p[self.window]
+        """Latent (A, A, A, C) -> phase probabilities (D, H, W, P) of the volume a user gets (what
+        `FrozenGenerator.probabilities` gives), computing only the layers' crops that volume needs."""
+        return self._probability_fn(z)
 
     def values(self, p: jax.Array) -> jax.Array:
         """Soft properties (..., K) of probabilities p (..., D, H, W, P), one volume or a batch (B, ...);
@@ -281,34 +288,55 @@ class Problem:
         both = self.values(jnp.stack([p, jax.lax.stop_gradient(one_hot)]))
         return both[0], jax.lax.stop_gradient(both[1])
 
-    def objective(self, v: jax.Array, z: jax.Array, goals: Goals) -> jax.Array:
-        """Objective of property values v (K,) at latent z (see the module docstring)."""
-        total = self.prior_weight * prior_penalty(z)
+    def residuals(self, v: jax.Array, z: jax.Array, goals: Goals) -> tuple[jax.Array, jax.Array]:
+        """(residuals r (K + 4,), linear part ()) of the objective sum(r^2) + linear at property values v (K,)
+        and latent z: a target's or violated bound's error in tolerance units times sqrt(weight) (0 for
+        max / min terms), then the prior's four moment deviations times sqrt(prior_weight); the linear
+        part holds the max / min terms (see the module docstring)."""
+        rows, linear = [], jnp.zeros((), jnp.float32)
         for k, t in enumerate(self.terms):
             x, goal = v[k] / goals.scales[k], goals.values[k] / goals.scales[k]
             if t.relation in ("max", "min"):
                 term = -x if t.relation == "max" else x
+                linear = linear + goals.weights[k] * jnp.where(jnp.isfinite(term), term, 1e6)
+                rows.append(jnp.zeros((), jnp.float32))
             else:
                 excess = {"=": x - goal, "<=": jnp.maximum(x - goal, 0), ">=": jnp.maximum(goal - x, 0)}[t.relation]
-                term = excess**2
-            total = total + goals.weights[k] * jnp.where(jnp.isfinite(term), term, 1e6)
-        return total
+                rows.append(jnp.sqrt(goals.weights[k]) * jnp.where(jnp.isfinite(excess), excess, 1e3))
+        return jnp.concatenate([jnp.stack(rows), math.sqrt(self.prior_weight) * prior_residuals(z)]), linear
+
+    def objective(self, v: jax.Array, z: jax.Array, goals: Goals) -> jax.Array:
+        """Objective sum(r^2) + linear of property values v (K,) at latent z (see `residuals`)."""
+        r, linear = self.residuals(v, z, goals)
+        return jnp.sum(r**2) + linear
 
     @functools.cached_property
     def step_program(self) -> Callable:
-        """jitted (z, goals) -> (objective, gradient, soft (K,), hard (K,), hard objective, phase indices
-        (D, H, W) uint8 of the decoded volume)."""
+        """jitted (z, goals) -> Step: one generator + metric evaluation with the Jacobian of the residuals.
 
-        def loss(z, goals):
-            p = self.probabilities(z)
+        The property values used are the hard ones with the soft ones' derivatives (module docstring);
+        their Jacobian (K, A, A, A, C) comes from K reverse passes batched through the generator (K: the
+        number of terms), the prior rows' analytically."""
+        probabilities = self._probability_fn  # built outside the trace: it caches arrays on the generator
+
+        def used_values(z):
+            p = probabilities(z)
             soft, hard = self.soft_and_hard_values(p)
             used = jnp.where(jnp.isfinite(hard), soft + jax.lax.stop_gradient(hard - soft), soft)
-            indices = jnp.argmax(p, axis=-1).astype(jnp.uint8)
-            return self.objective(used, z, goals), (soft, hard, self.objective(hard, z, goals), indices)
+            return used, (soft, hard, jnp.argmax(p, axis=-1).astype(jnp.uint8))
 
         def step(z, goals):
-            (value, aux), grad = jax.value_and_grad(loss, has_aux=True)(z, goals)
-            return (value, grad, *aux)
+            used, pullback, (soft, hard, indices) = jax.vjp(used_values, z, has_aux=True)
+            (jac_v,) = jax.vmap(pullback)(jnp.eye(used.shape[0], dtype=used.dtype))
+            (r, linear), ((dr_dv, dr_dz), (dl_dv, _)) = (
+                self.residuals(used, z, goals),
+                jax.jacrev(self.residuals, argnums=(0, 1))(used, z, goals),
+            )
+            flat_v = jac_v.reshape(used.shape[0], -1)
+            jacobian = (dr_dv @ flat_v + dr_dz.reshape(r.shape[0], -1)).reshape(r.shape + z.shape)
+            linear_grad = (dl_dv @ flat_v).reshape(z.shape)
+            objective = jnp.sum(r**2) + linear
+            return Step(objective, r, jacobian, linear_grad, soft, hard, self.objective(hard, z, goals), indices)
 
         return jax.jit(step)
 
@@ -316,7 +344,8 @@ class Problem:
     def hard_program(self) -> Callable:
         """jitted z -> hard properties (K,): one generator + metric evaluation without gradient (for
         derivative-free searches)."""
-        return jax.jit(lambda z: self.soft_and_hard_values(self.probabilities(z))[1])
+        probabilities = self._probability_fn
+        return jax.jit(lambda z: self.soft_and_hard_values(probabilities(z))[1])
 
     def goals(
         self,
@@ -351,6 +380,23 @@ class Problem:
             else:
                 feasible &= dataclasses.replace(t, value=float(goal)).met(float(v))
         return feasible, feasible and not optimising
+
+
+class Step(NamedTuple):
+    """One evaluation of a latent z (A, A, A, C) with K terms; R = K + 4 residuals."""
+
+    objective: jax.Array  # () sum(r^2) + linear, on the values used (hard, soft derivatives)
+    residuals: jax.Array  # (R,)
+    jacobian: jax.Array  # (R, A, A, A, C)
+    linear_grad: jax.Array  # (A, A, A, C) gradient of the max / min terms
+    soft: jax.Array  # (K,)
+    hard: jax.Array  # (K,)
+    hard_objective: jax.Array  # ()
+    indices: jax.Array  # (D, H, W) uint8 phase indices of the decoded volume
+
+    def gradient(self) -> jax.Array:
+        """Gradient of the objective with respect to z: 2 J^T r + the linear part's."""
+        return 2 * jnp.tensordot(self.residuals, self.jacobian, axes=1) + self.linear_grad
 
 
 class Goals(NamedTuple):
@@ -417,6 +463,38 @@ def measure(problem: Problem, labels: np.ndarray) -> dict[str, float]:
     return out
 
 
+def trust_region_step(residuals: np.ndarray, jacobian: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
+    """Levenberg-Marquardt step of the least-squares objective |r|^2 within a trust radius.
+
+    residuals r (R,), jacobian J (R, N). The step d = -J^T (J J^T + lam I)^-1 r is the smallest change of the
+    latent minimising |r + J d|^2 + lam |d|^2; lam >= 0 is the least that keeps |d| <= radius (found by
+    bisection on the eigenvalues of the R x R matrix J J^T, R small). Returns (d (N,), predicted |r + J d|^2).
+    """
+    r, jac = np.asarray(residuals, np.float64), np.asarray(jacobian, np.float64)
+    s, u = np.linalg.eigh(jac @ jac.T)
+    s = np.maximum(s, 0)
+    rr = u.T @ r
+    floor = 1e-9 * max(float(s.max()), 1e-30)
+
+    def norm2(lam: float) -> float:
+        return float(np.sum(s * rr**2 / (s + lam) ** 2))
+
+    lo, hi = floor, max(floor, float(np.sqrt(np.sum(s * rr**2))) / max(radius, 1e-30))
+    if norm2(lo) > radius**2:
+        while norm2(hi) > radius**2:
+            hi *= 2
+        for _ in range(60):
+            mid = np.sqrt(lo * hi)
+            lo, hi = (mid, hi) if norm2(mid) > radius**2 else (lo, mid)
+        lo = hi
+    a = u @ (rr / (s + lo))
+    predicted = float(np.sum((lo * a) ** 2))
+    return -(jac.T @ a), predicted
+
+
+TRUST_RADIUS = (0.3, 0.02, 1.0)  # Gauss-Newton trust radius in RMS change per latent entry: start, min, max
+
+
 def run_design(
     problem: Problem,
     seed: int = 0,
@@ -427,47 +505,70 @@ def run_design(
     values: Sequence[float] | None = None,
     weights: Sequence[float] | None = None,
 ) -> DesignResult:
-    """Adam on the latent from `latent` (default: the standard-normal latent of `seed`) for at most `steps`
+    """Optimise the latent from `latent` (default: the standard-normal latent of `seed`) for at most `steps`
     steps; stops early once every target is within tolerance and every bound holds (no max / min terms).
-    values, weights: see `Problem.goals`."""
+
+    Targets and bounds only: the objective is a sum of squares |r|^2 (`Problem.residuals`), minimised by
+    Gauss-Newton steps in a trust region (`trust_region_step`) from the best latent so far: a step that
+    lowers the hard objective by at least half the predicted amount doubles the radius, one that raises it
+    is undone and the radius quartered; the run ends when a step of the smallest radius fails (the
+    soft derivatives no longer point the hard values the right way). Each step is one generator + metric
+    evaluation. With maximise /
+    minimise terms the objective has no least-squares form: Adam (optax) with `learning_rate` on its
+    gradient. values, weights: see `Problem.goals`."""
     if int(steps) < 1:
         raise PorejaxError(f"steps must be at least 1, got {steps}")
     start = time.perf_counter()
-    z = jnp.asarray(problem.generator.latent(seed, problem.latent_shape) if latent is None else latent, jnp.float32)
+    z = np.asarray(problem.generator.latent(seed, problem.latent_shape) if latent is None else latent, np.float32)
     goals = problem.goals(values, weights)
-    if any(t.relation in ("max", "min") for t in problem.terms):  # scale them by their start values
-        goals = problem.goals(values, weights, jax.device_get(problem.step_program(z, goals))[3])
+    optimising = any(t.relation in ("max", "min") for t in problem.terms)
+    if optimising:  # scale them by their start values
+        goals = problem.goals(values, weights, jax.device_get(problem.step_program(jnp.asarray(z), goals)).hard)
     optimiser = optax.adam(learning_rate)
-    opt_state = optimiser.init(z)
+    opt_state = optimiser.init(jnp.asarray(z))
     names = [t.prop.name for t in problem.terms]
+    rms = math.sqrt(z.size)
+    radius, predicted = TRUST_RADIUS[0] * rms, None
     history, best = [], None
     for step in range(int(steps) + 1):
         t0 = time.perf_counter()
-        value, grad, soft, hard, hard_objective, indices = jax.device_get(problem.step_program(z, goals))
+        ev = jax.device_get(problem.step_program(jnp.asarray(z), goals))
         seconds = time.perf_counter() - t0
-        feasible, done = problem.met(hard, goals)
-        record = {
-            "step": step,
-            "objective": float(value),
-            "hard_objective": float(hard_objective),
-            "hard": dict(zip(names, map(float, hard))),
-            "soft": dict(zip(names, map(float, soft))),
-            "feasible": feasible,
-            "seconds": seconds,
-        }
-        history.append(record)
-        key = (not feasible, float(hard_objective))
-        if best is None or key < best[0]:
-            best = (key, step, np.asarray(z), indices)
+        feasible, done = problem.met(ev.hard, goals)
+        hard_objective = float(ev.hard_objective)
+        history.append(
+            {
+                "step": step,
+                "objective": float(ev.objective),
+                "hard_objective": hard_objective,
+                "hard": dict(zip(names, map(float, ev.hard))),
+                "soft": dict(zip(names, map(float, ev.soft))),
+                "feasible": feasible,
+                "seconds": seconds,
+            }
+        )
         if progress is not None:
-            shown = "  ".join(f"{n} {record['hard'][n]:.4g} (soft {record['soft'][n]:.4g})" for n in names)
-            progress(f"step {step}/{steps}  objective {float(hard_objective):.4g}  {shown}  {seconds:.1f} s")
-        if done or step == steps:
+            shown = "  ".join(f"{n} {history[-1]['hard'][n]:.4g} (soft {history[-1]['soft'][n]:.4g})" for n in names)
+            progress(f"step {step}/{steps}  objective {hard_objective:.4g}  {shown}  {seconds:.1f} s")
+        key, stalled = (not feasible, hard_objective), False
+        if best is not None and predicted is not None:  # adapt the trust radius to the step just taken
+            gain = (best[0][1] - hard_objective) / max(best[0][1] - predicted, 1e-12)
+            stalled = gain <= 0 and radius <= TRUST_RADIUS[1] * rms  # the smallest step failed: nothing left
+            radius = radius * (2.0 if gain >= 0.5 else 1.0 if gain > 0 else 0.25)
+            radius = min(max(radius, TRUST_RADIUS[1] * rms), TRUST_RADIUS[2] * rms)
+        if best is None or key < best[0]:
+            best = (key, step, z, ev)
+        if done or stalled or step == steps:
             break
-        updates, opt_state = optimiser.update(jnp.asarray(grad), opt_state, z)
-        z = optax.apply_updates(z, updates)
-    (infeasible, _), best_step, best_z, indices = best
-    labels = np.asarray(problem.generator.phase_map.labels, problem.generator.phase_map.label_dtype)[indices]
+        if optimising:
+            updates, opt_state = optimiser.update(jnp.asarray(ev.gradient()), opt_state, jnp.asarray(z))
+            z = np.asarray(optax.apply_updates(jnp.asarray(z), updates))
+        else:
+            base = best[3]
+            delta, predicted = trust_region_step(base.residuals, base.jacobian.reshape(len(base.residuals), -1), radius)
+            z = (best[2] + delta.reshape(z.shape)).astype(np.float32)
+    (infeasible, _), best_step, best_z, best_ev = best
+    labels = np.asarray(problem.generator.phase_map.labels, problem.generator.phase_map.label_dtype)[best_ev.indices]
     step_s = float(np.median([r["seconds"] for r in history[1:]])) if len(history) > 1 else 0.0
     times = {
         "first_step_s": history[0]["seconds"],

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 import tifffile
+from smooth_generator import smooth_generator
 
 from porejax.cli import main
 from porejax.design import (
@@ -14,6 +15,7 @@ from porejax.design import (
     parse_term,
     prior_penalty,
     run_design,
+    trust_region_step,
 )
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator
@@ -63,6 +65,48 @@ def test_prior_is_zero_at_normal_moments_and_grows_with_scale():
     z = np.random.default_rng(0).standard_normal(200_000).astype(np.float32)
     assert float(prior_penalty(z)) < 1e-3
     assert float(prior_penalty(1.5 * z)) > 0.7  # variance 2.25: (1.25)^2 / 2 alone
+
+
+def test_trust_region_step_is_the_damped_least_squares_step():
+    rng = np.random.default_rng(0)
+    r, jac = rng.normal(size=5), rng.normal(size=(5, 40))
+    free, predicted = trust_region_step(r, jac, radius=1e6)  # inside the region: the minimum-norm solution
+    np.testing.assert_allclose(free, -np.linalg.pinv(jac) @ r, rtol=1e-6, atol=1e-9)
+    assert predicted == pytest.approx(0.0, abs=1e-9)
+    radius = 0.3 * np.linalg.norm(free)
+    d, predicted = trust_region_step(r, jac, radius)
+    assert np.linalg.norm(d) == pytest.approx(radius, rel=1e-6)
+    a = np.linalg.lstsq(jac.T, -d, rcond=None)[0]  # d = -J^T a with (J J^T + lam I) a = r for one lam > 0
+    lam = float((r - jac @ jac.T @ a) @ a / (a @ a))
+    assert lam > 0
+    np.testing.assert_allclose((jac @ jac.T + lam * np.eye(5)) @ a, r, rtol=1e-5, atol=1e-8)
+    assert predicted == pytest.approx(float(np.sum((r + jac @ d) ** 2)), rel=1e-6)
+
+
+def test_step_jacobian_gives_the_objective_gradient(gen):
+    problem = make_problem(gen, ["vf.pore=0.36", "ssa.nmc>=0.9"], 16, "xyz", maximise=["tpb"], prior_weight=2.0)
+    z = jax.numpy.asarray(gen.latent(1, problem.latent_shape) * 1.2)
+    goals = problem.goals()
+    ev = problem.step_program(z, goals)
+
+    def loss(z):
+        soft, hard = problem.soft_and_hard_values(problem.probabilities(z))
+        return problem.objective(soft + jax.lax.stop_gradient(hard - soft), z, goals)
+
+    expected = jax.grad(loss)(z)
+    np.testing.assert_allclose(ev.gradient(), expected, rtol=1e-3, atol=1e-3 * float(np.abs(expected).max()))
+    assert float(ev.objective) == pytest.approx(float(loss(z)), rel=1e-5)
+
+
+def test_gauss_newton_keeps_the_best_and_stops_when_the_smallest_step_fails():
+    # a structured untrained generator: its soft values (about 1/3) say little about its hard ones, so the
+    # Gauss-Newton steps soon fail; the run must end there rather than repeat the same evaluation
+    problem = make_problem(smooth_generator(), ["vf.0=0.45"], size=16, periodic="")
+    result = run_design(problem, seed=2, steps=20)
+    objectives = [r["hard_objective"] for r in result.history]
+    assert not result.reached and len(result.history) < 21
+    assert objectives[result.step] == min(objectives) < objectives[0] and objectives[-1] > min(objectives)
+    assert result.hard["vf.0"] == pytest.approx(result.history[result.step]["hard"]["vf.0"])
 
 
 def test_periodic_design_hard_values_and_tiling(gen):

@@ -12,13 +12,20 @@ harmonic-mean face conductances, c = 0 / 1 half a voxel outside the first / last
 axis, mirror or periodic side faces, voxels off the spanning cluster removed, multigrid-preconditioned
 conjugate gradients in `lax.while_loop`.
 
-Gradient by implicit differentiation without unrolling: the total flux I through the volume is the
-minimum over concentrations c of the dissipation E(c; D) = sum over faces of g (c_a - c_b)^2 plus the
-Dirichlet faces' 2 D c^2 and 2 D (1 - c)^2 (A c = b is its stationarity condition, and E(c*) = I).
-The adjoint of this self-adjoint problem is the forward solution itself, so (envelope theorem)
-dI/dD = dE/dD at the converged c*, a function of one stored field: the backward pass runs no solve and no
-loop, and its memory does not depend on the iteration count. D_rel = I L / A (L layers, A = H W voxels),
-tau = phi / D_rel with phi = mean p_i (the soft volume fraction; the exact solver's phi on one-hot p).
+Gradient by implicit differentiation (the adjoint method), never by unrolling the iterations. The solve
+gives c* with A(D) c* = b(D), A symmetric positive definite on the active voxels. The dissipation
+E(c; D) = c^T A c - 2 b^T c + e(D) (the sum over faces of g (c_a - c_b)^2 plus the Dirichlet faces'
+2 D c^2 and 2 D (1 - c)^2; A c = b is its stationarity condition) gives the total flux through the volume
+as I(D) = E(c*; D) = e(D) - b(D)^T c*, linear in c*. Its adjoint equation A^T lam = dI/dc = -b has, A
+being symmetric, the solution lam = -c*: the adjoint field is the forward field, and the adjoint solve
+through the preconditioned solver is the forward solve already done. The adjoint gradient is then
+dI/dD = de/dD - (db/dD)^T c* + lam^T (db/dD - (dA/dD) c*) = de/dD - 2 (db/dD)^T c* + c*^T (dA/dD) c*,
+which is dE/dD at fixed c = c*: the backward pass evaluates it as the gradient of E in D with the stored
+c* (one field; no solve, no loop, so its memory does not depend on the iteration count), with the set of
+voxels on the spanning cluster held fixed (it changes only where a voxel crosses FLOOR).
+
+D_rel = I L / A (L layers, A = H W voxels), tau = phi / D_rel with phi = mean p_i (the soft volume
+fraction; the exact solver's phi on one-hot p).
 """
 
 from __future__ import annotations
