@@ -64,7 +64,7 @@ def test_characterise_set_is_consistent(synthetic_sets):
     a = synthetic_sets["a"]
     np.testing.assert_allclose(a.volume_fraction, np.tile(synthetic.CATHODE_FRACTIONS, (8, 1)), atol=1e-4)
     np.testing.assert_allclose(
-        a.s2[..., 0], np.repeat(a.volume_fraction[..., None], 3, axis=2), atol=1e-6
+        a.tpcf[..., 0], np.repeat(a.volume_fraction[..., None], 3, axis=2), atol=1e-6
     )  # S2(0) = phi
     assert a.tpb_density.shape == (8,) and np.all(a.tpb_density > 0)
     assert np.all((a.relative_diffusivity > 0) & (a.relative_diffusivity <= a.volume_fraction[..., None]))
