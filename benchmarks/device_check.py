@@ -159,9 +159,9 @@ def part_tortuosity(side: int) -> dict:
         runs.append(
             {
                 "seconds": round(time.perf_counter() - start, 2),
-                "tau": result.tau,
-                "iterations": result.iterations,
-                "converged": result.converged,
+                "tau": float(result.tau),
+                "iterations": int(result.iterations),
+                "converged": bool(result.converged),
             }
         )
     return {"side": side, "phase": "pore", "axis": "x", "first": runs[0], "second": runs[1]}

@@ -74,7 +74,7 @@ def _porejax(volume: np.ndarray, solve: bool, preconditioners: list[str], repeat
             for name in preconditioners:
                 run = _timed(lambda: tortuosity(mask, axis=axis, preconditioner=name), repeat)
                 result = run.pop("result")
-                run.update(tau=result.tau, iterations=result.iterations, converged=result.converged)
+                run.update(tau=float(result.tau), iterations=int(result.iterations), converged=bool(result.converged))
                 solves[name][f"{label}_{'xyz'[axis]}"] = run
     for name, runs in solves.items():
         out[f"tortuosity_{name}"] = {

@@ -62,25 +62,27 @@ def characterise_volume(
         "units": {"specific_surface_area": f"{unit}^-1", "tpb_density": f"{unit}^-2"},
     }
     if "volume_fraction" in selected:
-        record["volume_fraction"] = _by_label(metrics.volume_fraction(volume, labels))
+        record["volume_fraction"] = _by_label(labels, metrics.volume_fraction(volume, labels))
     if "specific_surface_area" in selected:
-        record["specific_surface_area"] = _by_label(metrics.specific_surface_area(volume, dx, labels, periodic))
+        record["specific_surface_area"] = _by_label(labels, metrics.specific_surface_area(volume, dx, labels, periodic))
     if "tpb_density" in selected:
         record["tpb_density"] = (
-            metrics.triple_phase_boundary_density(volume, dx, labels, periodic) if len(labels) == 3 else None
+            float(metrics.triple_phase_boundary_density(volume, dx, labels, periodic)) if len(labels) == 3 else None
         )
     if "tortuosity" in selected:
         side = "periodic" if periodic else "mirror"
-        solves = {lab: [metrics.tortuosity(volume == lab, axis, side) for axis in range(3)] for lab in labels}
-        record["tortuosity"] = {str(lab): {a: r.tau for a, r in zip(AXES, rs)} for lab, rs in solves.items()}
-        record["relative_diffusivity"] = {
-            str(lab): {a: r.relative_diffusivity for a, r in zip(AXES, rs)} for lab, rs in solves.items()
-        }
+        solves = [[metrics.tortuosity(volume, a, side, phase=lab) for a in range(3)] for lab in labels]
+        record["tortuosity"] = _by_label(labels, [[s.tau for s in row] for row in solves])
+        record["relative_diffusivity"] = _by_label(labels, [[s.relative_diffusivity for s in row] for row in solves])
     return record
 
 
-def _by_label(values: dict[int, float]) -> dict[str, float]:
-    return {str(label): float(v) for label, v in values.items()}
+def _by_label(labels: Sequence[int], values) -> dict:
+    """Per-phase values (P,) or per phase and axis (P, 3) -> {"<label>": v} or {"<label>": {"x", "y", "z"}}."""
+    values = np.asarray(values, np.float64)
+    if values.ndim == 1:
+        return {str(lab): float(v) for lab, v in zip(labels, values)}
+    return {str(lab): dict(zip(AXES, map(float, row))) for lab, row in zip(labels, values)}
 
 
 def characterise_files(

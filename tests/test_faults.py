@@ -247,5 +247,5 @@ def test_a_periodic_size_off_the_period_unit_names_one_valid_size(ckpt, tmp_path
 
 
 def test_a_one_voxel_volume_is_characterised():
-    record = characterise(np.zeros((1, 1, 1), np.uint8), 1.0, tortuosity=False)
-    assert record["tpcf_lag_um"] == [0.0] and record["phases"]["0"]["tpcf"]["x"] == [1.0]
+    result = characterise(np.zeros((1, 1, 1), np.uint8), 1.0, tortuosity=False)
+    assert result.tpcf_lag_um.tolist() == [0.0] and result.tpcf.tolist() == [[[1.0], [1.0], [1.0]]]

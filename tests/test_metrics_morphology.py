@@ -6,7 +6,6 @@ import tifffile
 
 from porejax.errors import PorejaxError
 from porejax.metrics import (
-    characterise,
     specific_surface_area,
     tpb_edge_count,
     triple_phase_boundary_density,
@@ -26,8 +25,8 @@ def _reference_volume(shared_dir, record) -> np.ndarray:
 def test_volume_fraction_counts_and_absent_phase():
     labels = np.zeros((4, 5, 6), np.uint8)
     labels[:1] = 7
-    fractions = volume_fraction(labels, phases=(0, 7, 9))
-    assert fractions == {0: 0.75, 7: 0.25, 9: 0.0}
+    np.testing.assert_array_equal(volume_fraction(labels, phases=(0, 7, 9)), [0.75, 0.25, 0.0])
+    np.testing.assert_array_equal(volume_fraction(labels), [0.75, 0.25])  # default: the labels present, sorted
 
 
 def test_slab_surface_area_open_and_periodic():
@@ -79,31 +78,6 @@ def test_s2_along_axis_of_stripes_is_exact():
     np.testing.assert_allclose(s2y, 0.5, atol=1e-6)
 
 
-def test_batch_equals_single_calls():
-    rng = np.random.default_rng(1)
-    batch = rng.integers(0, 3, (2, 12, 10, 11)).astype(np.uint8)
-    assert specific_surface_area(batch, 0.3) == [specific_surface_area(v, 0.3) for v in batch]
-    np.testing.assert_array_equal(tpb_edge_count(batch), [tpb_edge_count(v) for v in batch])
-    _, s2 = two_point_correlation(batch == 1)
-    np.testing.assert_allclose(s2, [two_point_correlation(v == 1)[1] for v in batch], atol=1e-7)
-    together = characterise(batch, 0.3, tortuosity=False)
-    _assert_close(together, [characterise(v, 0.3, phases=(0, 1, 2), tortuosity=False) for v in batch])
-
-
-def _assert_close(a, b):
-    """Nested dicts/lists equal, floats within 1e-6 (batched and single FFTs round differently)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            _assert_close(a[key], b[key])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _assert_close(x, y)
-    else:
-        assert a == pytest.approx(b, abs=1e-6)
-
-
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "abc"])
 def test_bad_voxel_size(bad):
     with pytest.raises(PorejaxError, match="voxel size"):
@@ -124,15 +98,15 @@ def test_counting_metrics_match_peers_on_all_volumes(shared_dir, reference_value
     for key, record in reference_values["volumes"].items():
         volume = _reference_volume(shared_dir, record)
         dx = record["voxel_size_um"]
-        labels = record["labels"]
-        fractions = volume_fraction(volume)
+        names, labels = zip(*record["labels"].items())
+        fractions = volume_fraction(volume, labels)
         ssa = record["specific_surface_area_um-1"]
-        open_ = specific_surface_area(volume, dx)
-        periodic = specific_surface_area(volume, dx, periodic=True)
-        for name, label in labels.items():
-            assert fractions[label] == pytest.approx(record["volume_fraction"][name], abs=1e-6), key
-            assert open_[label] == pytest.approx(ssa["face_counting"][name], rel=1e-4), key
-            assert periodic[label] == pytest.approx(ssa["face_counting_periodic"][name], rel=1e-4), key
+        open_ = specific_surface_area(volume, dx, labels)
+        periodic = specific_surface_area(volume, dx, labels, periodic=True)
+        for i, name in enumerate(names):
+            assert fractions[i] == pytest.approx(record["volume_fraction"][name], abs=1e-6), key
+            assert open_[i] == pytest.approx(ssa["face_counting"][name], rel=1e-4), key
+            assert periodic[i] == pytest.approx(ssa["face_counting_periodic"][name], rel=1e-4), key
         assert tpb_edge_count(volume) == record["tpb"]["edge_count"], key
         assert triple_phase_boundary_density(volume, dx) == pytest.approx(record["tpb"]["density_um-2"], rel=1e-4)
 

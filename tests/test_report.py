@@ -64,7 +64,7 @@ def test_characterise_set_is_consistent(synthetic_sets):
     a = synthetic_sets["a"]
     np.testing.assert_allclose(a.volume_fraction, np.tile(synthetic.CATHODE_FRACTIONS, (8, 1)), atol=1e-4)
     np.testing.assert_allclose(
-        a.s2[..., 0], np.repeat(a.volume_fraction[..., None], 3, axis=2), atol=1e-6
+        a.tpcf[..., 0], np.repeat(a.volume_fraction[..., None], 3, axis=2), atol=1e-6
     )  # S2(0) = phi
     assert a.tpb_density.shape == (8,) and np.all(a.tpb_density > 0)
     assert np.all((a.relative_diffusivity > 0) & (a.relative_diffusivity <= a.volume_fraction[..., None]))
@@ -86,8 +86,8 @@ def test_shifted_volume_fraction_differs(synthetic_sets):
 
 
 def test_s2_band_holds_for_the_same_structure_only(synthetic_sets):
-    same = compare.s2_band_summary(compare.s2_summary(synthetic_sets["a"], synthetic_sets["b"], 1.0), PHASES)
-    shifted = compare.s2_band_summary(compare.s2_summary(synthetic_sets["a"], synthetic_sets["shifted"], 1.0), PHASES)
+    same = compare.s2_band_summary(compare.s2_summary(synthetic_sets["a"], synthetic_sets["b"]), PHASES)
+    shifted = compare.s2_band_summary(compare.s2_summary(synthetic_sets["a"], synthetic_sets["shifted"]), PHASES)
     assert len(same) == 9 and np.mean([r["fraction_inside"] for r in same]) > 0.85, same
     pore = [r for r in shifted if r["phase"] == "pore"]
     assert all(r["fraction_inside"] < 0.5 and r["max_gap_in_real_std"] > 3 for r in pore), pore

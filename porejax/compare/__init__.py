@@ -1,7 +1,8 @@
 """Compare real and generated microstructures: statistics, memorisation check and the written report.
 
-- `sets`: `characterise_set(volumes, phase_map, voxel_size)` -> `SetMetrics` (per volume: volume fraction,
-  specific surface area, relative diffusivity along x, y, z, TPB density, S2(r)), from `porejax.metrics`;
+- `sets`: `characterise_set(volumes, phase_map, voxel_size)` -> `metrics.Characterisation` (per volume:
+  volume fraction, specific surface area, tortuosity and relative diffusivity along x, y, z, TPB density,
+  S2(r)), from `porejax.metrics`; `metric_values` picks a table metric's per-volume values;
 - `statistics`: `compare_metrics(real, generated, phase_map)` -> one row per metric and phase (means, stds,
   Δmean / real std, std ratio, two-sample KS test, verdict by `VERDICT_RULE`), the S2 band, seam continuity;
 - `memorisation`: `memorisation_check`, the nearest training sub-volume of every generated volume by voxel
@@ -32,7 +33,7 @@ from porejax.compare.sampling import (
     real_source,
     volume_sha256,
 )
-from porejax.compare.sets import METRICS, SetMetrics, characterise_set
+from porejax.compare.sets import METRICS, characterise_set, metric_values
 from porejax.compare.statistics import (
     ALPHA,
     VERDICT_RULE,
@@ -55,8 +56,8 @@ __all__ = [
     "KSResult",
     "RealCrops",
     "RealSource",
-    "SetMetrics",
     "characterise_set",
+    "metric_values",
     "compare",
     "compare_metrics",
     "compare_values",

@@ -37,7 +37,7 @@ from porejax.compare.sampling import (
     real_set_text,
     real_source,
 )
-from porejax.compare.sets import SetMetrics, characterise_set, length_unit
+from porejax.compare.sets import characterise_set, length_unit, metric_values, samples_json
 from porejax.compare.statistics import (
     VERDICT_RULE,
     compare_metrics,
@@ -50,6 +50,7 @@ from porejax.compare.statistics import (
 from porejax.compare.studies import periodic_flux_study, time_generation
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator, interpolate_latents, load_generator
+from porejax.metrics import Characterisation
 from porejax.volume import PhaseMap, atomic_path
 
 FORMAT = "porejax-compare"
@@ -72,8 +73,8 @@ class RealSet:
 class SetStatistics:
     """One generated set against the real one: per-volume metrics of both, the table rows and S2."""
 
-    real: SetMetrics
-    generated: SetMetrics
+    real: Characterisation
+    generated: Characterisation
     table: list[dict]
     s2: dict
     face_bands: dict
@@ -111,7 +112,7 @@ def set_statistics(
     phase_map: PhaseMap,
     voxel_size: float | None,
     progress: Progress = None,
-    real_metrics: SetMetrics | None = None,
+    real_metrics: Characterisation | None = None,
 ) -> SetStatistics:
     """Characterise a generated set (and the real one unless `real_metrics` is given) and compare them."""
     dx = 1.0 if voxel_size is None else voxel_size
@@ -122,7 +123,7 @@ def set_statistics(
         real_metrics,
         gen_metrics,
         table,
-        s2_summary(real_metrics, gen_metrics, dx),
+        s2_summary(real_metrics, gen_metrics),
         face_band_summary(real, generated, phase_map),
     )
 
@@ -184,8 +185,8 @@ def report_figures(
         (
             m.title.split(" (")[0] + ("" if p is None else f": {phase_map.name(p)}"),
             row["unit"],
-            real_m.values(m.key, p),
-            gen_m.values(m.key, p),
+            metric_values(real_m, m.key, p),
+            metric_values(gen_m, m.key, p),
         )
         for (m, p), row in zip(table_entries(phase_map, real_m.tpb_density is not None), stats.table)
     ]
@@ -292,7 +293,7 @@ def results_json(
             "phases": [{"label": lab, "name": phase_map.name(i)} for i, lab in enumerate(phase_map.labels)],
             "verdict_rule": VERDICT_RULE,
             "table": stats.table,
-            "samples": {"real": stats.real.to_json(), "generated": stats.generated.to_json()},
+            "samples": {"real": samples_json(stats.real), "generated": samples_json(stats.generated)},
             "two_point_correlation": {
                 "r": stats.s2["r"],
                 "axes": list(AXES),

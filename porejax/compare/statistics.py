@@ -13,8 +13,9 @@ import numpy as np
 from scipy import stats
 
 from porejax.axes import AXES
-from porejax.compare.sets import METRICS, Metric, SetMetrics, unit_text
+from porejax.compare.sets import METRICS, Metric, metric_values, unit_text
 from porejax.errors import PorejaxError
+from porejax.metrics import Characterisation
 from porejax.metrics.position import face_profile
 from porejax.volume import PhaseMap
 
@@ -88,13 +89,17 @@ def table_entries(phase_map: PhaseMap, has_tpb: bool) -> list[tuple[Metric, int 
     return entries + ([(METRICS[-1], None)] if has_tpb else [])
 
 
-def compare_metrics(real: SetMetrics, generated: SetMetrics, phase_map: PhaseMap, length: str = "µm") -> list[dict]:
+def compare_metrics(
+    real: Characterisation, generated: Characterisation, phase_map: PhaseMap, length: str = "µm"
+) -> list[dict]:
     """One row (dict, see `compare_values`, plus metric / phase / unit) per metric and phase; length: the
     unit of length of the sets' values ("µm", or "voxel" without a voxel size)."""
     entries = table_entries(phase_map, real.tpb_density is not None)
     rows = []
     for metric, phase in entries:
-        row = compare_values(real.values(metric.key, phase), generated.values(metric.key, phase), len(entries))
+        row = compare_values(
+            metric_values(real, metric.key, phase), metric_values(generated, metric.key, phase), len(entries)
+        )
         rows.append(
             {
                 "metric": metric.key,
@@ -108,13 +113,13 @@ def compare_metrics(real: SetMetrics, generated: SetMetrics, phase_map: PhaseMap
     return rows
 
 
-def s2_summary(real: SetMetrics, generated: SetMetrics, voxel_size: float) -> dict:
-    """Normalised S2(r)/S2(0) per set: mean and std over volumes, (P, 3, L) each; r in lengths of the
-    voxel size's unit (um, or voxels when voxel_size is 1 for an unknown size)."""
-    out = {"r": np.arange(real.s2.shape[-1]) * voxel_size}
+def s2_summary(real: Characterisation, generated: Characterisation) -> dict:
+    """Normalised S2(r)/S2(0) per set: mean and std over volumes, (P, 3, L) each; r (L,) the lags in the
+    sets' unit of length (um, or voxels when characterised with voxel size 1 for an unknown size)."""
+    out = {"r": real.tpcf_lag_um}
     for name, data in (("real", real), ("generated", generated)):
-        s2 = data.s2 / np.where(data.s2[..., :1] > 0, data.s2[..., :1], 1)
-        out[name] = {"mean": s2.mean(axis=0), "std": s2.std(axis=0, ddof=1) if data.size > 1 else 0 * s2[0]}
+        s2 = data.tpcf / np.where(data.tpcf[..., :1] > 0, data.tpcf[..., :1], 1)
+        out[name] = {"mean": s2.mean(axis=0), "std": s2.std(axis=0, ddof=1) if len(s2) > 1 else 0 * s2[0]}
     return out
 
 

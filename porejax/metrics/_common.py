@@ -1,4 +1,4 @@
-"""Input checks shared by the metric wrappers: batching, voxel size, phase selection."""
+"""Input checks shared by the metric wrappers: batching, voxel size, phase selection, and the single-volume rule."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def as_batch(volume, what: str = "volume") -> tuple[np.ndarray, bool]:
     if arr.dtype.kind not in "biuf":
         raise PorejaxError(f"{what} has dtype {arr.dtype}: pass integer phase labels or a boolean mask")
     return (arr if arr.ndim == 4 else arr[None]), arr.ndim == 4
+
+
+def single_or_batch(value, batched: bool):
+    """The one rule for results: per-volume arrays lead with the batch axis (B, ...); for a single (D, H, W)
+    input that axis is dropped (a (B,) array becomes a numpy scalar, (B, P) becomes (P,)). None stays None."""
+    return value if batched or value is None else value[0]
 
 
 def device_labels(batch: np.ndarray, labels: Sequence[int]) -> tuple[jnp.ndarray, jnp.ndarray]:

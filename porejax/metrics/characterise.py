@@ -1,17 +1,47 @@
-"""All metrics of a label volume (or a batch) in one dict of plain numbers (JSON only when written: porejax.jsonio)."""
+"""All metrics of a label volume (or a batch) as one `Characterisation` of arrays (JSON only when written:
+porejax.jsonio, porejax.characterise)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from porejax.axes import AXES
-from porejax.metrics._common import as_batch, check_voxel_size, phase_labels
-from porejax.metrics.correlation import two_point_correlation
+from porejax.errors import PorejaxError
+from porejax.metrics._common import as_batch, check_voxel_size, phase_labels, single_or_batch
+from porejax.metrics.correlation import default_max_lag, two_point_correlation
 from porejax.metrics.morphology import specific_surface_area, tpb_edge_count, volume_fraction
 from porejax.metrics.diffusion import tortuosity as solve_tortuosity
+
+
+class Characterisation(NamedTuple):
+    """Metrics of B volumes with P phases; phases in `labels` order, axes x, y, z (porejax.axes.AXES).
+
+    Per-volume fields lead with the batch axis (B, ...), dropped for a single (D, H, W) input; `labels`,
+    `voxel_size_um` and `tpcf_lag_um` are shared by the batch. Fields that were not computed are None.
+
+    labels: (P,) label values. voxel_size_um: voxel edge length (um; lengths below are in um).
+    volume_fraction (B, P). specific_surface_area (B, P), 1/um. tpb_density (B,), 1/um^2, None unless P == 3.
+    tortuosity (B, P, 3): tau along x, y, z, inf without a spanning path. relative_diffusivity (B, P, 3):
+    D_eff / D0 = phi / tau, 0 without a spanning path. tpcf_lag_um (L,) lags of tpcf (B, P, 3, L): S2 along
+    x, y, z at lags 0..L-1 voxels (tpcf[..., 0] = volume fraction), L the default number of lags
+    (`correlation.default_max_lag`) of the shortest axis.
+    """
+
+    labels: tuple[int, ...]
+    voxel_size_um: float
+    volume_fraction: np.ndarray
+    specific_surface_area: np.ndarray
+    tpb_density: np.ndarray | None = None
+    tortuosity: np.ndarray | None = None
+    relative_diffusivity: np.ndarray | None = None
+    tpcf_lag_um: np.ndarray | None = None
+    tpcf: np.ndarray | None = None
+
+
+_PER_VOLUME = tuple(f for f in Characterisation._fields if f not in ("labels", "voxel_size_um", "tpcf_lag_um"))
 
 
 def characterise(
@@ -22,60 +52,59 @@ def characterise(
     tpcf: bool = True,
     periodic: bool = False,
     devices=None,
-) -> dict | list[dict]:
+) -> Characterisation:
     """Every metric for every phase and all three axes.
 
-    labels: (D, H, W) label volume, or a batch (B, D, H, W) -> a list of B dicts (one per volume).
-    voxel_size: um. phases: labels to report (default: the labels present in the whole input).
+    labels: (D, H, W) label volume or a batch (B, D, H, W). voxel_size: um. phases: labels to report
+    (default: the labels present in the whole input, sorted). tortuosity / tpcf: compute those fields.
     periodic: SSA/TPB count wrap-around faces/edges, S2 wraps, and diffusion uses periodic side faces.
     devices: the devices each diffusion solve is partitioned over (default: all local accelerators; on a
     CPU one device, since CPU devices share the same cores and a partitioned solve only adds collectives).
-
-    Each dict (plain Python numbers, no NaN; tau is inf where no path spans the volume):
-      {"voxel_size_um", "shape", "tpb_density" (1/um^2, null unless exactly three phases),
-       "tpcf_lag_um": lags of the S2 lists,
-       "phases": {"<label>": {"volume_fraction", "specific_surface_area" (1/um),
-                              "tortuosity": {"x","y","z"}, "relative_diffusivity": {"x","y","z"},
-                              "tpcf": {"x","y","z"}: S2 at lags 0.. along array axes 0, 1, 2}}}
-    x, y, z are array axes 0, 1, 2. Tortuosity/tpcf keys are omitted when switched off.
     """
     dx = check_voxel_size(voxel_size)
     batch, batched = as_batch(labels, "labels")
     labels_t = phase_labels(batch, phases)
-    fractions = volume_fraction(batch, labels_t)
-    surfaces = specific_surface_area(batch, dx, labels_t, periodic)
-    n_voxels = np.prod(batch.shape[1:])
-    tpb = (
-        tpb_edge_count(batch, labels_t, periodic) / (n_voxels * dx * dx) if len(labels_t) == 3 else [None] * len(batch)
+    tpb = None
+    if len(labels_t) == 3:
+        tpb = tpb_edge_count(batch, labels_t, periodic) / (np.prod(batch.shape[1:]) * dx * dx)
+    result = Characterisation(
+        labels_t, dx, volume_fraction(batch, labels_t), specific_surface_area(batch, dx, labels_t, periodic), tpb
     )
-    out = [
-        {
-            "voxel_size_um": dx,
-            "shape": list(batch.shape[1:]),
-            "tpb_density": None if t is None else float(t),
-            "phases": {},
-        }
-        for t in tpb
-    ]
     side = "periodic" if periodic else "mirror"
     if devices is None:
         devices = jax.local_devices() if jax.default_backend() != "cpu" else jax.local_devices()[:1]
-    for lab in labels_t:
-        mask = batch == lab
-        per_axis_tau, per_axis_rel, per_axis_s2 = {}, {}, {}
-        for axis, name in enumerate(AXES):
-            if tortuosity:
-                result = solve_tortuosity(mask, axis=axis, side_boundary=side, devices=devices)
-                per_axis_tau[name], per_axis_rel[name] = result.tau, result.relative_diffusivity
-            if tpcf:
-                lags, per_axis_s2[name] = two_point_correlation(mask, axis=axis, periodic=periodic, voxel_size=dx)
-        for i, record in enumerate(out):
-            phase = {"volume_fraction": fractions[i][lab], "specific_surface_area": surfaces[i][lab]}
-            if tortuosity:
-                phase["tortuosity"] = {k: float(v[i]) for k, v in per_axis_tau.items()}
-                phase["relative_diffusivity"] = {k: float(v[i]) for k, v in per_axis_rel.items()}
-            if tpcf:
-                phase["tpcf"] = {k: [float(s) for s in v[i]] for k, v in per_axis_s2.items()}
-                record["tpcf_lag_um"] = [float(r) for r in lags]
-            record["phases"][str(lab)] = phase
-    return out if batched else out[0]
+    if tortuosity:
+        solves = [[solve_tortuosity(batch == lab, a, side, devices=devices) for a in range(3)] for lab in labels_t]
+        result = result._replace(
+            tortuosity=_batch_first([[s.tau for s in row] for row in solves]),
+            relative_diffusivity=_batch_first([[s.relative_diffusivity for s in row] for row in solves]),
+        )
+    if tpcf:
+        lags = min(default_max_lag(n, periodic) for n in batch.shape[1:])  # one lag axis for x, y and z
+        s2 = [[two_point_correlation(batch == lab, a, periodic, lags, dx) for a in range(3)] for lab in labels_t]
+        result = result._replace(tpcf_lag_um=s2[0][0].r, tpcf=_batch_first([[c.s2 for c in row] for row in s2]))
+    return _map_per_volume(lambda v: single_or_batch(v, batched), result)
+
+
+def _batch_first(per_phase_and_axis: list[list[np.ndarray]]) -> np.ndarray:
+    """[phase][axis] arrays (B, ...) -> one (B, P, 3, ...) array."""
+    return np.moveaxis(np.asarray(per_phase_and_axis), 2, 0)
+
+
+def concatenate(parts: Sequence[Characterisation]) -> Characterisation:
+    """Characterisations of batches (same labels, voxel size and lags) -> one of all their volumes."""
+    first = parts[0]
+    if any(p.labels != first.labels or p.voxel_size_um != first.voxel_size_um for p in parts):
+        raise PorejaxError("characterisations to concatenate must share labels and voxel size")
+    fields = [f for f in _PER_VOLUME if getattr(first, f) is not None]
+    return first._replace(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
+
+
+def take_volumes(result: Characterisation, index) -> Characterisation:
+    """The Characterisation of the volumes `index` (a slice or index array) of a batch's."""
+    return _map_per_volume(lambda v: v[index], result)
+
+
+def _map_per_volume(fn, result: Characterisation) -> Characterisation:
+    """`fn` applied to every computed per-volume field (those with the batch axis)."""
+    return result._replace(**{f: fn(getattr(result, f)) for f in _PER_VOLUME if getattr(result, f) is not None})

@@ -13,13 +13,26 @@ PoreSpy 3.2.0's radial binning (`bins` of one voxel up to min(shape) // 2) on ze
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from porejax.metrics._common import as_mask_batch, check_axis, check_voxel_size
+from porejax.metrics._common import as_mask_batch, check_axis, check_voxel_size, single_or_batch
 from porejax.errors import PorejaxError
+
+
+class TwoPointCorrelation(NamedTuple):
+    """S2 of a phase, unpacked as `r, s2 = two_point_correlation(...)`.
+
+    r: (L,) lags along the axis (0, 1, 2, ...) or radial bin centres, in um when a voxel size is given,
+    else in voxels; shared by every volume of a batch. s2: (B, L) float32, or (L,) for one volume; s2[..., 0]
+    is the phase's volume fraction.
+    """
+
+    r: np.ndarray
+    s2: np.ndarray
 
 
 @functools.lru_cache(maxsize=32)
@@ -92,26 +105,36 @@ def _s2_radial(mask: jax.Array, max_lag: int, periodic: bool) -> jax.Array:
     return (sums[:, :max_lag] / counts[:max_lag]).at[:, 0].set(jnp.mean(mask, axis=(1, 2, 3)))
 
 
+def _lag_limit(n: int, periodic: bool) -> int:
+    """Lags available along `n` voxels: n, or half of it rounded up when periodic (later lags repeat)."""
+    return (n + 1) // 2 if periodic else n
+
+
+def default_max_lag(n: int, periodic: bool) -> int:
+    """The default number of lags along `n` voxels: half the available ones, at least 1 (lag 0: phi)."""
+    return max(1, _lag_limit(n, periodic) // 2)
+
+
 def two_point_correlation(
     mask, axis: int | None = None, periodic: bool = False, max_lag: int | None = None, voxel_size: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> TwoPointCorrelation:
     """Two-point correlation S2 of a binary phase mask.
 
     mask: (D, H, W) or (B, D, H, W), 0/1 or bool. axis: 0, 1 or 2 for S2 along that array axis (averaged
     over all positions), None for the radial average. max_lag: number of lags / radial bins (default
-    min(shape) // 2 for radial, shape[axis] // 2 along an axis, at least 1; at most the side length, or half of it
-    rounded up when periodic).
+    `default_max_lag` of min(shape) for radial, of shape[axis] along an axis: half the side, at least 1; at
+    most the side length, or half of it rounded up when periodic).
     voxel_size: um per voxel; r is in um when given, in voxels otherwise.
 
-    Returns (r, s2): r (max_lag,) is the lag along the axis (0, 1, 2, ...) or the radial bin centre
-    ((k + 0.5), see module doc); s2 is (max_lag,) or (B, max_lag) float32 with s2[..., 0] = phi.
+    Returns a TwoPointCorrelation (r, s2) with L = max_lag: r is the lag along the axis or the radial bin
+    centre ((k + 0.5), see module doc); s2 is (L,) for one volume, (B, L) for a batch.
     """
     batch, batched = as_mask_batch(mask, "mask")
     scale = 1.0 if voxel_size is None else check_voxel_size(voxel_size)
     shape = batch.shape[1:]
-    limit = min(shape) if axis is None else shape[check_axis(axis)]
-    limit = (limit + 1) // 2 if periodic else limit  # periodic lags beyond half the side repeat
-    lags = max(1, limit // 2) if max_lag is None else int(max_lag)  # a side of 1: lag 0 only (phi)
+    n = min(shape) if axis is None else shape[check_axis(axis)]
+    limit = _lag_limit(n, periodic)
+    lags = default_max_lag(n, periodic) if max_lag is None else int(max_lag)
     if not 1 <= lags <= limit:
         raise PorejaxError(f"max_lag must be between 1 and {limit} for shape {shape}, got {max_lag}")
     data = jnp.asarray(batch, jnp.float32)
@@ -122,5 +145,4 @@ def two_point_correlation(
         counts = np.asarray(_s2_axis_counts(data, axis + 1, lags, periodic)).sum(axis=1, dtype=np.int64)
         s2 = s2_from_counts(counts, shape[axis], int(np.prod(shape)), periodic)
         r = np.arange(lags) * scale
-    s2 = np.asarray(s2)
-    return r, (s2 if batched else s2[0])
+    return TwoPointCorrelation(r, single_or_batch(np.asarray(s2), batched))

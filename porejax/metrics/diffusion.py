@@ -1,4 +1,4 @@
-"""Steady-state diffusion through a voxel phase: tortuosity factor and effective diffusivity.
+"""Steady-state diffusion through a voxel phase: tortuosity factor and relative (effective) diffusivity.
 
 Physics (matches TauFactor 1.2.1): div(D grad c) = 0 on the conducting voxels, finite volumes on the voxel
 grid. The face conductance between neighbours i, j is the harmonic mean 2 D_i D_j / (D_i + D_j) (= 1
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from porejax.errors import PorejaxError
-from porejax.metrics._common import as_mask_batch, check_axis
+from porejax.metrics._common import as_batch, as_mask_batch, check_axis, single_or_batch
 
 SIDE_BOUNDARIES = ("mirror", "periodic")
 PRECONDITIONERS = ("multigrid", "jacobi")
@@ -48,19 +48,19 @@ _WORD_BITS = 32
 
 
 class TortuosityResult(NamedTuple):
-    """Result of `tortuosity`; for a batch every field has a leading batch axis (B,).
+    """Result of `tortuosity` / `effective_diffusivity` along one axis. Every field leads with the batch
+    axis (B,) for a batch; for one volume that axis is dropped (numpy scalars, fields (D, H, W) and (3, D, H, W)).
 
-    tau: tortuosity factor (inf without a spanning path). relative_diffusivity: D_eff / D0 = phi / tau.
-    effective_diffusivity: D_eff in units of D0 (= relative_diffusivity for D0 = 1). iterations: CG
-    iterations used. converged: reached `rtol`. With `return_field=True`: concentration (D, H, W), c in
-    [0, 1] (0 outside the spanning cluster; c = 0 face before index 0 and c = 1 face after the last index
-    along the transport axis), and flux (3, D, H, W): flux[k] = conductance * (c[i+1] - c[i]) through the
-    face between voxel i and its +1 neighbour along array axis k (so positive along the transport axis).
+    tau: tortuosity factor phi / D_rel (dimensionless; inf without a spanning path). relative_diffusivity:
+    D_rel = D_eff / D0 (dimensionless; 0 without a spanning path). iterations: CG iterations used.
+    converged: reached `rtol`. With `return_field=True`: concentration (B, D, H, W), c in [0, 1] (0 outside
+    the spanning cluster; c = 0 face before index 0 and c = 1 face after the last index along the transport
+    axis), and flux (B, 3, D, H, W): flux[:, k] = conductance * (c[i+1] - c[i]) through the face between voxel
+    i and its +1 neighbour along array axis k (so positive along the transport axis); None otherwise.
     """
 
     tau: np.ndarray
     relative_diffusivity: np.ndarray
-    effective_diffusivity: np.ndarray
     iterations: np.ndarray
     converged: np.ndarray
     concentration: np.ndarray | None = None
@@ -480,7 +480,7 @@ def effective_diffusivity(
 
     diffusivity: (D, H, W) or (B, D, H, W), finite and non-negative (0 = non-conducting).
     volume_fraction: phi used for tau = phi / D_rel (default: the fraction of voxels with D > 0).
-    See `tortuosity` for the other arguments and the result.
+    See `tortuosity` for the other arguments and the result (relative_diffusivity is D_eff / D0, D0 = 1).
     """
     field = np.asarray(diffusivity)
     if field.ndim not in (3, 4) or field.size == 0:
@@ -512,10 +512,13 @@ def tortuosity(
     dtype=jnp.float32,
     preconditioner: str = "multigrid",
     devices=None,
+    phase: int | None = None,
 ) -> TortuosityResult:
     """Tortuosity factor of a binary phase along array axis `axis` (0, 1, 2 = x, y, z).
 
-    mask: (D, H, W) or (B, D, H, W), 0/1 or bool, True = conducting phase. side_boundary: "mirror"
+    mask: (D, H, W) or (B, D, H, W), 0/1 or bool, True = conducting phase; or, with `phase` given, integer
+    labels of which the voxels equal to `phase` conduct (a phase absent from a volume gives tau = inf).
+    side_boundary: "mirror"
     (zero flux, TauFactor `Solver`) or "periodic" (TauFactor `PeriodicSolver`) on the four side faces.
     rtol: relative tolerance on the plane-flux spread and on the change of tau between checks.
     max_iter: CG iteration limit (the result then has converged=False; so does a solve whose flux spread
@@ -526,10 +529,14 @@ def tortuosity(
     devices: None (one device) or a sequence of devices (e.g. `jax.local_devices()`) over which the field
     is partitioned along the first side axis (domain decomposition; XLA's partitioner exchanges the halos).
 
-    Returns a TortuosityResult of Python floats/ints/bools for one volume, numpy (B,) arrays for a batch;
-    tau = inf and relative_diffusivity = 0 when no path spans the volume along `axis`.
+    Returns a TortuosityResult of numpy scalars for one volume, (B,) arrays for a batch; tau = inf and
+    relative_diffusivity = 0 when no path spans the volume along `axis`.
     """
-    batch, batched = as_mask_batch(mask, "mask")
+    if phase is not None:
+        labels, batched = as_batch(mask, "labels")
+        batch = labels == phase
+    else:
+        batch, batched = as_mask_batch(mask, "mask")
     return _run(batch, batched, axis, side_boundary, rtol, max_iter, return_field, dtype, None, preconditioner, devices)
 
 
@@ -582,15 +589,5 @@ def _run(
     d_rel = np.maximum(np.asarray(d_rel, np.float64), 0.0)
     with np.errstate(divide="ignore"):
         tau = np.where(d_rel > 0, phi / np.where(d_rel > 0, d_rel, 1), np.inf)
-    fields = (tau, d_rel, d_rel, np.asarray(iterations), np.asarray(converged))
-    if batched:
-        return TortuosityResult(*fields, conc, flux)
-    return TortuosityResult(
-        float(tau[0]),
-        float(d_rel[0]),
-        float(d_rel[0]),
-        int(fields[3][0]),
-        bool(fields[4][0]),
-        None if conc is None else conc[0],
-        None if flux is None else flux[0],
-    )
+    result = TortuosityResult(tau, d_rel, np.asarray(iterations), np.asarray(converged), conc, flux)
+    return TortuosityResult(*(single_or_batch(field, batched) for field in result))

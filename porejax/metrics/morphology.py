@@ -7,8 +7,9 @@ Definitions (DESIGN.md, "Metrics: exact definitions"), N voxels of edge dx (micr
 - TPB density = (voxel edges whose four surrounding voxels hold all three chosen phases) * dx / (N dx^3),
   in 1/um^2; only interior edges unless `periodic`.
 
-Every function accepts one volume (D, H, W) or a batch (B, D, H, W). The jitted cores return per-layer
-integer counts that the wrappers add up in int64, so counts stay exact for any volume size.
+Every function accepts one volume (D, H, W) or a batch (B, D, H, W) and returns plain numpy arrays, phases
+along the last axis in the order of `phases` (see porejax.metrics for the single-volume rule). The jitted
+cores return per-layer integer counts that the wrappers add up in int64, so counts stay exact for any volume size.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from porejax.errors import PorejaxError
-from porejax.metrics._common import as_batch, check_voxel_size, device_labels, phase_labels
+from porejax.metrics._common import as_batch, check_voxel_size, device_labels, phase_labels, single_or_batch
 
 
 def _neighbour_pairs(x: jax.Array, axis: int, periodic: bool) -> tuple[jax.Array, jax.Array]:
@@ -64,40 +65,36 @@ def _tpb_counts(labels: jax.Array, phases: jax.Array, periodic: bool) -> jax.Arr
     return per_layer
 
 
-def volume_fraction(labels, phases: Sequence[int] | None = None) -> dict[int, float] | list[dict[int, float]]:
+def volume_fraction(labels, phases: Sequence[int] | None = None) -> np.ndarray:
     """Volume fraction of each phase label (absent phases give 0).
 
-    labels: (D, H, W) or (B, D, H, W) integer labels. phases: labels to report (default: those present).
-    Returns {label: fraction}, or a list of such dicts for a batch.
+    labels: (D, H, W) or (B, D, H, W) integer labels. phases: labels to report, in this order (default:
+    the labels present, sorted, i.e. PhaseMap order). Returns (P,) float64, or (B, P) for a batch.
     """
     batch, batched = as_batch(labels, "labels")
     labels_t = phase_labels(batch, phases)
     counts = np.stack([np.count_nonzero(batch == lab, axis=(1, 2, 3)) for lab in labels_t], axis=1)
-    fractions = counts / np.prod(batch.shape[1:])
-    out = [{lab: float(f) for lab, f in zip(labels_t, row)} for row in fractions]
-    return out if batched else out[0]
+    return single_or_batch(counts / np.prod(batch.shape[1:]), batched)
 
 
 def specific_surface_area(
     labels, voxel_size: float, phases: Sequence[int] | None = None, periodic: bool = False
-) -> dict[int, float] | list[dict[int, float]]:
+) -> np.ndarray:
     """Specific surface area (1/um) of each phase by face counting.
 
-    labels: (D, H, W) or (B, D, H, W). voxel_size: edge length in um. periodic: count the wrap-around faces.
-    Returns {label: S} (or a list of dicts for a batch).
+    labels: (D, H, W) or (B, D, H, W). voxel_size: edge length in um. phases: as `volume_fraction`.
+    periodic: count the wrap-around faces. Returns (P,) float64, or (B, P) for a batch.
     """
     dx = check_voxel_size(voxel_size)
     batch, batched = as_batch(labels, "labels")
     labels_t = phase_labels(batch, phases)
     per_layer = np.asarray(_face_counts(*device_labels(batch, labels_t), periodic))
     counts = per_layer.sum(axis=1, dtype=np.int64)  # (B, P)
-    n = np.prod(batch.shape[1:])
-    out = [{lab: float(c / (n * dx)) for lab, c in zip(labels_t, row)} for row in counts]
-    return out if batched else out[0]
+    return single_or_batch(counts / (np.prod(batch.shape[1:]) * dx), batched)
 
 
 def tpb_edge_count(labels, phases: Sequence[int] | None = None, periodic: bool = False) -> np.ndarray:
-    """Number of TPB edges, (B,) int64 for (B, D, H, W) input or a 0-d array for one volume."""
+    """Number of TPB edges: (B,) int64 for (B, D, H, W) input, a numpy int64 for one volume."""
     batch, batched = as_batch(labels, "labels")
     labels_t = phase_labels(batch, phases)
     if len(labels_t) != 3:
@@ -105,20 +102,17 @@ def tpb_edge_count(labels, phases: Sequence[int] | None = None, periodic: bool =
             f"TPB needs exactly three phases, got labels {list(labels_t)}: pass phases=(a, b, c) to choose three"
         )
     counts = np.asarray(_tpb_counts(*device_labels(batch, labels_t), periodic))
-    total = counts.sum(axis=1, dtype=np.int64)
-    return total if batched else total[0]
+    return single_or_batch(counts.sum(axis=1, dtype=np.int64), batched)
 
 
 def triple_phase_boundary_density(
     labels, voxel_size: float, phases: Sequence[int] | None = None, periodic: bool = False
-) -> float | np.ndarray:
+) -> np.ndarray:
     """Triple-phase-boundary density (1/um^2) by edge counting.
 
     phases: the three phase labels (required when the volume holds more than three phases).
-    Returns a float, or a (B,) float64 array for a batch.
+    Returns (B,) float64 for a batch, a numpy float64 for one volume.
     """
     dx = check_voxel_size(voxel_size)
     count = tpb_edge_count(labels, phases, periodic)
-    n = np.prod(np.shape(labels)[-3:])
-    density = count / (n * dx * dx)
-    return density if np.ndim(density) else float(density)
+    return count / (np.prod(np.shape(labels)[-3:]) * dx * dx)

@@ -14,15 +14,20 @@ from typing import NamedTuple
 import numpy as np
 
 from porejax.errors import PorejaxError
-from porejax.metrics._common import as_batch, phase_labels
+from porejax.metrics._common import as_batch, phase_labels, single_or_batch
 
 
 class FaceProfile(NamedTuple):
-    """Per-volume phase fractions in bands of distance from the nearest face."""
+    """Per-volume phase fractions in bands of distance from the nearest face.
 
-    band_start: np.ndarray  # (K,) first distance (voxels) of each band; band k holds distances [start_k, start_k+1)
-    fractions: np.ndarray  # (B, K, P) phase fraction of band k in volume b for labels[p]
-    labels: tuple[int, ...]  # (P,) the label values of the last axis
+    band_start: (K,) first distance (voxels) of each band; band k holds distances [start_k, start_k+1).
+    fractions: (B, K, P) phase fraction of band k in volume b for labels[p]; (K, P) for one volume.
+    labels: (P,) the label values of the last axis. band_start and labels are shared by the batch.
+    """
+
+    band_start: np.ndarray
+    fractions: np.ndarray
+    labels: tuple[int, ...]
 
 
 def face_distance(shape: Sequence[int], axes: Sequence[int] = (0, 1, 2)) -> np.ndarray:
@@ -44,7 +49,7 @@ def face_profile(
     """Phase fractions of each volume (D, H, W) or batch (B, D, H, W) in bands of `band` voxels of distance
     from the nearest face normal to one of `axes` (default: all six faces). Bands beyond the centre are
     merged into the last one."""
-    batch, _ = as_batch(volumes)
+    batch, batched = as_batch(volumes)
     if int(band) != band or band < 1:
         raise PorejaxError(f"band must be a positive number of voxels, got {band!r}")
     labels = phase_labels(batch, phases)
@@ -56,4 +61,4 @@ def face_profile(
         for b, volume in enumerate(batch):
             hits = np.bincount(band_index.ravel(), weights=(volume == label).ravel(), minlength=n_bands)
             fractions[b, :, p] = hits / counts
-    return FaceProfile(np.arange(n_bands) * int(band), fractions, labels)
+    return FaceProfile(np.arange(n_bands) * int(band), single_or_batch(fractions, batched), labels)

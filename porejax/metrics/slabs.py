@@ -17,7 +17,8 @@ import numpy as np
 
 from porejax.errors import PorejaxError
 from porejax.metrics._common import check_voxel_size, device_labels
-from porejax.metrics.correlation import _s2_axis_counts, s2_from_counts
+from porejax.metrics.characterise import Characterisation
+from porejax.metrics.correlation import TwoPointCorrelation, _s2_axis_counts, default_max_lag, s2_from_counts
 from porejax.metrics.morphology import _face_counts, _tpb_counts
 
 
@@ -41,14 +42,14 @@ def _slab_counts(volume, labels: Sequence[int], periodic: bool, slab: int, tpb: 
 
 def morphology_by_slabs(
     volume, voxel_size: float, phases: Sequence[int], periodic: bool = False, slab: int = 64
-) -> dict:
+) -> Characterisation:
     """Volume fraction and specific surface area (1/um) per phase and, for three phases, the TPB density
     (1/um^2) of a (D, H, W) label volume read `slab` x-layers at a time (D >= 1).
 
     phases: the label values to report (a store's PhaseMap: `StoreVolume.attributes["phase_map"]["labels"]`).
-    Returns {"volume_fraction": {label: phi}, "specific_surface_area": {label: S}, "tpb_density": float |
-    None}, equal to `volume_fraction`, `specific_surface_area` and `triple_phase_boundary_density` of
-    the whole volume in memory.
+    Returns the Characterisation of one volume with volume_fraction (P,), specific_surface_area (P,) and
+    tpb_density (a number, None unless P == 3), equal to those of `characterise` on the whole volume in
+    memory; tortuosity and tpcf are None.
     """
     dx = check_voxel_size(voxel_size)
     shape = tuple(int(s) for s in volume.shape)
@@ -59,27 +60,23 @@ def morphology_by_slabs(
     labels = tuple(int(v) for v in phases)
     voxels, faces, edges = _slab_counts(volume, labels, periodic, int(slab), len(labels) == 3)
     n = np.prod(shape)
-    return {
-        "volume_fraction": {lab: float(c / n) for lab, c in zip(labels, voxels)},
-        "specific_surface_area": {lab: float(c / (n * dx)) for lab, c in zip(labels, faces)},
-        "tpb_density": float(edges / (n * dx * dx)) if len(labels) == 3 else None,
-    }
+    tpb = edges / (n * dx * dx) if len(labels) == 3 else None
+    return Characterisation(labels, dx, voxels / n, faces / (n * dx), tpb)
 
 
-def s2_by_slabs(volume, label: int, axis: int, periodic: bool = False, slab: int = 64) -> np.ndarray:
-    """S2 (max_lag,) float32 of phase `label` along array `axis` (0, 1, 2) of a (D, H, W) volume read
-    `slab` layers at a time; max_lag as the default of `two_point_correlation` (whose result it equals)."""
+def s2_by_slabs(volume, label: int, axis: int, periodic: bool = False, slab: int = 64) -> TwoPointCorrelation:
+    """S2 of phase `label` along array `axis` (0, 1, 2) of a (D, H, W) volume read `slab` layers at a time:
+    (r (L,) lags in voxels, s2 (L,) float32), equal to `two_point_correlation` with its default max_lag."""
     shape = tuple(int(s) for s in volume.shape)
     if axis not in (0, 1, 2):
         raise PorejaxError(f"axis must be 0, 1 or 2 (x, y, z), got {axis!r}")
     n = shape[axis]
-    lags = ((n + 1) // 2 if periodic else n) // 2
-    if lags < 1:
-        raise PorejaxError(f"a volume of {n} voxels along axis {axis} is too short for S2")
+    lags = default_max_lag(n, periodic)
     along = 1 if axis == 0 else 0  # the slab axis: any other than the lag axis
     counts = np.zeros(lags, np.int64)
     for a in range(0, shape[along], slab):
         index = (slice(None),) * along + (slice(a, min(a + slab, shape[along])),)
         mask = (np.asarray(volume[index]) == label).astype(np.float32)[None]
         counts += np.asarray(_s2_axis_counts(mask, axis + 1, lags, periodic))[0].sum(axis=0, dtype=np.int64)
-    return s2_from_counts(counts[None], n, int(np.prod(shape)), periodic)[0]
+    s2 = s2_from_counts(counts[None], n, int(np.prod(shape)), periodic)[0]
+    return TwoPointCorrelation(np.arange(lags, dtype=np.float64), s2)
