@@ -450,16 +450,18 @@ def measure(problem: Problem, labels: np.ndarray) -> dict[str, float]:
     for t in problem.terms:
         prop, label = t.prop, pm.labels[t.prop.phases[0]]
         if prop.kind == "vf":
-            out[prop.name] = metrics.volume_fraction(labels, phases=pm.labels)[label]
+            out[prop.name] = float(metrics.volume_fraction(labels, phases=pm.labels)[prop.phases[0]])
         elif prop.kind == "ssa":
-            out[prop.name] = metrics.specific_surface_area(labels, dx, phases=pm.labels, periodic=wrap)[label]
+            out[prop.name] = float(
+                metrics.specific_surface_area(labels, dx, phases=pm.labels, periodic=wrap)[prop.phases[0]]
+            )
         elif prop.kind == "tpb":
-            out[prop.name] = metrics.triple_phase_boundary_density(
-                labels, dx, tuple(pm.labels[i] for i in prop.phases), wrap
+            out[prop.name] = float(
+                metrics.triple_phase_boundary_density(labels, dx, tuple(pm.labels[i] for i in prop.phases), wrap)
             )
         else:
             res = metrics.tortuosity(labels == label, prop.axis, problem.side_boundary(prop.axis), rtol=problem.rtol)
-            out[prop.name] = res.relative_diffusivity if prop.kind == "drel" else res.tau
+            out[prop.name] = float(res.relative_diffusivity if prop.kind == "drel" else res.tau)
     return out
 
 
