@@ -25,7 +25,7 @@ import time
 import jax
 import numpy as np
 
-from porejax import synthetic, train
+from porejax import presets, synthetic, train
 from porejax.volume import PhaseMap
 
 
@@ -41,7 +41,7 @@ def _variant(name: str, model, config, volume: np.ndarray, phase_map: PhaseMap, 
 
 def measure(preset: str, batch: int, loss: str, per_volume: list[int], rounds: int, side: int) -> dict:
     phase_map = PhaseMap((0, 85, 170))
-    model = train.model_for(preset, phase_map.n_phases)
+    model = presets.model(preset, phase_map.n_phases)
     base = train.TrainConfig(batch_size=batch, loss=loss).resolved()
     if loss == "wgan-gp" and model.d_norm == "batch":
         model = dataclasses.replace(model, d_norm="layer")

@@ -68,7 +68,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from porejax import checkpoint, dataset, losses, metrics, slices
 from porejax.errors import PorejaxError
 from porejax.lock import workdir_lock
-from porejax.models import PRESETS as MODEL_PRESETS
 from porejax.models import (
     Discriminator,
     Generator,
@@ -77,7 +76,6 @@ from porejax.models import (
     init_slice_discriminators,
     init_variables,
 )
-from porejax.models import preset as model_preset
 from porejax.volume import PhaseMap
 
 LOG_FILE = "log.jsonl"
@@ -173,80 +171,6 @@ class TrainConfig:
 CADENCE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_every", "eval_samples", "standing_batches")
 # recipe fields a resumed run may change; porejax.json records each one's values as "<name>_history"
 RESUME_MAY_CHANGE = ("lr", "ema_decay")
-
-# about an hour on two CPU cores (see experiments/results/cathode/README.md for the measurements)
-_CPU = TrainConfig(
-    batch_size=8, lr=1e-4, steps=3000, eval_every=100, checkpoint_every=50, keep_every=500, standing_batches=16
-)
-
-TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # the paper: batch 32, strided (stride 8) epochs of 64^3 crops; for a GPU
-    "paper": TrainConfig(batch_size=32, sampling="strided", steps=100_000, eval_every=1000, checkpoint_every=1000),
-    "cpu": _CPU,
-    "cpu-smooth": _CPU,  # the cpu recipe for the cpu networks with an output head
-    # the cpu generator against a discriminator on 64^3 crops (the cathode's particles do not fit in 32^3)
-    "cpu64": dataclasses.replace(_CPU, batch_size=4),
-    "cpu64-smooth": dataclasses.replace(_CPU, batch_size=4),
-    # seconds: tests and the demo
-    "tiny": TrainConfig(
-        batch_size=8,
-        lr=2e-4,
-        steps=300,
-        log_every=10,
-        eval_every=100,
-        checkpoint_every=100,
-        eval_samples=4,
-        standing_batches=4,
-    ),
-    # slice discriminators (`porejax.train_slices`): SliceGAN's recipe (WGAN-GP, lambda 10, 5 critic steps,
-    # Adam 1e-4, betas (0, 0.9), batch 8, every slice of every generated volume) for a GPU
-    "slicegan": TrainConfig(
-        batch_size=8,
-        loss="wgan-gp",
-        discriminator="slices",
-        steps=20_000,
-        eval_every=1000,
-        checkpoint_every=500,
-        keep_every=5000,
-    ),
-    "slices-cpu": dataclasses.replace(
-        _CPU, batch_size=2, loss="wgan-gp", lr=None, discriminator="slices", slices_per_volume=16
-    ),
-    "slices-tiny": TrainConfig(
-        batch_size=4,
-        lr=2e-4,
-        steps=300,
-        log_every=10,
-        eval_every=100,
-        checkpoint_every=100,
-        eval_samples=4,
-        standing_batches=4,
-        discriminator="slices",
-    ),
-}
-
-
-def train_preset(name: str, **overrides: Any) -> TrainConfig:
-    """The training preset `name` with the non-None `overrides` applied."""
-    if name not in TRAIN_PRESETS:
-        raise PorejaxError(f"unknown preset {name!r}: choose one of {', '.join(TRAIN_PRESETS)}")
-    return dataclasses.replace(TRAIN_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
-
-
-def model_for(preset_name: str, n_phases: int, crop: int | None = None, precision: str | None = None) -> ModelConfig:
-    """The network preset for `n_phases`; `crop`, if given, must equal its crop size (it sets the depth);
-    `precision`: the convolutions' compute dtype ("float32" default, or "bfloat16": mixed precision)."""
-    config = model_preset(preset_name, n_phases)
-    if precision is not None:
-        config = dataclasses.replace(config, compute_dtype=precision)
-    if crop is not None and crop != config.crop_size:
-        others = ", ".join(f"{name} {model_preset(name, n_phases).crop_size}" for name in MODEL_PRESETS)
-        raise PorejaxError(
-            f"--crop {crop} does not match the {preset_name} preset, which trains on "
-            f"{config.crop_size}^3 crops (crop size is set by the network depth; presets: {others}): "
-            "drop --crop or choose a preset with that crop size"
-        )
-    return config
 
 
 def training_latent(model_config: ModelConfig, latent: str) -> tuple[int, tuple[bool, bool, bool]]:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from porejax import presets
 from porejax.cli import main
 from porejax.design import (
     make_problem,
@@ -17,13 +18,13 @@ from porejax.design import (
 )
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator
-from porejax.models import Generator, init_variables, preset
+from porejax.models import Generator, init_variables
 from porejax.volume import PhaseMap
 
 
 @pytest.fixture(scope="module")
 def gen() -> FrozenGenerator:
-    config = preset("tiny", 3)
+    config = presets.model("tiny", 3)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
     return FrozenGenerator(config, PhaseMap((0, 85, 170), ("pore", "nmc", "cbd"), 0.5), g_vars)
 

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 import porejax
-from porejax import checkpoint, cli, host, losses, synthetic, train
+from porejax import checkpoint, cli, host, losses, presets, synthetic, train
 from porejax.errors import PorejaxError
 from porejax.models import ModelConfig, init_variables
 from porejax.volume import PhaseMap
@@ -260,7 +260,7 @@ def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, 
 
 def test_a_crop_other_than_the_model_s_is_refused():
     with pytest.raises(PorejaxError, match="--crop 64 does not match the tiny preset"):
-        train.model_for("tiny", 3, crop=64)
+        presets.model("tiny", 3, crop=64)
 
 
 def test_a_deeper_discriminator_trains_on_periodic_latents_and_refuses_point_latents(tmp_path):
