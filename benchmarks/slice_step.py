@@ -31,9 +31,9 @@ from porejax.volume import PhaseMap
 
 def _variant(name: str, model, config, volume: np.ndarray, phase_map: PhaseMap, mesh):
     """(compiled step, state, arrays, compile seconds) of one variant."""
-    spec, host_arrays, _, _ = train._training_data([volume], None, phase_map, model, config, None)
-    state = train._start_state(model, config, None, None, mesh)
-    arrays = train._replicate(host_arrays, mesh)
+    spec, host_arrays, _, _ = train.training_data([volume], None, phase_map, model, config, None)
+    state = train.start_state(model, config, None, None, mesh)
+    arrays = train.replicate(host_arrays, mesh)
     start = time.perf_counter()
     step = train.compile_step(model, config, spec, mesh, state, arrays)
     return step, state, arrays, time.perf_counter() - start

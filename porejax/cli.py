@@ -489,38 +489,6 @@ def training_configs(args: argparse.Namespace, preset: str, n_phases: int, **fix
     return model_config, config
 
 
-def initialize_distributed() -> bool:
-    """Join a multi-process run when the environment describes one; True if this process is part of one.
-
-    Recognised: JAX_COORDINATOR_ADDRESS (host:port of process 0) + JAX_NUM_PROCESSES + JAX_PROCESS_ID
-    (any launcher, e.g. by hand), or a Slurm / Open MPI job with more than one task (jax.distributed
-    reads those itself). Must run before the first JAX computation; `porejax train` calls it first thing.
-    On CPU the processes exchange data through gloo (JAX's default CPU collectives).
-    """
-    import os
-
-    import jax
-
-    env = os.environ
-    if jax.distributed.is_initialized():
-        return True
-    if "JAX_COORDINATOR_ADDRESS" in env:
-        missing = [name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in env]
-        if missing:
-            raise PorejaxError(
-                f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} not: set all three "
-                "(README, 'Running on a cluster')"
-            )
-        jax.distributed.initialize(
-            env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
-        )
-        return True
-    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
-        jax.distributed.initialize()
-        return True
-    return False
-
-
 def _run_train(args) -> int:
     from porejax import host, train
     from porejax.dataset import load_volumes
@@ -528,7 +496,7 @@ def _run_train(args) -> int:
 
     if host.cpu_backend_expected():
         host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
-    initialize_distributed()
+    train.initialize_distributed()
     names = None if args.names is None else args.names.split(",")
     image_paths = _slice_images(args)
     if image_paths is None:

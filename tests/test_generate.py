@@ -11,7 +11,8 @@ import tifffile
 import porejax
 from porejax import checkpoint, presets
 from porejax.cli import main
-from porejax.generate import FrozenGenerator, interpolate_latents, parse_periodic, periodic_halo
+from porejax.generate import FrozenGenerator, parse_periodic, periodic_halo
+from porejax.latents import interpolate_latents
 from porejax.models import Generator, init_variables
 from porejax.volume import PhaseMap
 
