@@ -176,7 +176,8 @@ def test_the_generator_s_moving_average_may_start_on_resume_and_does_not_change_
     # generation uses the average, with standing statistics of the averaged weights
     _, frozen, _ = checkpoint.restore_generator(averaged)
     chex.assert_trees_all_equal(frozen["params"], state["g_ema"])
-    side, periodic, batch = latents.statistics_latent(MICRO, config.latent, config.batch_size)
+    devices = len(jax.devices())  # the run's mesh: all devices
+    side, periodic, batch = latents.statistics_latent(MICRO, config.latent, config.batch_size, devices)
     expected = standing.standing_statistics(
         MICRO,
         state["g_ema"],

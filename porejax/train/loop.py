@@ -121,6 +121,7 @@ class _Run:
     config: TrainConfig
     mesh: Mesh
     progress: bool
+    records: list[dict] = dataclasses.field(default_factory=list)  # the log up to the start step
 
     @property
     def workdir(self) -> Path:
