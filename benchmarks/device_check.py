@@ -92,7 +92,7 @@ def part_train_torch(preset: str, batch: int, rounds: int, warmup: int) -> dict:
 
     from benchmarks.torch_reference import TrainStep
     from benchmarks.training_setup import N_PHASES, VOLUME_SIDE
-    from porejax.models import preset as model_preset
+    from porejax.presets import model as model_preset
 
     config = model_preset(preset, N_PHASES)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -123,7 +123,7 @@ def part_generate(preset: str, latent: int) -> dict:
 
     from porejax.generate import FrozenGenerator
     from porejax.models import init_variables
-    from porejax.models import preset as model_preset
+    from porejax.presets import model as model_preset
     from porejax.volume import PhaseMap
 
     config = model_preset(preset, 3)

@@ -42,11 +42,12 @@ def side(latent: int) -> int:
 def _porejax_worker(latent: int) -> dict:
     import jax
 
+    from porejax import presets
     from porejax.generate import FrozenGenerator
-    from porejax.models import init_variables, preset
+    from porejax.models import init_variables
     from porejax.volume import PhaseMap
 
-    config = preset("paper", N_PHASES)
+    config = presets.model("paper", N_PHASES)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
     gen = FrozenGenerator(config, PhaseMap(tuple(range(N_PHASES))), g_vars)
     z = gen.latent(0, latent)

@@ -25,15 +25,15 @@ import time
 import jax
 import numpy as np
 
-from porejax import synthetic, train
+from porejax import presets, synthetic, train
 from porejax.volume import PhaseMap
 
 
 def _variant(name: str, model, config, volume: np.ndarray, phase_map: PhaseMap, mesh):
     """(compiled step, state, arrays, compile seconds) of one variant."""
-    spec, host_arrays, _, _ = train._training_data([volume], None, phase_map, model, config, None)
-    state = train._start_state(model, config, None, None, mesh)
-    arrays = train._replicate(host_arrays, mesh)
+    spec, host_arrays, _, _ = train.training_data([volume], None, phase_map, model, config, None)
+    state = train.start_state(model, config, None, None, mesh)
+    arrays = train.replicate(host_arrays, mesh)
     start = time.perf_counter()
     step = train.compile_step(model, config, spec, mesh, state, arrays)
     return step, state, arrays, time.perf_counter() - start
@@ -41,7 +41,7 @@ def _variant(name: str, model, config, volume: np.ndarray, phase_map: PhaseMap, 
 
 def measure(preset: str, batch: int, loss: str, per_volume: list[int], rounds: int, side: int) -> dict:
     phase_map = PhaseMap((0, 85, 170))
-    model = train.model_for(preset, phase_map.n_phases)
+    model = presets.model(preset, phase_map.n_phases)
     base = train.TrainConfig(batch_size=batch, loss=loss).resolved()
     if loss == "wgan-gp" and model.d_norm == "batch":
         model = dataclasses.replace(model, d_norm="layer")

@@ -44,11 +44,10 @@ def paper_training(batch: int, precision: str = "float32", latent: str = "point"
     import jax
     import numpy as np
 
-    from porejax import dataset, train
-    from porejax.models import preset
+    from porejax import dataset, presets, train
     from porejax.volume import PhaseMap
 
-    model_config = dataclasses.replace(preset(preset_name, N_PHASES), compute_dtype=precision)
+    model_config = dataclasses.replace(presets.model(preset_name, N_PHASES), compute_dtype=precision)
     config = train.TrainConfig(batch_size=batch, latent=latent).resolved()
     volume = np.random.default_rng(0).integers(0, N_PHASES, (VOLUME_SIDE,) * 3).astype(np.uint8)
     stack, shapes = dataset.prepare([volume], PhaseMap((0, 1, 2)), model_config.crop_size)
@@ -61,12 +60,12 @@ def paper_training(batch: int, precision: str = "float32", latent: str = "point"
 def synthetic_cpu_run(workdir, precision: str, steps: int, seed: int = 0, **cadence):
     """Train the cpu preset on the synthetic cathode 96^3 into `workdir` for `steps` steps (float32 or
     bfloat16 products); returns (volume, phase_map, model_config, train_config)."""
-    from porejax import synthetic, train
+    from porejax import presets, synthetic, train
     from porejax.volume import PhaseMap
 
     volume = synthetic.cathode(96, seed=0)
     phase_map = PhaseMap.from_volume(volume)
-    config = train.train_preset("cpu", steps=steps, checkpoint_every=steps, seed=seed, **cadence)
-    model_config = train.model_for("cpu", phase_map.n_phases, precision=precision)
+    config = presets.recipe("cpu", steps=steps, checkpoint_every=steps, seed=seed, **cadence)
+    model_config = presets.model("cpu", phase_map.n_phases, precision=precision)
     train.train([volume], phase_map, workdir, model_config, config, progress=False)
     return volume, phase_map, model_config, config

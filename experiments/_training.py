@@ -9,34 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from porejax import train
+from porejax import cli, presets, train
 from porejax.errors import PorejaxError
 from porejax.volume import PhaseMap
 
 
 def parser(description: str, default_workdir: str) -> argparse.ArgumentParser:
+    """The experiment's command line: its data and workdir, and the training options of `porejax train`."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", type=Path, action="append", help="label volume(s); default: the built-in synthetic data")
-    p.add_argument("--preset", default="cpu", choices=tuple(train.TRAIN_PRESETS))
     p.add_argument("--workdir", type=Path, default=Path(default_workdir))
-    p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
-    p.add_argument("--loss", choices=("bce", "wgan-gp"))
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's; may differ on --resume)")
-    p.add_argument("--batch-size", type=int, help="default: the preset's")
-    p.add_argument(
-        "--ema-decay",
-        type=float,
-        help="generate from a moving average of the generator's weights (e.g. 0.999; may start on --resume)",
-    )
-    p.add_argument("--latent", choices=("periodic", "point"), help="training latents (default periodic)")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), help="convolution products (default float32)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument(
-        "--generator-from",
-        type=Path,
-        help="start a new run from this checkpoint's generator (same generator widths), fresh discriminator",
-    )
+    cli.add_training_arguments(p)
     return p
 
 
@@ -50,18 +33,8 @@ def run(
 ) -> int:
     """Train `volumes` with the experiment's settings; errors print one line and exit 2."""
     try:
-        model_config = train.model_for(args.preset, phase_map.n_phases, precision=args.precision)
-        config = train.train_preset(
-            args.preset,
-            steps=args.steps,
-            loss=args.loss,
-            seed=args.seed,
-            holdout=holdout,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            latent=args.latent,
-            ema_decay=args.ema_decay,
-        )
+        preset = args.preset or presets.DEFAULT
+        model_config, config = cli.training_configs(args, preset, phase_map.n_phases, holdout=holdout)
         summary = train.train(
             volumes,
             phase_map,
@@ -69,7 +42,7 @@ def run(
             model_config,
             config,
             resume=args.resume,
-            preset=args.preset,
+            preset=preset,
             sources=sources,
             generator_from=args.generator_from,
         )

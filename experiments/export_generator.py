@@ -6,7 +6,7 @@ With `--stationary-latent A` the BatchNorm statistics are re-estimated on period
 (`FrozenGenerator.with_stationary_statistics`): needed only for generators trained on the paper's 1^3
 latents (`--latent point`, or imported from PyTorch), whose own statistics are wrong for periodic and large
 volumes. Generators trained on periodic latents (the default) save statistics of periodic latents twice
-the training side (`porejax.train.statistics_latent`); runs saved before that estimated them on the
+the training side (`porejax.latents.statistics_latent`); runs saved before that estimated them on the
 training side and gain from `--stationary-latent` (2x the training side: 8 for the cpu presets). The result is small
 enough to commit (the cpu preset's generator is well under 1 MB) and `porejax generate` reads it.
 """

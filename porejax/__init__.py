@@ -7,7 +7,8 @@ v = g.labels(z)                              # label volume with the original la
 """
 
 from porejax.errors import PorejaxError
-from porejax.generate import FrozenGenerator, interpolate_latents, load_generator
+from porejax.generate import FrozenGenerator, load_generator
+from porejax.latents import interpolate_latents
 from porejax.models import ModelConfig
 from porejax.volume import PhaseMap, decode, one_hot, read_volume, write_volume
 

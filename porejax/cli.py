@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from porejax import presets
 from porejax.errors import PorejaxError
 
 
@@ -35,7 +36,7 @@ def _float_list(text: str) -> list[float]:
 def _add_init(sub) -> None:
     p = sub.add_parser("init", help="write a checkpoint directory with freshly initialised networks")
     p.add_argument("--workdir", required=True, type=Path)
-    p.add_argument("--preset", default="tiny", help="network preset: paper, cpu or tiny (default tiny)")
+    p.add_argument("--preset", default="tiny", choices=tuple(presets.PRESETS), help="network preset (default tiny)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="label volume (TIFF/.npy) whose labels define the phases")
     src.add_argument("--labels", type=_int_list, help="label values, e.g. 0,128,255")
@@ -49,7 +50,7 @@ def _run_init(args) -> int:
     import jax
 
     from porejax import checkpoint
-    from porejax.models import count_params, init_variables, preset
+    from porejax.models import count_params, init_variables
     from porejax.volume import PhaseMap, read_volume
 
     names = None if args.names is None else args.names.split(",")
@@ -59,7 +60,7 @@ def _run_init(args) -> int:
         phase_map = PhaseMap(tuple(args.labels), names, args.voxel_size)
     if checkpoint.latest_step(args.workdir) is not None:
         raise PorejaxError(f"{args.workdir} already holds a checkpoint: choose an empty --workdir")
-    config = preset(args.preset, phase_map.n_phases)
+    config = presets.model(args.preset, phase_map.n_phases)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(args.seed))
     checkpoint.write_metadata(args.workdir, config, phase_map, preset=args.preset, seed=args.seed)
     checkpoint.save(args.workdir, 0, g_vars)
@@ -396,18 +397,28 @@ def _add_train(sub) -> None:
         help="slice discriminators: random slices per generated volume and axis (default all)",
     )
     p.add_argument("--workdir", type=Path, required=True, help="checkpoint directory (logs, samples, checkpoints)")
+    p.add_argument("--holdout", type=int, help="hold out the last N slices along x of every volume")
+    p.add_argument("--names", help="phase names, comma-separated, in label order")
+    p.add_argument("--voxel-size", type=float, help="voxel edge length in micrometres")
+    add_training_arguments(p)
+    p.set_defaults(run=_run_train)
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a training run that `porejax train` and the training experiments share: preset,
+    recipe, cadence and resume (data sources, holdout and phase names are each command's own)."""
     p.add_argument(
         "--preset",
-        help="paper (GPU); for two CPU cores cpu (32^3 crops), cpu-smooth (cpu with a 3^3 output layer "
-        "against the checkerboard) or cpu64 (64^3 crops); tiny (seconds); default cpu. From 2D "
-        "images: slicegan (GPU), slices-cpu, slices-tiny; default slices-cpu",
+        choices=tuple(presets.PRESETS),
+        help=f"network and recipe (default {presets.DEFAULT}; from 2D images {presets.DEFAULT_SLICES}): "
+        + presets.describe().replace("%", "%%"),
     )
     p.add_argument("--steps", type=int, help="total steps (a resumed run continues up to it)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="default: the preset's")
     p.add_argument(
         "--crop",
         type=int,
-        help="crop side; must equal the preset's (paper 64, cpu 32, cpu-smooth 32, cpu64 64, tiny 32)",
+        help="crop side; must equal the preset's (its discriminator's depth sets it)",
     )
     p.add_argument("--loss", choices=("bce", "wgan-gp"), help="bce (the paper's, default) or wgan-gp")
     p.add_argument(
@@ -435,9 +446,6 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--sampling", choices=("random", "strided"), help="random crops or the paper's stride-8 epochs")
     p.add_argument("--augment", action="store_true", default=None, help="random flips and 90-degree rotations")
-    p.add_argument("--holdout", type=int, help="hold out the last N slices along x of every volume")
-    p.add_argument("--names", help="phase names, comma-separated, in label order")
-    p.add_argument("--voxel-size", type=float, help="voxel edge length in micrometres")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
     p.add_argument(
@@ -455,39 +463,30 @@ def _add_train(sub) -> None:
         help="also keep the checkpoints of steps that are multiples of this "
         "(default: the preset's; 0: only the 3 newest)",
     )
-    p.set_defaults(run=_run_train)
 
 
-def initialize_distributed() -> bool:
-    """Join a multi-process run when the environment describes one; True if this process is part of one.
-
-    Recognised: JAX_COORDINATOR_ADDRESS (host:port of process 0) + JAX_NUM_PROCESSES + JAX_PROCESS_ID
-    (any launcher, e.g. by hand), or a Slurm / Open MPI job with more than one task (jax.distributed
-    reads those itself). Must run before the first JAX computation; `porejax train` calls it first thing.
-    On CPU the processes exchange data through gloo (JAX's default CPU collectives).
-    """
-    import os
-
-    import jax
-
-    env = os.environ
-    if jax.distributed.is_initialized():
-        return True
-    if "JAX_COORDINATOR_ADDRESS" in env:
-        missing = [name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in env]
-        if missing:
-            raise PorejaxError(
-                f"JAX_COORDINATOR_ADDRESS is set but {' and '.join(missing)} not: set all three "
-                "(README, 'Running on a cluster')"
-            )
-        jax.distributed.initialize(
-            env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]), int(env["JAX_PROCESS_ID"])
-        )
-        return True
-    if int(env.get("SLURM_NTASKS", 1)) > 1 or int(env.get("OMPI_COMM_WORLD_SIZE", 1)) > 1:
-        jax.distributed.initialize()
-        return True
-    return False
+def training_configs(args: argparse.Namespace, preset: str, n_phases: int, **fixed):
+    """(ModelConfig, TrainConfig) of preset `preset` with the options of `add_training_arguments` given in
+    `args` and the command's own recipe fields `fixed` (e.g. holdout) applied over the preset's values."""
+    model_config = presets.model(preset, n_phases, args.crop, args.precision)
+    config = presets.recipe(
+        preset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        loss=args.loss,
+        lr=args.lr,
+        latent=args.latent,
+        sampling=args.sampling,
+        augment=args.augment,
+        seed=args.seed,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        keep_every=args.keep_every,
+        ema_decay=args.ema_decay,
+        **fixed,
+    )
+    return model_config, config
 
 
 def _run_train(args) -> int:
@@ -497,7 +496,7 @@ def _run_train(args) -> int:
 
     if host.cpu_backend_expected():
         host.reuse_freed_memory()  # before JAX's first computation: ~10% faster iterations on CPU
-    initialize_distributed()
+    train.initialize_distributed()
     names = None if args.names is None else args.names.split(",")
     image_paths = _slice_images(args)
     if image_paths is None:
@@ -506,29 +505,18 @@ def _run_train(args) -> int:
     else:
         images, phase_map = load_images(image_paths, names, args.voxel_size)
         volumes, sources = [], {key: [p.name for p in paths] for key, paths in image_paths.items()}
-    preset = args.preset or ("cpu" if images is None and args.discriminator in (None, "volume") else "slices-cpu")
+    volume_data = images is None and args.discriminator in (None, "volume")
+    preset = args.preset or (presets.DEFAULT if volume_data else presets.DEFAULT_SLICES)
     discriminator = args.discriminator or (
         None if images is None else "shared-slices" if SHARED_KEY in images else "slices"
     )
-    model_config = train.model_for(preset, phase_map.n_phases, args.crop, args.precision)
-    config = train.train_preset(
+    model_config, config = training_configs(
+        args,
         preset,
+        phase_map.n_phases,
         discriminator=discriminator,
         slices_per_volume=args.slices_per_volume,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        loss=args.loss,
-        lr=args.lr,
-        latent=args.latent,
-        sampling=args.sampling,
-        augment=args.augment,
         holdout=args.holdout,
-        seed=args.seed,
-        log_every=args.log_every,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        keep_every=args.keep_every,
-        ema_decay=args.ema_decay,
     )
     summary = train.train(
         volumes,

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 
-from porejax import figures, train
+from porejax import figures, presets, train
 from porejax.generate import load_generator
 from porejax.compare import compare
 from porejax.synthetic import default_dataset
@@ -31,7 +31,7 @@ DEMO_COMPARE_N = 8  # volumes per set in the demo's compare report (small: the d
 def run_demo(out: str | os.PathLike, steps: int = DEMO_STEPS, seed: int = 0, progress: bool = True) -> dict[str, Path]:
     """Train, generate and draw into `out`; returns the written paths by name."""
     out = Path(out)
-    config = train.train_preset("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)  # checks steps
+    config = presets.recipe("tiny", steps=steps, seed=seed, eval_every=50, checkpoint_every=steps)  # checks steps
     out.mkdir(parents=True, exist_ok=True)
     volume, phase_map = default_dataset("cathode", DEMO_SIZE, seed=seed)
     paths = {
@@ -46,7 +46,7 @@ def run_demo(out: str | os.PathLike, steps: int = DEMO_STEPS, seed: int = 0, pro
         [volume],
         phase_map,
         paths["checkpoint"],
-        train.model_for("tiny", phase_map.n_phases),
+        presets.model("tiny", phase_map.n_phases),
         config,
         resume=paths["checkpoint"].is_dir(),
         preset="tiny",

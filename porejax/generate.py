@@ -35,11 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from porejax import checkpoint, store
+from porejax import checkpoint, latents, store
 from porejax.axes import AXES
 from porejax.errors import PorejaxError
-from porejax.models import Generator, ModelConfig, generator_batch_statistics
+from porejax.models import Generator, ModelConfig
 from porejax.nn.layers import PREPARED, prepare_transpose_kernel
+from porejax.standing import BATCHES, standing_statistics
 from porejax.volume import PhaseMap, TiffStackWriter, decode
 
 DEFAULT_CHUNK = 256  # output voxels per tile side when a volume is too large to generate in one piece
@@ -225,7 +226,9 @@ class FrozenGenerator:
     phase_map: PhaseMap
     variables: dict
     step: int | None = None
-    training_latent: str = "point"  # "periodic": trained on periodic latents (see porejax.train), else 1^3
+    # "periodic" or "point" (`porejax.latents`); a checkpoint records it, and one that does not (`porejax init`,
+    # an imported PyTorch generator) holds the paper's generator, trained on 1^3 latents
+    training_latent: str = latents.UNRECORDED
 
     # --- latents and sizes ---------------------------------------------------------------------
     @property
@@ -236,9 +239,7 @@ class FrozenGenerator:
 
     def latent(self, seed: int = 0, size: int | Sequence[int] = 1) -> np.ndarray:
         """Standard-normal latent (A, A, A, latent_channels) float32; `size` may be a 3-tuple."""
-        shape = _as_triple(size, "latent size") + (self.config.latent_channels,)
-        flat = jax.random.normal(jax.random.PRNGKey(int(seed)), (int(np.prod(shape)),), jnp.float32)
-        return np.asarray(flat).reshape(shape)
+        return latents.from_seed(seed, _as_triple(size, "latent size") + (self.config.latent_channels,))
 
     def latent_size_for(self, size: int | Sequence[int], periodic: str | Sequence[bool] = "") -> tuple[int, int, int]:
         """Smallest latent side per axis whose output covers `size` voxels (periodic axes: exactly)."""
@@ -290,31 +291,30 @@ class FrozenGenerator:
         return (z if batched else z[None]), batched
 
     def with_stationary_statistics(
-        self, latent_size: int = 4, batches: int = 8, batch_size: int = 2, seed: int = 0
+        self, latent_size: int | None = None, batches: int = BATCHES, batch_size: int = 1, seed: int = 0
     ) -> FrozenGenerator:
-        """This generator with BatchNorm statistics re-estimated on periodic latents of side `latent_size`.
+        """This generator with BatchNorm statistics re-estimated on `batches` batches of `batch_size` periodic
+        latents of side `latent_size` (default: twice the training side), by `porejax.standing` (which says
+        why periodic latents of that side).
 
-        Standing statistics estimated from training-size (1^3) latents describe activations dominated by
-        the zero-padded boundary; inside a larger volume (or any periodic one) every activation sums over
-        the whole kernel, so its scale differs and the phase fractions drift. Periodic latents have no
-        boundary: their statistics are those of the stationary (infinite) structure, which is what large
-        and periodic volumes are made of. (The paper's code gets a similar effect by leaving BatchNorm in
-        training mode at generation time, which makes a volume depend on its own size and batch.)
-        Deterministic in `seed`; returns a new FrozenGenerator (parameters shared).
+        Needed for generators trained on 1^3 latents (`--latent point`, imported PyTorch generators): their
+        statistics describe activations dominated by the zero-padded boundary, while inside a larger volume
+        (or any periodic one) every activation sums over the whole kernel, so its scale differs and the
+        phase fractions drift. (The paper's code gets a similar effect by leaving BatchNorm in training mode
+        at generation time, which makes a volume depend on its own size and batch.) Deterministic in `seed`;
+        returns a new FrozenGenerator (parameters shared).
         """
-        shape = (batch_size,) + (int(latent_size),) * 3 + (self.config.latent_channels,)
-
-        @jax.jit
-        def batch_statistics(key):
-            z = jax.random.normal(key, (int(np.prod(shape)),), jnp.float32).reshape(shape)
-            return generator_batch_statistics(
-                self.config, self.variables["params"], self.variables["batch_stats"], z, (True, True, True)
-            )
-
-        keys = jax.random.split(jax.random.PRNGKey(int(seed)), int(batches))
-        per_batch = [batch_statistics(k) for k in keys]
-        stats = jax.tree_util.tree_map(lambda *v: sum(v) / len(v), *per_batch)
-        return dataclasses.replace(self, variables={"params": self.variables["params"], "batch_stats": stats})
+        params = self.variables["params"]
+        stats = standing_statistics(
+            self.config,
+            params,
+            self.variables["batch_stats"],
+            jax.random.PRNGKey(int(seed)),
+            side=latent_size,
+            batch=batch_size,
+            batches=batches,
+        )
+        return dataclasses.replace(self, variables={"params": params, "batch_stats": stats})
 
     @functools.cached_property
     def _generation_variables(self) -> dict:
@@ -537,30 +537,9 @@ def _pad_latents(zb: np.ndarray, plans: Sequence[_AxisPlan]) -> np.ndarray:
     return np.pad(zb, [(0, 0)] + [(p.latent_pad, p.latent_pad) for p in plans] + [(0, 0)], mode="wrap")
 
 
-def interpolate_latents(z0, z1, steps: int, method: str = "slerp") -> np.ndarray:
-    """Latents on the path from z0 to z1 (paper S8): (steps, *z0.shape).
-
-    "slerp" (default) keeps the norm typical of Gaussian latents; "linear" is the straight line.
-    """
-    z0, z1 = np.asarray(z0, np.float32), np.asarray(z1, np.float32)
-    if z0.shape != z1.shape:
-        raise PorejaxError(f"latents to interpolate differ in shape: {z0.shape} vs {z1.shape}")
-    if steps < 2:
-        raise PorejaxError(f"interpolation needs at least 2 steps, got {steps}")
-    t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape((steps,) + (1,) * z0.ndim)
-    if method == "linear":
-        return (1 - t) * z0 + t * z1
-    if method != "slerp":
-        raise PorejaxError(f"interpolation method must be 'slerp' or 'linear', got {method!r}")
-    cos = float(np.sum(z0 * z1) / (np.linalg.norm(z0) * np.linalg.norm(z1)))
-    omega = math.acos(min(1.0, max(-1.0, cos)))
-    if omega < 1e-6:
-        return (1 - t) * z0 + t * z1
-    return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / math.sin(omega)
-
-
 def load_generator(checkpoint_dir: str | os.PathLike, step: int | None = None) -> FrozenGenerator:
     """The frozen generator of a checkpoint directory (newest step unless `step` is given)."""
     meta, variables, step = checkpoint.restore_generator(checkpoint_dir, step)
     config, phase_map = checkpoint.model_and_phases(meta)
-    return FrozenGenerator(config, phase_map, variables, step, meta.get("train", {}).get("latent", "point"))
+    trained_on = meta.get("train", {}).get("latent", latents.UNRECORDED)
+    return FrozenGenerator(config, phase_map, variables, step, trained_on)

@@ -10,6 +10,7 @@ padding (paper: 64 + 16 (a - 1)) and exactly 2^L a with circular padding (period
 Discriminator: stride-2 convs (k=4, p=1) with LeakyReLU 0.2 (normalised after the first), then a k=4
 valid conv to one logit per sample; with M = len(d_widths) >= L stride-2 layers it judges crops of side
 4 * 2^M (the paper: M = L). SliceDiscriminator: the same network in 2D, judging slices of that side.
+Named networks (with their training recipes): `porejax.presets`.
 """
 
 from __future__ import annotations
@@ -104,35 +105,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-
-PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(),
-    # training on two CPU cores: one stride-2 layer less (32^3 crops, period unit 8) and reduced widths;
-    # measurements in experiments/results/cathode/README.md
-    "cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64)),
-    # the cpu networks with a 3^3 output layer after the last stride-2 layer (8 channels)
-    "cpu-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64), head_width=8),
-    # the cpu generator, judged on 64^3 crops by a discriminator one layer deeper
-    "cpu64": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64)),
-    # the cpu-smooth generator (output head) judged on 64^3 crops: whole NMC particles and their contacts
-    "cpu64-smooth": ModelConfig(g_widths=(64, 32, 16), d_widths=(8, 16, 32, 64), head_width=8),
-    # seconds per step: tests and the demo (32^3 crops)
-    "tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(4, 8, 16)),
-    # training from 2D images (slice discriminators, `porejax.slices`): SliceGAN's field of view for a GPU
-    # (64^3 volumes judged on 64^2 slices; its critic widths, without normalisation) with the paper's generator
-    "slicegan": ModelConfig(d_widths=(64, 128, 256, 512), d_norm="none"),
-    # two CPU cores: the cpu generator making 64^3 volumes, judged on 64^2 slices
-    "slices-cpu": ModelConfig(g_widths=(64, 32, 16), d_widths=(16, 32, 64, 128)),
-    # seconds per step: tests (the tiny generator, 32^2 slices)
-    "slices-tiny": ModelConfig(g_widths=(16, 8, 8), d_widths=(8, 16, 32)),
-}
-
-
-def preset(name: str, n_phases: int) -> ModelConfig:
-    if name not in PRESETS:
-        raise PorejaxError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name], n_phases=n_phases)
 
 
 def _batch_norm(train: bool) -> nn.BatchNorm:

@@ -7,15 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from porejax import presets
 from porejax.generate import FrozenGenerator
-from porejax.models import init_variables, preset
+from porejax.models import init_variables
 from porejax.volume import PhaseMap
 
 LABELS = (0, 128, 255)
 PROFILES = {4: jnp.array([1.0, 3.0, 3.0, 1.0]), 3: jnp.array([1.0, 2.0, 1.0])}
 
 
-def smooth_generator(config=preset("tiny", 3)) -> FrozenGenerator:
+def smooth_generator(config=presets.model("tiny", 3)) -> FrozenGenerator:
     """A generator with structure: smooth (linear-interpolation) kernels with random channel mixing and
     randomised frozen BatchNorm statistics, so that labels have a correlation length of several voxels."""
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))

@@ -59,6 +59,8 @@ def test_the_ground_floor_imports_only_the_ground_floor(module, allowed):
         ),
         ("generate", ("porejax.train", "porejax.compare", "porejax.cli")),
         ("train", ("porejax.compare", "porejax.cli")),
+        ("latents", ("porejax.train", "porejax.generate", "porejax.compare", "porejax.cli")),
+        ("standing", ("porejax.train", "porejax.generate", "porejax.compare", "porejax.cli")),
         ("figures", ("porejax.metrics", "porejax.models", "porejax.generate", "porejax.train", "porejax.compare")),
     ],
 )
@@ -74,3 +76,13 @@ def test_torch_and_pyplot_stay_out_of_the_library():
             assert not any(n == "torch" or n.startswith("torch.") for n in names), path
         assert not any(n.startswith("matplotlib.pyplot") for n in names), path
         assert "matplotlib.use" not in path.read_text(), path
+
+
+def test_the_preset_table_imports_only_errors_at_module_level():
+    """The command line builds its --preset choices and help from porejax.presets without importing JAX."""
+    tree = ast.parse((PACKAGE / "presets.py").read_text())
+    top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module} | {
+        a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names
+    }
+    assert {m for m in top if m.startswith("porejax")} == {"porejax.errors"}
+    assert not any(m.split(".")[0] in ("jax", "flax", "numpy") for m in top), top

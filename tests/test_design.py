@@ -8,6 +8,7 @@ import pytest
 import tifffile
 from smooth_generator import smooth_generator
 
+from porejax import presets
 from porejax.cli import main
 from porejax.design import (
     make_problem,
@@ -19,13 +20,13 @@ from porejax.design import (
 )
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator
-from porejax.models import Generator, init_variables, preset
+from porejax.models import Generator, init_variables
 from porejax.volume import PhaseMap
 
 
 @pytest.fixture(scope="module")
 def gen() -> FrozenGenerator:
-    config = preset("tiny", 3)
+    config = presets.model("tiny", 3)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
     return FrozenGenerator(config, PhaseMap((0, 85, 170), ("pore", "nmc", "cbd"), 0.5), g_vars)
 

@@ -9,16 +9,18 @@ import pytest
 import tifffile
 
 import porejax
-from porejax import checkpoint
+from porejax import checkpoint, presets
 from porejax.cli import main
-from porejax.generate import FrozenGenerator, interpolate_latents, parse_periodic, periodic_halo
-from porejax.models import Generator, init_variables, preset
+from porejax.generate import FrozenGenerator, parse_periodic, periodic_halo
+from porejax.latents import interpolate_latents
+from porejax.models import Generator, init_variables
 from porejax.volume import PhaseMap
 
 from smooth_generator import LABELS, smooth_generator
 
 
-TINY_WITH_HEAD = dataclasses.replace(preset("tiny", 3), head_width=4)  # a 3^3 output layer after the last stride 2
+# a 3^3 output layer after the last stride 2
+TINY_WITH_HEAD = dataclasses.replace(presets.model("tiny", 3), head_width=4)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def head_gen() -> FrozenGenerator:
 
 
 def test_output_sizes_follow_the_paper():
-    paper = preset("paper", 3)
+    paper = presets.model("paper", 3)
     assert [paper.output_side(a, False) for a in (1, 2, 5)] == [64 + 16 * (a - 1) for a in (1, 2, 5)]
     assert [paper.output_side(a, True) for a in (1, 2, 5)] == [16 * a for a in (1, 2, 5)]
     g_vars, _ = jax.eval_shape(lambda: init_variables(paper, jax.random.PRNGKey(0)))
@@ -138,8 +140,8 @@ def test_chunked_size_is_the_central_crop(gen):
 
 
 def test_halo_is_the_receptive_field():
-    assert periodic_halo(preset("paper", 3)) == 3
-    assert periodic_halo(preset("tiny", 3)) == 3
+    assert periodic_halo(presets.model("paper", 3)) == 3
+    assert periodic_halo(presets.model("tiny", 3)) == 3
     assert periodic_halo(TINY_WITH_HEAD) == 3  # one more voxel of reach at the output: within the same latent
 
 
@@ -251,7 +253,7 @@ def test_stationary_statistics_describe_the_interior(gen):
 def test_default_chunk_is_one_piece_up_to_384_and_tiles_compute_only_what_they_need():
     from porejax.generate import DEFAULT_CHUNK, _plan, default_chunk, latent_window, layer_crops
 
-    config = preset("paper", 3)
+    config = presets.model("paper", 3)
     for side, expected in ((64, 64), (384, 384), (385, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
         a = max(1, -(-side // 16) - 3)
         assert default_chunk(_plan(config, (a,) * 3, (False,) * 3, (side,) * 3, False)) == expected

@@ -7,14 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from porejax import presets
 from porejax.errors import PorejaxError
-from porejax.models import Discriminator, Generator, ModelConfig, count_params, init_variables, preset
+from porejax.models import Discriminator, Generator, ModelConfig, count_params, init_variables
 from porejax.nn.layers import conv3d, conv_transpose3d
 
 
 def test_paper_parameter_counts():
     """Table 2 of the paper with bias-free convolutions: G 14,301,056 and D 699,840 parameters."""
-    g_vars, d_vars = jax.eval_shape(lambda: init_variables(preset("paper", 3), jax.random.PRNGKey(0)))
+    g_vars, d_vars = jax.eval_shape(lambda: init_variables(presets.model("paper", 3), jax.random.PRNGKey(0)))
     conv_g = 100 * 512 + 512 * 256 + 256 * 128 + 128 * 64 + 64 * 3
     conv_d = 3 * 16 + 16 * 32 + 32 * 64 + 64 * 128 + 128 * 1
     assert count_params(g_vars["params"]) == 64 * conv_g + 2 * (512 + 256 + 128 + 64) == 14_301_056
@@ -41,7 +42,7 @@ def test_shapes_and_init_statistics():
 def test_a_deeper_discriminator_judges_larger_crops_than_a_point_latent_gives():
     config = ModelConfig(n_phases=3, latent_channels=4, g_widths=(8, 4), d_widths=(4, 4, 8))
     assert (config.period_unit, config.crop_size, config.point_latent_crop) == (4, 32, False)
-    assert preset("paper", 3).point_latent_crop
+    assert presets.model("paper", 3).point_latent_crop
     g_vars, d_vars = init_variables(config, jax.random.PRNGKey(0))
     z = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 8, 4))  # latent side crop / period_unit
     volume = Generator(config).apply(g_vars, z, periodic=(True, True, True))
@@ -50,7 +51,7 @@ def test_a_deeper_discriminator_judges_larger_crops_than_a_point_latent_gives():
 
 
 def test_batch_norm_uses_batch_statistics_only_in_training():
-    config = preset("tiny", 3)
+    config = presets.model("tiny", 3)
     g_vars, _ = init_variables(config, jax.random.PRNGKey(0))
     z = jax.random.normal(jax.random.PRNGKey(1), (4, 1, 1, 1, config.latent_channels))
     p, updates = Generator(config).apply(g_vars, z, train=True, mutable=["batch_stats"])
@@ -66,14 +67,14 @@ def test_config_validation():
     with pytest.raises(PorejaxError, match="at least as many"):
         ModelConfig(g_widths=(8, 8), d_widths=(8,))
     with pytest.raises(PorejaxError, match="unknown preset"):
-        preset("huge", 3)
+        presets.model("huge", 3)
     with pytest.raises(PorejaxError, match="d_norm"):
         ModelConfig(d_norm="group")
-    assert ModelConfig.from_dict(preset("cpu", 5).to_dict()) == preset("cpu", 5)
+    assert ModelConfig.from_dict(presets.model("cpu", 5).to_dict()) == presets.model("cpu", 5)
 
 
 def test_mixed_precision_keeps_float32_weights_and_outputs_close_to_float32():
-    config = preset("tiny", 3)
+    config = presets.model("tiny", 3)
     mixed = dataclasses.replace(config, compute_dtype="bfloat16")
     g_vars, d_vars = init_variables(config, jax.random.PRNGKey(0))
     assert init_variables(mixed, jax.random.PRNGKey(0))[0]["params"]["deconv0"]["kernel"].dtype == jnp.float32
@@ -91,7 +92,7 @@ def test_mixed_precision_keeps_float32_weights_and_outputs_close_to_float32():
 def test_mixed_precision_keeps_the_layers_next_to_the_probabilities_float32():
     """With bfloat16 products, the generator's logits layer and the discriminator's first layer still compute
     exactly what the float32 layer does; a bfloat16 first layer could not tell 0.999 from 0.998."""
-    mixed = dataclasses.replace(preset("tiny", 3), compute_dtype="bfloat16")
+    mixed = dataclasses.replace(presets.model("tiny", 3), compute_dtype="bfloat16")
     g_vars, d_vars = init_variables(mixed, jax.random.PRNGKey(0))
     z = jax.random.normal(jax.random.PRNGKey(1), (1, 1, 1, 1, mixed.latent_channels))
     _, seen = Generator(mixed).apply(g_vars, z, capture_intermediates=True)

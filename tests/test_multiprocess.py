@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = """
 import json, sys
 import numpy as np
-from porejax import cli, train
+from porejax import train
 from porejax.models import ModelConfig
 from porejax.volume import PhaseMap
-cli.initialize_distributed()
+train.initialize_distributed()
 import jax
 data, workdir, steps, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "resume"
 config = train.TrainConfig(steps=steps, batch_size=4, augment=True, log_every=1, eval_every=1000,

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 import porejax
-from porejax import checkpoint, cli, losses, metrics, slices, synthetic, train, train_slices
+from porejax import checkpoint, cli, latents, losses, metrics, slices, synthetic, train
 from porejax.errors import PorejaxError
 from porejax.models import ModelConfig, SliceDiscriminator, init_slice_discriminators, init_variables
 from porejax.volume import PhaseMap, validate_volume
@@ -70,15 +70,16 @@ def test_each_discriminator_gets_gradients_from_its_own_axis_only_and_passes_the
     g_vars, _ = init_variables(MICRO, jax.random.PRNGKey(0))
     d_vars = init_slice_discriminators(MICRO, slices.AXIS_KEYS, jax.random.PRNGKey(1))
     assert set(d_vars["params"]) == {"x", "y", "z"}
-    z = train.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(2), 2)
-    _, periodic = train.training_latent(MICRO, "periodic")
+    z = latents.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(2), 2)
+    spec = slices.SliceSpec(8, 2, 8, 3, slices.AXIS_KEYS, ((8, 8),) * 3)
+    judge = train.SliceJudge(MICRO, spec, train.make_mesh())
     for axis, name in enumerate(slices.AXIS_KEYS):
 
         def loss(g_params, d_params, per_volume, axis=axis, name=name):
-            fake, _ = train._apply_g(MICRO, periodic, g_params, g_vars["batch_stats"], z)
+            fake, _ = train.apply_generator(MICRO, "periodic", g_params, g_vars["batch_stats"], z)
             x = slices.generated_slices(fake, axis, per_volume, jax.random.PRNGKey(3))
             assert x.shape == (2 * per_volume, 8, 8, 3)
-            logits, _ = train_slices._apply_d(MICRO, d_params, d_vars["batch_stats"], name, x)
+            logits, _ = judge.apply(d_params, d_vars["batch_stats"], axis, x)
             assert logits.shape == (2 * per_volume,)
             return losses.bce_generator(logits)
 
@@ -92,7 +93,7 @@ def test_each_discriminator_gets_gradients_from_its_own_axis_only_and_passes_the
             x = slices.generated_slices(fake, axis, 3, jax.random.PRNGKey(3))
             return losses.bce_generator(SliceDiscriminator(MICRO).apply({"params": d_vars["params"][name]}, x))
 
-        fake, _ = train._apply_g(MICRO, periodic, g_vars["params"], g_vars["batch_stats"], z)
+        fake, _ = train.apply_generator(MICRO, "periodic", g_vars["params"], g_vars["batch_stats"], z)
         grad = np.abs(np.asarray(jax.grad(volume_loss)(fake)))
         per_slice = grad.sum(axis=tuple(a for a in range(5) if a not in (0, 1 + axis)))
         assert [int(np.count_nonzero(row)) for row in per_slice] == [3, 3]

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 import porejax
-from porejax import checkpoint, cli, host, losses, synthetic, train
+from porejax import checkpoint, cli, host, latents, losses, presets, standing, synthetic, train
 from porejax.errors import PorejaxError
 from porejax.models import ModelConfig, init_variables
 from porejax.volume import PhaseMap
@@ -176,16 +176,19 @@ def test_the_generator_s_moving_average_may_start_on_resume_and_does_not_change_
     # generation uses the average, with standing statistics of the averaged weights
     _, frozen, _ = checkpoint.restore_generator(averaged)
     chex.assert_trees_all_equal(frozen["params"], state["g_ema"])
-    standing = train.standing_statistics(
+    devices = len(jax.devices())  # the run's mesh: all devices
+    side, periodic, batch = latents.statistics_latent(MICRO, config.latent, config.batch_size, devices)
+    expected = standing.standing_statistics(
         MICRO,
         state["g_ema"],
         state["g_stats"],
         jax.random.fold_in(jax.random.PRNGKey(config.seed), 5),
-        config.standing_batches,
-        config.batch_size,
-        train.make_mesh(),
+        side=side,
+        periodic=periodic,
+        batch=batch,
+        batches=config.standing_batches,
     )
-    chex.assert_trees_all_close(frozen["batch_stats"], standing, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(frozen["batch_stats"], expected, rtol=1e-5, atol=1e-7)
     assert checkpoint.read_metadata(averaged)["ema_decay_history"] == [[0, 0.0], [2, 0.5]]
     leaf = train.ema_update({"w": jnp.ones(())}, {"w": jnp.zeros(())}, 0.999, 1)["w"]
     assert float(leaf) == pytest.approx(2 / 11)  # early steps fade quickly ...
@@ -218,13 +221,13 @@ def test_two_devices_give_the_losses_of_one_for_the_same_global_batch(tmp_path, 
 
 def test_a_generator_update_lowers_its_loss_against_a_frozen_discriminator():
     g_vars, d_vars = init_variables(MICRO, jax.random.PRNGKey(0))
-    z = train.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(1), 4)
-    _, periodic = train.training_latent(MICRO, "periodic")
+    config = train.TrainConfig(batch_size=4, lr=1e-3, b1=0.5).resolved()
+    mesh = train.make_mesh(jax.devices()[:1])
+    ctx = train.StepContext(MICRO, config, train.VolumeJudge(MICRO, None, mesh), mesh)
     tx = optax.adam(1e-3, b1=0.5)
     carry = (g_vars["params"], g_vars["batch_stats"], tx.init(g_vars["params"]), d_vars["batch_stats"])
-    update = jax.jit(
-        lambda c: train.generator_update(MICRO, periodic, tx, losses.bce_generator, d_vars["params"], c, z)
-    )
+    key = jax.random.PRNGKey(1)  # the same latents for both updates
+    update = jax.jit(lambda c: train.generator_update(ctx, losses.bce_generator, d_vars["params"], c, key))
     carry, (before, _) = update(carry)
     _, (after, _) = update(carry)  # the loss the updated generator gets from the same D on the same z
     assert float(after) < float(before)
@@ -240,7 +243,7 @@ def test_wgan_gp_runs_n_critic_updates_per_generator_update(tmp_path, volume):
 
 
 def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, volume, monkeypatch):
-    compile_step = train.compile_step
+    compile_step = train.loop.compile_step
 
     def poisoned_at_step_3(*args):
         step_fn = compile_step(*args)
@@ -251,7 +254,7 @@ def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, 
 
         return run
 
-    monkeypatch.setattr(train, "compile_step", poisoned_at_step_3)
+    monkeypatch.setattr(train.loop, "compile_step", poisoned_at_step_3)
     with pytest.raises(
         PorejaxError, match=r"non-finite loss at step 3 \(.*loss_g=nan.*last good checkpoint: step 2 in"
     ):
@@ -260,18 +263,18 @@ def test_non_finite_losses_stop_training_and_name_the_last_checkpoint(tmp_path, 
 
 def test_a_crop_other_than_the_model_s_is_refused():
     with pytest.raises(PorejaxError, match="--crop 64 does not match the tiny preset"):
-        train.model_for("tiny", 3, crop=64)
+        presets.model("tiny", 3, crop=64)
 
 
 def test_a_deeper_discriminator_trains_on_periodic_latents_and_refuses_point_latents(tmp_path):
     model = ModelConfig(latent_channels=4, g_widths=(4,), d_widths=(4, 4))  # G period unit 2, D 16^3 crops
-    assert train.training_latent(model, "periodic") == (8, (True, True, True))
+    assert latents.training_latent(model, "periodic") == (8, (True, True, True))
     # standing statistics: periodic latents twice the training side, about a training batch's voxels
-    assert train.statistics_latent(model, "periodic", batch_size=32, devices=2) == (16, (True, True, True), 4)
-    assert train.statistics_latent(model, "periodic", batch_size=8, devices=2) == (16, (True, True, True), 2)
-    assert train.statistics_latent(MICRO, "point", batch_size=8) == (1, (False, False, False), 8)
+    assert latents.statistics_latent(model, "periodic", batch_size=32, devices=2) == (16, (True, True, True), 4)
+    assert latents.statistics_latent(model, "periodic", batch_size=8, devices=2) == (16, (True, True, True), 2)
+    assert latents.statistics_latent(MICRO, "point", batch_size=8) == (1, (False, False, False), 8)
     with pytest.raises(PorejaxError, match="point .* latents make 8\\^3 volumes but this discriminator judges 16"):
-        train.training_latent(model, "point")
+        latents.training_latent(model, "point")
     summary = train.train(
         [synthetic.cathode(20, seed=1)], PHASES, tmp_path, model, train.TrainConfig(steps=2, **QUIET), progress=False
     )

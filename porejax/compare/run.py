@@ -49,7 +49,8 @@ from porejax.compare.statistics import (
 )
 from porejax.compare.studies import periodic_flux_study, time_generation
 from porejax.errors import PorejaxError
-from porejax.generate import FrozenGenerator, interpolate_latents, load_generator
+from porejax.generate import FrozenGenerator, load_generator
+from porejax.latents import interpolate_latents
 from porejax.metrics import Characterisation
 from porejax.volume import PhaseMap, atomic_path
 

@@ -1,0 +1,36 @@
+"""Presets: one table of networks and recipes, which the command line's choices and help come from."""
+
+import pytest
+
+from porejax import cli, presets
+from porejax.errors import PorejaxError
+
+
+@pytest.mark.parametrize("name", presets.PRESETS)
+def test_every_preset_builds_a_network_and_a_recipe_that_trains_on_its_crops(name):
+    model, recipe = presets.model(name, 4), presets.recipe(name)
+    assert model.n_phases == 4 and recipe.steps >= 1
+    # the recipes for 2D images, and only they, train slice discriminators
+    assert (recipe.discriminator != "volume") == (name in ("slicegan", "slices-cpu", "slices-tiny"))
+    assert presets.model(name, 4, crop=model.crop_size) == model
+
+
+def test_overrides_replace_the_recipe_s_values_and_none_keeps_them():
+    assert presets.recipe("tiny", steps=7, lr=None).steps == 7
+    assert presets.recipe("tiny", lr=None).lr == 2e-4
+    assert presets.model("cpu", 3, precision="bfloat16").compute_dtype == "bfloat16"
+
+
+def test_unknown_presets_and_mismatched_crops_are_one_line_errors():
+    with pytest.raises(PorejaxError, match="unknown preset 'huge': choose one of paper, cpu"):
+        presets.recipe("huge")
+    with pytest.raises(PorejaxError, match=r"--crop 64 does not match the tiny preset.*tiny 32"):
+        presets.model("tiny", 3, crop=64)
+
+
+def test_the_train_command_offers_and_describes_every_preset(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, preset in presets.PRESETS.items():
+        assert f"{name}: {preset.about}" in text
