@@ -1,6 +1,6 @@
 """Per-op profile of one paper training iteration (jax.profiler trace, XLA op names), grouped by kind.
 
-    python -m benchmarks.profile_step [--batch 8] [--precision float32|bfloat16]
+    python -m benchmarks.profile_step [--batch 8] [--precision float32|bfloat16] [--latent point|periodic]
 
 Prints one JSON document.
 """
@@ -26,7 +26,7 @@ def _op_kind(name: str, hlo: dict[str, str]) -> str:
     return "fused elementwise / reduce / slice"
 
 
-def profile(batch: int, precision: str, calls: int = 2) -> dict:
+def profile(batch: int, precision: str, latent: str = "point", calls: int = 2) -> dict:
     """Per-HLO-op time of the real training iteration (jax.profiler trace; XLA op names), grouped."""
     import collections
     import glob
@@ -37,7 +37,7 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
 
     from porejax import train
 
-    model_config, config, spec, mesh, state, arrays = paper_training(batch, precision)
+    model_config, config, spec, mesh, state, arrays = paper_training(batch, precision, latent)
     step = train.make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
     hlo = {}
     for line in step.as_text().splitlines():
@@ -75,11 +75,14 @@ def profile(batch: int, precision: str, calls: int = 2) -> dict:
     return {
         "batch": batch,
         "precision": precision,
+        "latent": latent,
         "wall_s_per_iteration": round(wall, 2),
         "op_ms_total": round(total, 1),
         "load_average": os.getloadavg(),
         "by_kind": {k: round(v / total, 4) for k, v in kinds.most_common()},
         "top_ops": top,
+        "by_op_ms": {name: round(ms, 2) for name, ms in per_op.most_common()},
+        "hlo": {name: hlo[name][:300] for name in per_op},
     }
 
 
@@ -87,11 +90,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--latent", choices=("point", "periodic"), default="point", help="training latents")
     args = parser.parse_args(argv)
     from porejax.host import reuse_freed_memory
 
     reuse_freed_memory()  # as `porejax train` does on CPU (before JAX starts)
-    print(json.dumps({"benchmark": "profile", **profile(args.batch, args.precision)}, indent=1))
+    print(json.dumps({"benchmark": "profile", **profile(args.batch, args.precision, args.latent)}, indent=1))
 
 
 if __name__ == "__main__":

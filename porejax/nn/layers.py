@@ -106,14 +106,23 @@ def _windows_t(x: jnp.ndarray, q: int, out: Sequence[int]) -> jnp.ndarray:
     return jnp.stack(windows).reshape(q**3 * x.shape[-1], -1)
 
 
-def _shifted_sum(z: jnp.ndarray, out: Sequence[int], sign: int, origin: Sequence[int]) -> jnp.ndarray:
+def _shifted_sum(z: jnp.ndarray, out: Sequence[int], sign: int, origin: Sequence[int], modes: Modes) -> jnp.ndarray:
     """y[o] = sum_t z[:, o + origin + sign * t, t, :] over the q^3 taps t of z (B, D, H, W, q^3, C), y of
-    spatial size `out`, reading zeros outside z (each tap's slice is placed into y, z is never padded)."""
+    spatial size `out`, reading zeros outside z on zero axes (each tap's slice is placed into y, z is never
+    padded) and z modulo its size on circular axes (each tap's slice rolled; there z's size is `out`)."""
     q = round(z.shape[4] ** (1 / 3))
+    circular = [axis for axis, mode in enumerate(modes) if mode == "circular"]
     total = None
     for i, t in enumerate(_taps(q)):
         lo = [o + sign * ti for o, ti in zip(origin, t)]
-        part = _pad_or_crop(z[..., i, :], [(-a, m + a - n) for a, m, n in zip(lo, out, z.shape[1:4])])
+        part = z[..., i, :]
+        shifts = [-lo[axis] % out[axis] for axis in circular]
+        if any(shifts):
+            part = jnp.roll(part, shifts, [axis + 1 for axis in circular])
+        pads = [
+            (0, 0) if axis in circular else (-a, m + a - n) for axis, (a, m, n) in enumerate(zip(lo, out, z.shape[1:4]))
+        ]
+        part = _pad_or_crop(part, pads)
         total = part if total is None else total + part
     return total
 
@@ -126,12 +135,22 @@ def _pad_or_crop(x: jnp.ndarray, pads: Sequence[tuple[int, int]]) -> jnp.ndarray
     return jnp.pad(x, widths) if any(w != (0, 0) for w in widths) else x
 
 
+def _extend(x: jnp.ndarray, pads: Sequence[tuple[int, int]], modes: Modes) -> jnp.ndarray:
+    """Extend the spatial axes of x (B, D, H, W, ...) by (before, after): y[j] = x[j - before], zeros outside
+    x on zero axes, x modulo its size on circular axes; negative amounts crop."""
+    wraps = [(max(0, b), max(0, a)) if m == "circular" else (0, 0) for (b, a), m in zip(pads, modes)]
+    if any(w != (0, 0) for w in wraps):
+        x = pad_spatial(x, wraps, ("circular",) * 3)
+    return _pad_or_crop(x, [(b - w[0], a - w[1]) for (b, a), w in zip(pads, wraps)])
+
+
 def _flip_taps(kernel: jnp.ndarray) -> jnp.ndarray:
     """(q, q, q, C_in, C_out) -> the adjoint kernel (q, q, q, C_out, C_in), taps reversed."""
     return jnp.flip(kernel, (0, 1, 2)).swapaxes(3, 4)
 
 
-# Valid stride-1 convolution y[o] = sum_t xp[o + t] K[t] of x zero-padded by `pads` (xp), as matrix
+# Valid stride-1 convolution y[o] = sum_t xp[o + t] K[t] of x extended by `pads` (xp: zeros on zero axes,
+# wrapped on circular axes, where before + after = q - 1 so that y has x's size), as matrix
 # products, in two equivalent forms with custom gradients (every pass is patches x matrix):
 # - im2col: patches of xp (q^3 C_in per output) times K; backward dpatches = dy K^T summed back over the
 #   taps (at x's positions only), dK = patches^T dy.
@@ -166,10 +185,10 @@ def _contract(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     ).sum(0)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...], modes: Modes) -> jnp.ndarray:
     q = kernel.shape[0]
-    xp = _pad_or_crop(x, pads)
+    xp = _extend(x, pads, modes)
     return jnp.dot(
         _windows(xp, q, [n - q + 1 for n in xp.shape[1:4]]),
         _matrix(kernel, x.dtype),
@@ -177,14 +196,15 @@ def _conv_im2col(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int
     )
 
 
-def _conv_im2col_bwd(pads, residuals, dy):
+def _conv_im2col_bwd(pads, modes, residuals, dy):
     x, kernel = residuals
     q, c_in = kernel.shape[0], kernel.shape[3]
     dy = dy.astype(x.dtype)
     dpatches = jnp.dot(dy, _matrix(kernel, x.dtype).T, preferred_element_type=jnp.float32)
     # x[i] (padded index i + before) was read by output o = i + before - t through tap t
-    dx = _shifted_sum(dpatches.reshape(*dpatches.shape[:4], q**3, c_in), x.shape[1:4], -1, [b for b, _ in pads])
-    xp = _pad_or_crop(x, pads)
+    dpatches = dpatches.reshape(*dpatches.shape[:4], q**3, c_in)
+    dx = _shifted_sum(dpatches, x.shape[1:4], -1, [b for b, _ in pads], modes)
+    xp = _extend(x, pads, modes)
     if min(q**3 * c_in, dy.shape[-1]) >= WIDE_PRODUCT:
         dkernel = jnp.dot(
             _windows_t(xp, q, dy.shape[1:4]), dy.reshape(-1, dy.shape[-1]), preferred_element_type=jnp.float32
@@ -194,11 +214,13 @@ def _conv_im2col_bwd(pads, residuals, dy):
     return dx.astype(x.dtype), dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
-_conv_im2col.defvjp(lambda x, kernel, pads: (_conv_im2col(x, kernel, pads), (x, kernel)), _conv_im2col_bwd)
+_conv_im2col.defvjp(
+    lambda x, kernel, pads, modes: (_conv_im2col(x, kernel, pads, modes), (x, kernel)), _conv_im2col_bwd
+)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_col2im(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...]) -> jnp.ndarray:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_col2im(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...], modes: Modes) -> jnp.ndarray:
     q, c_out = kernel.shape[0], kernel.shape[4]
     z = jnp.dot(
         x,
@@ -206,14 +228,14 @@ def _conv_col2im(x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int
         preferred_element_type=kernel.dtype,
     )
     out = [n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]
-    return _shifted_sum(z.reshape(*x.shape[:4], q**3, c_out), out, 1, [-b for b, _ in pads])
+    return _shifted_sum(z.reshape(*x.shape[:4], q**3, c_out), out, 1, [-b for b, _ in pads], modes)
 
 
-def _conv_col2im_bwd(pads, residuals, dy):
+def _conv_col2im_bwd(pads, modes, residuals, dy):
     x, kernel = residuals
     q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
-    # dx[i] = sum_t dy[i + before - t] K[t]^T: a valid convolution of dy padded by q - 1 - pads
-    dyp = _pad_or_crop(dy.astype(x.dtype), [(q - 1 - b, q - 1 - a) for b, a in pads])
+    # dx[i] = sum_t dy[i + before - t] K[t]^T: a valid convolution of dy extended by q - 1 - pads
+    dyp = _extend(dy.astype(x.dtype), [(q - 1 - b, q - 1 - a) for b, a in pads], modes)
     patches = _windows(dyp, q, x.shape[1:4])
     dx = jnp.dot(patches, _matrix(_flip_taps(kernel), x.dtype), preferred_element_type=jnp.float32)
     dflipped = _contract(x, patches).reshape(c_in, q, q, q, c_out)
@@ -221,21 +243,30 @@ def _conv_col2im_bwd(pads, residuals, dy):
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
-_conv_col2im.defvjp(lambda x, kernel, pads: (_conv_col2im(x, kernel, pads), (x, kernel)), _conv_col2im_bwd)
+_conv_col2im.defvjp(
+    lambda x, kernel, pads, modes: (_conv_col2im(x, kernel, pads, modes), (x, kernel)), _conv_col2im_bwd
+)
 
 
 def _conv_stride1(
-    x: jnp.ndarray, kernel: jnp.ndarray, pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3, form: str = "matmul"
+    x: jnp.ndarray,
+    kernel: jnp.ndarray,
+    pads: tuple[tuple[int, int], ...] = ((0, 0),) * 3,
+    modes: Modes = ZEROS,
+    form: str = "matmul",
 ) -> jnp.ndarray:
-    """Valid stride-1 convolution of x (B, D, H, W, C_in), zero-padded by `pads`, with kernel (q, q, q, C_in, C_out).
+    """Valid stride-1 convolution of x (B, D, H, W, C_in), extended by `pads` (`_extend`: zeros, or wrapped on
+    circular axes, where before + after must be q - 1), with kernel (q, q, q, C_in, C_out).
 
     form "xla": XLA's convolution. "matmul": im2col multiplies at every output position, col2im at every
     input position (so it skips the padding), each with an intermediate of q^3 C_in or q^3 C_out per
     position: the cheaper one is used.
     """
-    if form == "xla":
-        return _conv_valid(_pad_or_crop(x, pads), kernel)
     q, c_in, c_out = kernel.shape[0], kernel.shape[3], kernel.shape[4]
+    if any(m == "circular" and b + a != q - 1 for (b, a), m in zip(pads, modes)):
+        raise ValueError(f"circular pads must add up to q - 1 = {q - 1}, got {pads} for modes {modes}")
+    if form == "xla":
+        return _conv_valid(_extend(x, pads, modes), kernel)
     inputs = x.shape[0] * int(np.prod(x.shape[1:4]))
     outputs = x.shape[0] * int(np.prod([n + b + a - q + 1 for n, (b, a) in zip(x.shape[1:4], pads)]))
     cost = {
@@ -244,8 +275,8 @@ def _conv_stride1(
     }
     form = min(cost, key=lambda f: cost[f][0])
     if cost[form][1] * 4 > IM2COL_MAX_BYTES:
-        return _conv_valid(_pad_or_crop(x, pads), kernel)
-    return form(x, kernel, tuple(tuple(p) for p in pads))
+        return _conv_valid(_extend(x, pads, modes), kernel)
+    return form(x, kernel, tuple(tuple(p) for p in pads), tuple(modes))
 
 
 def _window(
@@ -253,41 +284,49 @@ def _window(
 ) -> tuple[jnp.ndarray, tuple[tuple[int, int], ...]]:
     """Input indices [begin, end) per spatial axis, wrapped on circular axes, zero outside on the others.
 
-    Returns (part of x, zero pads) such that zero-padding the part by the pads gives the window (the
-    zero padding is left to the convolution, whose gradient then skips it).
+    Returns (part of x, pads) such that extending the part by the pads (`_extend` with `modes`) gives the
+    window. The extension is left to the convolution: its gradient then skips the zero padding, and no
+    wrapped copy of the input is made (circular axes keep all of x).
     """
-    zero_pads = []
+    pads = []
     for axis, (b0, e0, mode) in enumerate(zip(begin, end, modes)):
-        n, ax = x.shape[axis + 1], axis + 1
-        if mode == "circular":
-            wide = [(0, 0)] * 3
-            wide[axis] = (max(0, -b0), max(0, e0 - n))
-            x = pad_spatial(x, wide, ("circular",) * 3)
-            x = jax.lax.slice_in_dim(x, b0 + wide[axis][0], e0 + wide[axis][0], axis=ax)
-            zero_pads.append((0, 0))
+        n = x.shape[axis + 1]
+        if mode != "circular":
+            x = jax.lax.slice_in_dim(x, max(0, b0), min(n, e0), axis=axis + 1)
+            pads.append((max(0, -b0), max(0, e0 - n)))
         else:
-            x = jax.lax.slice_in_dim(x, max(0, b0), min(n, e0), axis=ax)
-            zero_pads.append((max(0, -b0), max(0, e0 - n)))
-    return x, tuple(zero_pads)
+            pads.append((-b0, e0 - n))
+    return x, tuple(pads)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _phase_windows(z: jnp.ndarray, offsets: tuple[tuple[int, ...], ...], blocks: tuple[int, ...]) -> jnp.ndarray:
-    """y[..., r, :] = z[:, o_r : o_r + blocks, r, :] for z (B, D, H, W, P, C) and P phase offsets o_r."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _phase_windows(
+    z: jnp.ndarray, offsets: tuple[tuple[int, ...], ...], blocks: tuple[int, ...], modes: Modes
+) -> jnp.ndarray:
+    """y[..., r, :] = z[:, o_r : o_r + blocks, r, :] for z (B, D, H, W, P, C) and P phase offsets o_r; on
+    circular axes (where z has the block's size) the window wraps: z rolled by -o_r."""
     return jnp.stack(
-        [z[:, a : a + blocks[0], b : b + blocks[1], c : c + blocks[2], r, :] for r, (a, b, c) in enumerate(offsets)],
-        axis=-2,
+        [_extend(z[..., r, :], _phase_pads(o, z.shape, blocks, modes), modes) for r, o in enumerate(offsets)], axis=-2
     )
 
 
-def _phase_windows_fwd(z, offsets, blocks):
-    return _phase_windows(z, offsets, blocks), z.shape
+def _phase_pads(offset, shape, blocks, modes) -> list[tuple[int, int]]:
+    """The `_extend` amounts that cut (zero axes) or roll (circular axes) one phase's window out of z."""
+    return [
+        (-o, o) if mode == "circular" else (-o, m + o - n) for o, n, m, mode in zip(offset, shape[1:4], blocks, modes)
+    ]
 
 
-def _phase_windows_bwd(offsets, blocks, shape, dy):
+def _phase_windows_fwd(z, offsets, blocks, modes):
+    return _phase_windows(z, offsets, blocks, modes), z.shape
+
+
+def _phase_windows_bwd(offsets, blocks, modes, shape, dy):
     # every element of z belongs to one phase: place each phase's gradient (no sum of full-size arrays)
-    pads = [[(o, n - o - m) for o, n, m in zip(offset, shape[1:4], blocks)] for offset in offsets]
-    return (jnp.stack([_pad_or_crop(dy[..., r, :], pads[r]) for r in range(len(offsets))], axis=-2),)
+    def place(r, offset):
+        return _extend(dy[..., r, :], [(-b, -a) for b, a in _phase_pads(offset, shape, blocks, modes)], modes)
+
+    return (jnp.stack([place(r, o) for r, o in enumerate(offsets)], axis=-2),)
 
 
 _phase_windows.defvjp(_phase_windows_fwd, _phase_windows_bwd)
@@ -425,19 +464,21 @@ def conv_transpose3d(
     blocks = [n if circ else -(-conv_transpose3d_output_size(n, k, s, p) // s) for n, circ in zip(sizes, circular)]
     lo, spread = int(first.min()), int(first.max() - first.min())
     phase_list = list(itertools.product(range(s), repeat=3))
-    if np.prod([(m + spread) / m for m in blocks]) <= ALL_PHASE_MAX_WASTE:
+    # the union of the phases' windows is `spread` wider on zero axes; on circular axes all phases read the
+    # same n wrapped positions (each phase's outputs are the union's rolled), so it costs nothing there
+    span = [m if circ else m + spread for m, circ in zip(blocks, circular)]
+    if np.prod([u / m for u, m in zip(span, blocks)]) <= ALL_PHASE_MAX_WASTE:
         # one convolution for all phases over the union of their input windows, then each phase's part
-        span = [m + spread for m in blocks]
-        window, pads = _window(x, [lo] * 3, [lo + m + q - 1 for m in span], modes)
-        z = _conv_stride1(window, w.reshape(q, q, q, c_in, s**3 * c_out), pads, form)
+        window, pads = _window(x, [lo] * 3, [lo + u + q - 1 for u in span], modes)
+        z = _conv_stride1(window, w.reshape(q, q, q, c_in, s**3 * c_out), pads, modes, form)
         offsets = tuple(tuple(int(first[r]) - lo for r in rs) for rs in phase_list)
-        y = _phase_windows(z.reshape(*z.shape[:4], s**3, c_out), offsets, tuple(blocks))
+        y = _phase_windows(z.reshape(*z.shape[:4], s**3, c_out), offsets, tuple(blocks), tuple(modes))
     else:
         rows = []
         for rs in phase_list:
             begin = [int(first[r]) for r in rs]
             window, pads = _window(x, begin, [b0 + m + q - 1 for b0, m in zip(begin, blocks)], modes)
-            rows.append(_conv_stride1(window, w[:, :, :, :, rs[0], rs[1], rs[2], :], pads, form))
+            rows.append(_conv_stride1(window, w[:, :, :, :, rs[0], rs[1], rs[2], :], pads, modes, form))
         y = jnp.stack(rows, axis=-2)
     b = x.shape[0]
     y = y.reshape(b, *blocks, s, s, s, c_out)
