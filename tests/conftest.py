@@ -30,3 +30,20 @@ def reference_values(shared_dir):
     import json
 
     return json.loads((shared_dir / "reference" / "taufactor_porespy.json").read_text())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+    """Each test module compiles its own programs: after a module, drop JAX's compiled executables.
+
+    One pytest process compiles thousands of XLA programs; each compiled CPU executable keeps its code
+    mapped, and the accumulated mappings of the whole suite approach the kernel's per-process limit
+    (vm.max_map_count), where the compiler fails. No module relies on another module's compilations.
+    """
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()

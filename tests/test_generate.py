@@ -232,9 +232,10 @@ def test_load_generator_and_cli(gen, tmp_path, capsys):
 def test_stationary_statistics_describe_the_interior(gen):
     """Periodic latents have no boundary, so their statistics hardly depend on the latent side, unlike
     statistics of training-size (1^3, all boundary) latents; they are deterministic in the seed."""
-    small = gen.with_stationary_statistics(latent_size=3, batches=2, seed=0).variables["batch_stats"]
-    large = gen.with_stationary_statistics(latent_size=5, batches=2, seed=1).variables["batch_stats"]
-    again = gen.with_stationary_statistics(latent_size=3, batches=2, seed=0).variables["batch_stats"]
+    # two latents per batch: a 3^3 latent alone is too small to hold the spread between samples
+    small = gen.with_stationary_statistics(latent_size=3, batches=2, batch_size=2, seed=0).variables["batch_stats"]
+    large = gen.with_stationary_statistics(latent_size=5, batches=2, batch_size=2, seed=1).variables["batch_stats"]
+    again = gen.with_stationary_statistics(latent_size=3, batches=2, batch_size=2, seed=0).variables["batch_stats"]
     first = sorted(small)[0]
     assert np.array_equal(small[first]["var"], again[first]["var"])
     var_s, var_l = np.asarray(small[first]["var"]), np.asarray(large[first]["var"])
