@@ -28,7 +28,7 @@ import numpy as np
 from porejax import figures, jsonio, metrics
 from porejax.errors import PorejaxError
 from porejax.generate import load_generator
-from porejax.compare import periodic_flux_study
+from porejax.compare import periodic_flux_figure, periodic_flux_study
 from porejax.volume import atomic_path
 
 BOUNDARIES = ("mirror", "periodic")
@@ -142,15 +142,7 @@ def run(
         row["voxel_ratio"] = row["voxels"] / min(equal) ** 3 if equal else None
 
     study = periodic_flux_study(generator, min(max(usable), 64), seed)
-    fig8 = figures.periodic_tiling_and_flux(
-        study["volume"],
-        study["flux"]["mirror"],
-        study["flux"]["periodic"],
-        phase_map,
-        voxel_size,
-        study["phase"],
-        study["relative_diffusivity"],
-    )
+    fig8 = periodic_flux_figure(study, phase_map, voxel_size)
     figures.save_png(fig8, out / "figure8.png")
     figures.save_png(error_figure(rows, reference, name), out / "error_vs_side.png")
     results = {

@@ -45,7 +45,7 @@ from porejax.compare.statistics import (
     s2_summary,
     seam_continuity,
 )
-from porejax.compare.studies import periodic_flux_study, time_generation
+from porejax.compare.studies import periodic_flux_figure, periodic_flux_study, time_generation
 
 __all__ = [
     "ALPHA",
@@ -68,6 +68,7 @@ __all__ = [
     "memorisation_check",
     "memorisation_targets",
     "nearest_crop_agreement",
+    "periodic_flux_figure",
     "periodic_flux_study",
     "random_crops",
     "real_set_text",

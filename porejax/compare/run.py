@@ -47,7 +47,7 @@ from porejax.compare.statistics import (
     seam_continuity,
     table_entries,
 )
-from porejax.compare.studies import periodic_flux_study, time_generation
+from porejax.compare.studies import periodic_flux_figure, periodic_flux_study, time_generation
 from porejax.errors import PorejaxError
 from porejax.generate import FrozenGenerator, load_generator
 from porejax.latents import interpolate_latents
@@ -223,16 +223,7 @@ def report_figures(
             f"A periodic generated volume tiled 2x2 (seams dashed) and the flux along x in "
             f"{phase_map.name(flux['phase'])} on the side face z = 0 with mirror vs periodic "
             "side boundaries (paper Fig. 8).",
-            lambda: figs.periodic_tiling_and_flux(
-                flux["volume"],
-                flux["flux"]["mirror"],
-                flux["flux"]["periodic"],
-                phase_map,
-                dx,
-                flux["phase"],
-                flux["relative_diffusivity"],
-                length,
-            ),
+            lambda: periodic_flux_figure(flux, phase_map, dx, length),
         ),
         "interpolation.png": (
             "Volumes generated along a spherical interpolation between two latents (paper S8).",

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from porejax import metrics
+from porejax import figures, metrics
 from porejax.axes import AXES
 from porejax.compare.progress import Progress, say
 from porejax.generate import FrozenGenerator
+from porejax.volume import PhaseMap
 
 
 def periodic_flux_study(generator: FrozenGenerator, size: int, seed: int) -> dict:
@@ -36,6 +37,14 @@ def periodic_flux_study(generator: FrozenGenerator, size: int, seed: int) -> dic
         "relative_diffusivity": {k: float(r.relative_diffusivity) for k, r in solves.items()},
         "flux": {k: np.asarray(r.flux) for k, r in solves.items()},
     }
+
+
+def periodic_flux_figure(study: dict, phase_map: PhaseMap, voxel_size: float, length: str = "µm"):
+    """Fig. 8 of a `periodic_flux_study` result (the report's and the periodic-boundary experiment's)."""
+    mirror, periodic = study["flux"]["mirror"], study["flux"]["periodic"]
+    return figures.periodic_tiling_and_flux(
+        study["volume"], mirror, periodic, phase_map, voxel_size, study["phase"], study["relative_diffusivity"], length
+    )
 
 
 def time_generation(
