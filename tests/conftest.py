@@ -1,4 +1,4 @@
-"""Test set-up: two fake CPU devices (for data-parallel tests) and the shared-data fixture.
+"""Test set-up: two fake CPU devices (for data-parallel tests), fast compilation and the shared-data fixture.
 
 Tests that read `../shared` (real volumes, peer reference values) use the `shared_dir` fixture: it skips
 with a printed reason on a fresh clone without that folder; CI always has it (`.ci/run` checks).
@@ -6,7 +6,9 @@ with a printed reason on a fresh clone without that folder; CI always has it (`.
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# two fake CPU devices; and XLA's backend optimisation off: the suite's programs are tiny, so compiling them
+# costs more than running them (measured in benchmarks/NOTES.md); values are unaffected beyond rounding
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from pathlib import Path  # noqa: E402

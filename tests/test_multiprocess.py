@@ -43,11 +43,12 @@ def _run(data: Path, workdir: Path, steps: int, processes: int, resume: bool = F
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env["PYTHONPATH"] = str(ROOT)
     argv = [sys.executable, "-c", WORKER, str(data), str(workdir), str(steps), "resume" if resume else "new"]
+    fast = "--xla_backend_optimization_level=0"  # as conftest.py: tiny programs, compile time dominates
     if processes == 0:
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count=2 {fast}"
         envs = [env]
     else:
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count=1 {fast}"
         address = f"127.0.0.1:{_free_port()}"
         envs = [
             {**env, "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(i)}
