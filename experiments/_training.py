@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from porejax import cli, presets, train
+from porejax import cli, presets
 from porejax.errors import PorejaxError
 from porejax.volume import PhaseMap
 
@@ -29,28 +29,11 @@ def run(
     phase_map: PhaseMap,
     holdout: int,
     sources: Sequence[str],
-    note: Callable[[], str] | None = None,
 ) -> int:
     """Train `volumes` with the experiment's settings; errors print one line and exit 2."""
     try:
-        preset = args.preset or presets.DEFAULT
-        model_config, config = cli.training_configs(args, preset, phase_map.n_phases, holdout=holdout)
-        summary = train.train(
-            volumes,
-            phase_map,
-            args.workdir,
-            model_config,
-            config,
-            resume=args.resume,
-            preset=preset,
-            sources=sources,
-            generator_from=args.generator_from,
-        )
+        cli.train_with_arguments(args, volumes, phase_map, args.preset or presets.DEFAULT, sources, holdout=holdout)
     except PorejaxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"trained {args.workdir} to step {summary['step']}; generate with: "
-        f"porejax generate --checkpoint {args.workdir} --size 128 --out sample.tif"
-    )
     return 0

@@ -252,13 +252,13 @@ def test_stationary_statistics_describe_the_interior(gen):
 
 
 def test_default_chunk_is_one_piece_up_to_384_and_tiles_compute_only_what_they_need():
-    from porejax.generate import DEFAULT_CHUNK, _plan, default_chunk, latent_window, layer_crops
+    from porejax.generate.plan import DEFAULT_CHUNK, default_chunk, latent_window, layer_crops, plan
 
     config = presets.model("paper", 3)
     for side, expected in ((64, 64), (384, 384), (385, DEFAULT_CHUNK), (512, DEFAULT_CHUNK)):
         a = max(1, -(-side // 16) - 3)
-        assert default_chunk(_plan(config, (a,) * 3, (False,) * 3, (side,) * 3, False)) == expected
-    assert default_chunk(_plan(config, (16,) * 3, (True,) * 3, None, True)) == 256  # 256^3 periodic: one piece
+        assert default_chunk(plan(config, (a,) * 3, (False,) * 3, (side,) * 3, False)) == expected
+    assert default_chunk(plan(config, (16,) * 3, (True,) * 3, None, True)) == 256  # 256^3 periodic: one piece
     l0, l1 = latent_window(config, 1000, 1256)  # an interior tile of 256 (window frame: 1000 - 16 * l0)
     kept = layer_crops(config, l1 - l0, 1000 - 16 * l0, 1256 - 16 * l0)
     assert kept[-1][1] == 256 and [length for _, length in kept] == [

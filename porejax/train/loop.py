@@ -187,15 +187,20 @@ class _Run:
             f"loss {config.loss}, from step {step} to {config.steps}; step compiled in {compile_s:.1f} s"
         )
         metrics, rate, window = {}, float("nan"), (step, time.perf_counter())
+        pending = []  # (step, metrics on the device) not yet read: reading them waits for the step to finish
         while step < config.steps:
-            state, metrics = step_fn(state, arrays)
+            state, step_metrics = step_fn(state, arrays)
             step += 1
-            metrics = self.checked_metrics(metrics, step, last_saved)
+            pending.append((step, step_metrics))
             final = step == config.steps
             eval_due = step % config.eval_every == 0 or final
             save_due = step % config.checkpoint_every == 0 or final
+            log_due = step % config.log_every == 0 or eval_due
+            if not (log_due or save_due):
+                continue  # the next step is dispatched while this one runs
+            metrics, pending = self.checked_metrics(pending, last_saved), []
             frozen = frozen_generator(self.model_config, state, config, self.mesh) if (eval_due or save_due) else None
-            if step % config.log_every == 0 or eval_due:
+            if log_due:
                 now = time.perf_counter()
                 rate, window = (step - window[0]) / (now - window[1]), (step, now)
                 elapsed = round(time_offset + now - t_start, 3)
@@ -212,15 +217,18 @@ class _Run:
             "last_checkpoint": last_saved,
         }
 
-    def checked_metrics(self, metrics: dict, step: int, last_saved: int | None) -> dict:
-        """The step's metrics as floats; a non-finite one stops the run, naming the last good checkpoint."""
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not all(math.isfinite(v) for v in metrics.values()):
-            values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            raise PorejaxError(
-                f"non-finite loss at step {step} ({values}); last good checkpoint: step {last_saved} "
-                f"in {self.workdir}: resume from it with --resume, or try a lower --lr or --loss wgan-gp"
-            )
+    def checked_metrics(self, pending: list[tuple[int, dict]], last_saved: int | None) -> dict:
+        """The last of the `pending` steps' metrics as floats, read from the device in one transfer; a
+        non-finite value in any of them stops the run at the first such step, naming the last good checkpoint
+        (saves happen only after this check)."""
+        for step, metrics in jax.device_get(pending):
+            metrics = {k: float(v) for k, v in metrics.items()}
+            if not all(math.isfinite(v) for v in metrics.values()):
+                values = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                raise PorejaxError(
+                    f"non-finite loss at step {step} ({values}); last good checkpoint: step {last_saved} "
+                    f"in {self.workdir}: resume from it with --resume, or try a lower --lr or --loss wgan-gp"
+                )
         return metrics
 
     def log(self, step, metrics, elapsed, rate, frozen, real, eval_due) -> None:
