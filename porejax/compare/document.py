@@ -162,7 +162,27 @@ def _physical_size(settings: dict) -> str:
 def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_map: PhaseMap) -> Document:
     """The report document from the results (metrics.json content) and the figures {file: (caption, png)}."""
     doc = Document()
-    s = results["settings"]
+    _settings_section(doc, results["settings"])
+    _statistics_section(doc, results, phase_map)
+    _memorisation_section(doc, results["memorisation"])
+    _correlation_section(doc, results["two_point_correlation"]["band"])
+    if "face_bands" in results:
+        _face_band_section(doc, results["face_bands"])
+    if "seams" in results:
+        _seams_section(doc, results["seams"])
+    _studies_section(doc, results)
+    doc.heading("Figures")
+    for name, (caption, png) in figures.items():
+        doc.figure(name, caption, png)
+    doc.text(
+        f"Machine-readable numbers: `metrics.json` ({jsonio.CONVENTIONS}). "
+        f"Made by porejax in {results['seconds']:.0f} s."
+    )
+    return doc
+
+
+def _settings_section(doc: Document, s: dict) -> None:
+    """What was compared: the checkpoint, the sets and the real volumes the crops came from."""
     doc.heading("porejax compare: real vs generated microstructures", 1)
     doc.text(
         f"Checkpoint: `{s['checkpoint']}` (step {s['step']}). {s['real_crops']} real crops and {s['n']} "
@@ -193,6 +213,11 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
         "count); D_rel is the mean over x, y and z of the diffusion solve with mirror side boundaries; std is "
         "the sample standard deviation (ddof = 1)."
     )
+
+
+def _statistics_section(doc: Document, results: dict, phase_map: PhaseMap) -> None:
+    """The paper-layout summary and the per-metric statistics with verdicts."""
+    s = results["settings"]
     phases = " / ".join(phase_map.name(i) for i in range(phase_map.n_phases))
     doc.heading("Summary (layout of the paper's Tables 3/4)")
     doc.text(f"Phases in each cell: {phases}.")
@@ -201,7 +226,10 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
     doc.table(TABLE_HEADER, [table_row(r) for r in results["table"]])
     matches = sum(r["verdict"] == "matches" for r in results["table"])
     doc.text(f"**{matches} of {len(results['table'])} metrics match.** {VERDICT_RULE}")
-    mem = results["memorisation"]
+
+
+def _memorisation_section(doc: Document, mem: dict) -> None:
+    """Nearest training crops of the generated set against the real baseline, and the verdict."""
     doc.heading("Memorisation check")
     doc.table(
         ["set", "volumes", "median nearest agreement", "95th percentile", "max", "exact copies (≥ 0.99)"],
@@ -226,51 +254,61 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
         f"positions of {mem['searched']}. The baseline of a real crop is its nearest searched crop that does not "
         "overlap it (real crops without one are left out). " + mem["rule"]
     )
-    band = results["two_point_correlation"]["band"]
+
+
+def _correlation_section(doc: Document, band: list) -> None:
+    """How much of each generated S2 curve lies inside the real mean +- std band."""
     doc.heading("Two-point correlation inside the real band")
     doc.table(
         ["phase", "axis", "lags inside real mean ± std", "max |Δ| (real std)"],
         [[r["phase"], r["axis"], f"{r['fraction_inside']:.0%}", fmt(r["max_gap_in_real_std"], 2)] for r in band],
     )
-    if "face_bands" in results:
-        fb = results["face_bands"]
-        doc.heading("Phase fractions by distance from the nearest face")
-        doc.table(
-            ["distance (voxels)"] + [f"{name}: generated / real" for name in fb["phases"]],
+
+
+def _face_band_section(doc: Document, fb: dict) -> None:
+    """Phase fractions against distance from the nearest face, generated vs real."""
+    doc.heading("Phase fractions by distance from the nearest face")
+    doc.table(
+        ["distance (voxels)"] + [f"{name}: generated / real" for name in fb["phases"]],
+        [
+            [f"{start}-{start + fb['band_voxels'] - 1}"]
+            + [f"{fmt(g)} ± {fmt(e)} / {fmt(r)}" for g, e, r in zip(gen, se, real)]
+            for start, gen, se, real in zip(fb["band_start"], fb["generated_mean"], fb["generated_se"], fb["real_mean"])
+        ],
+    )
+    doc.text(
+        f"**{fb['deviating_bands']} of {len(fb['band_start'])} generated bands deviate** "
+        f"({fb['rule']}; ± one standard error over the volumes)."
+    )
+
+
+def _seams_section(doc: Document, seams: dict) -> None:
+    """Label mismatch across the wrap seams of periodic volumes against the interior."""
+    doc.heading("Seams of the periodic generated volumes")
+    doc.table(
+        ["axis", "seam mismatch", "interior mismatch", "ratio", "same-phase interior", "same-phase ratio"],
+        [
             [
-                [f"{start}-{start + fb['band_voxels'] - 1}"]
-                + [f"{fmt(g)} ± {fmt(e)} / {fmt(r)}" for g, e, r in zip(gen, se, real)]
-                for start, gen, se, real in zip(
-                    fb["band_start"], fb["generated_mean"], fb["generated_se"], fb["real_mean"]
-                )
-            ],
-        )
-        doc.text(
-            f"**{fb['deviating_bands']} of {len(fb['band_start'])} generated bands deviate** "
-            f"({fb['rule']}; ± one standard error over the volumes)."
-        )
-    if "seams" in results:
-        doc.heading("Seams of the periodic generated volumes")
-        doc.table(
-            ["axis", "seam mismatch", "interior mismatch", "ratio", "same-phase interior", "same-phase ratio"],
-            [
-                [
-                    axis,
-                    fmt(v["seam_mismatch"], 4),
-                    fmt(v["interior_mismatch"], 4),
-                    fmt(v["ratio"], 3),
-                    fmt(v.get("same_phase_interior_mismatch"), 4),
-                    fmt(v.get("same_phase_ratio"), 3),
-                ]
-                for axis, v in results["seams"].items()
-            ],
-        )
-        doc.text(
-            "Fraction of voxels whose label differs across the wrap seam (last vs first slice) and, on "
-            "average, between neighbouring interior slices; a ratio of 1 is a seamless tiling. Same-phase: "
-            "only the interior pairs at the seam's position modulo the generator's period unit, which "
-            "separates the seam from any variation of the structure within the period unit."
-        )
+                axis,
+                fmt(v["seam_mismatch"], 4),
+                fmt(v["interior_mismatch"], 4),
+                fmt(v["ratio"], 3),
+                fmt(v.get("same_phase_interior_mismatch"), 4),
+                fmt(v.get("same_phase_ratio"), 3),
+            ]
+            for axis, v in seams.items()
+        ],
+    )
+    doc.text(
+        "Fraction of voxels whose label differs across the wrap seam (last vs first slice) and, on "
+        "average, between neighbouring interior slices; a ratio of 1 is a seamless tiling. Same-phase: "
+        "only the interior pairs at the seam's position modulo the generator's period unit, which "
+        "separates the seam from any variation of the structure within the period unit."
+    )
+
+
+def _studies_section(doc: Document, results: dict) -> None:
+    """The optional generator studies: periodic side boundaries and generation time."""
     if "periodic_boundaries" in results:
         pb = results["periodic_boundaries"]
         doc.heading("Periodic volumes and side boundaries")
@@ -286,11 +324,3 @@ def render_report(results: dict, figures: dict[str, tuple[str, bytes]], phase_ma
             f"{fmt(gt['slope_s_per_mvoxel'])} s per million voxels (intercept {fmt(gt['intercept_s'])} s), R² = "
             f"{gt['r2']:.4f}, over sides {', '.join(str(round(v ** (1 / 3))) for v in gt['voxels'])}."
         )
-    doc.heading("Figures")
-    for name, (caption, png) in figures.items():
-        doc.figure(name, caption, png)
-    doc.text(
-        f"Machine-readable numbers: `metrics.json` ({jsonio.CONVENTIONS}). "
-        f"Made by porejax in {results['seconds']:.0f} s."
-    )
-    return doc

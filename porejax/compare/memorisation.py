@@ -3,6 +3,8 @@ searched exhaustively by FFT cross-correlation, against the same for real crops 
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import itertools
 import math
@@ -191,64 +193,28 @@ def memorisation_check(
         raise PorejaxError(f"generated {np.shape(generated)} and reference {np.shape(reference)} crops differ in size")
     if not training_volumes:
         raise PorejaxError("the memorisation check needs at least one training volume to search")
-    holdouts = [None] * len(training_volumes) if holdouts is None else list(holdouts)
+    search = _Search(
+        list(training_volumes),
+        [None] * len(training_volumes) if holdouts is None else list(holdouts),
+        phase_map,
+        size,
+        max(1, max_blocks // len(training_volumes)),
+        seed,
+        progress,
+    )
     if reference_volumes is None:
         reference_volumes = np.zeros(len(reference), np.int64)
-    budget = max(1, max_blocks // len(training_volumes))
-
-    def boxes(volume: int, count: int, positions: np.ndarray | None, volumes: Sequence[int]) -> np.ndarray:
-        common = [] if holdouts[volume] is None else [region_box(holdouts[volume], size)]
-        per_query = [
-            common + ([_overlap_box(positions[i], size)] if positions is not None and volumes[i] == volume else [])
-            for i in range(count)
-        ]
-        width = max(len(b) for b in per_query) if per_query else 0
-        out = np.zeros((count, width, 2, 3), np.int32)  # unused boxes stay empty ([0, 0))
-        for i, b in enumerate(per_query):
-            if b:
-                out[i, : len(b)] = np.stack(b)
-        return out
-
-    def nearest(
-        queries: np.ndarray, positions: np.ndarray | None, volumes: Sequence[int], what: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        best = np.full(len(queries), -np.inf)
-        where = np.full((len(queries), 3), -1, np.int64)
-        which = np.full(len(queries), -1, np.int64)
-        searched = total = 0.0
-        for t, volume in enumerate(training_volumes):
-            agree, offset, fraction = nearest_crop_agreement(
-                queries,
-                volume,
-                phase_map,
-                boxes(t, len(queries), positions, volumes),
-                max_blocks=budget,
-                seed=seed,
-                progress=progress,
-                what=what if len(training_volumes) == 1 else f"{what}, volume {t + 1}",
-            )
-            better = agree > best  # NaN (no allowed offset in this volume) never wins
-            best[better], where[better], which[better] = agree[better], offset[better], t
-            offsets = float(np.prod([n - size + 1 for n in np.shape(volume)]))
-            searched, total = searched + fraction * offsets, total + offsets
-        return np.where(np.isfinite(best), best, np.nan), where, which, searched / total
-
-    gen_agree, gen_where, gen_which, searched = nearest(generated, None, [-1] * len(generated), "generated")
-    ref_agree, ref_where, ref_which, _ = nearest(reference, reference_positions, reference_volumes, "real baseline")
+    gen_agree, gen_where, gen_which, searched = search.nearest(generated, None, [-1] * len(generated), "generated")
+    ref_agree, ref_where, ref_which, _ = search.nearest(
+        reference, reference_positions, reference_volumes, "real baseline"
+    )
     if np.isnan(gen_agree).any():
         raise PorejaxError(
             f"the training volumes {[np.shape(v) for v in training_volumes]} hold no crop of side "
             f"{size} outside the held-out regions: use a smaller --size"
         )
     usable = ref_agree[~np.isnan(ref_agree)]  # a real crop may have no non-overlapping training crop
-    copies = gen_agree >= EXACT_COPY_AGREEMENT
     baseline_q95 = float(np.quantile(usable, 0.95)) if usable.size else None
-    if copies.any() or (usable.size >= MIN_BASELINE_CROPS and np.median(gen_agree) > baseline_q95):
-        verdict = "memorisation suspected"
-    elif usable.size < MIN_BASELINE_CROPS:
-        verdict = "too few real crops to judge"
-    else:
-        verdict = "no sign of memorisation"
     baseline = {
         "nearest_agreement": ref_agree,
         "nearest_volume": ref_which,
@@ -269,8 +235,75 @@ def memorisation_check(
             "median": float(np.median(gen_agree)),
             "q95": float(np.quantile(gen_agree, 0.95)),
             "max": float(gen_agree.max()),
-            "exact_copy_rate": float(copies.mean()),
+            "exact_copy_rate": float((gen_agree >= EXACT_COPY_AGREEMENT).mean()),
         },
         "baseline": baseline,
-        "verdict": verdict,
+        "verdict": _verdict(gen_agree, usable, baseline_q95),
     }
+
+
+def _verdict(gen_agree: np.ndarray, usable: np.ndarray, baseline_q95: float | None) -> str:
+    """MEMORISATION_RULE applied to the generated agreements and the usable real baseline ones."""
+    if (gen_agree >= EXACT_COPY_AGREEMENT).any() or (
+        usable.size >= MIN_BASELINE_CROPS and np.median(gen_agree) > baseline_q95
+    ):
+        return "memorisation suspected"
+    if usable.size < MIN_BASELINE_CROPS:
+        return "too few real crops to judge"
+    return "no sign of memorisation"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+    """The nearest-crop search over the training volumes (see `memorisation_check` for the arguments)."""
+
+    training_volumes: list
+    holdouts: list
+    phase_map: PhaseMap
+    size: int
+    budget: int  # blocks per training volume (`nearest_crop_agreement`'s max_blocks)
+    seed: int
+    progress: Progress
+
+    def boxes(self, volume: int, count: int, positions: np.ndarray | None, volumes: Sequence[int]) -> np.ndarray:
+        """(count, boxes, 2, 3) excluded offset boxes per query in training volume `volume`: its held-out
+        region, and the crops overlapping the query itself when the query lies in that volume."""
+        size, holdout = self.size, self.holdouts[volume]
+        common = [] if holdout is None else [region_box(holdout, size)]
+        per_query = [
+            common + ([_overlap_box(positions[i], size)] if positions is not None and volumes[i] == volume else [])
+            for i in range(count)
+        ]
+        width = max(len(b) for b in per_query) if per_query else 0
+        out = np.zeros((count, width, 2, 3), np.int32)  # unused boxes stay empty ([0, 0))
+        for i, b in enumerate(per_query):
+            if b:
+                out[i, : len(b)] = np.stack(b)
+        return out
+
+    def nearest(
+        self, queries: np.ndarray, positions: np.ndarray | None, volumes: Sequence[int], what: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(best agreement (NaN: no allowed crop), its offset, its training volume) per query, and the
+        fraction of all crop positions searched."""
+        best = np.full(len(queries), -np.inf)
+        where = np.full((len(queries), 3), -1, np.int64)
+        which = np.full(len(queries), -1, np.int64)
+        searched = total = 0.0
+        several = len(self.training_volumes) > 1
+        for t, volume in enumerate(self.training_volumes):
+            agree, offset, fraction = nearest_crop_agreement(
+                queries,
+                volume,
+                self.phase_map,
+                self.boxes(t, len(queries), positions, volumes),
+                max_blocks=self.budget,
+                seed=self.seed,
+                progress=self.progress,
+                what=f"{what}, volume {t + 1}" if several else what,
+            )
+            better = agree > best  # NaN (no allowed offset in this volume) never wins
+            best[better], where[better], which[better] = agree[better], offset[better], t
+            offsets = float(np.prod([n - self.size + 1 for n in np.shape(volume)]))
+            searched, total = searched + fraction * offsets, total + offsets
+        return np.where(np.isfinite(best), best, np.nan), where, which, searched / total
