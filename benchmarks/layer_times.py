@@ -44,7 +44,7 @@ def layer_times(batch: int, forms: list[str], rounds: int) -> dict:
     import numpy as np
     import torch
 
-    from porejax.nn import layers
+    from porejax.nn import layers, matmul_conv
 
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
@@ -79,10 +79,10 @@ def layer_times(batch: int, forms: list[str], rounds: int) -> dict:
                 y, vjp = jax.vjp(lambda x, w: conv(x.astype(dtype), w, s, p), x, w)
                 return y, vjp(g)
 
-            saved = layers.IM2COL_MAX_BYTES
-            layers.IM2COL_MAX_BYTES = 0 if form == "subpixel-xla" else saved
+            saved = matmul_conv.IM2COL_MAX_BYTES
+            matmul_conv.IM2COL_MAX_BYTES = 0 if form == "subpixel-xla" else saved
             compiled = jax.jit(fb).lower(x, w, g).compile()
-            layers.IM2COL_MAX_BYTES = saved
+            matmul_conv.IM2COL_MAX_BYTES = saved
             args = tuple(jnp.asarray(a) for a in (x, w, g))
             fns[form] = lambda compiled=compiled, args=args: jax.block_until_ready(compiled(*args))
         times = {f: [] for f in fns}

@@ -8,13 +8,14 @@ evaluation or checkpoint. Beside it the PyTorch reference's loop (crops sampled,
 process, and the isolated jitted step (`benchmarks.train_step`). Rounds interleave all of them.
 
 generate: `porejax generate --checkpoint <paper init> --size S --out x.tif` (process wall time, and the
-time it prints for generating and writing), the Python API in a fresh process (`load_generator`, then
-`generate(latent, size=S)`: first call with compilation, then a second call), and the PyTorch reference
-generator one-shot in eval mode (probabilities, argmax, max), all on the latent of side S / 16 - 3 (the
-paper's zero-padded generation, what a `porejax init` checkpoint or a 1^3-trained one gives). Also the
-Python API for a generator trained on periodic latents (the default of `porejax train`: non-periodic
-volumes from the latent's interior, `--size` picks the latent). Sides 144, 256 and 512 (512: tiles of
-256, PyTorch only when it fits in the free memory).
+time it prints for generating and writing) twice per round with a new, empty compilation cache: a first
+run (compiling) and the same command again (its programs loaded from the cache), the Python API in a
+fresh process (`load_generator`, then `generate(latent, size=S)`: first call with compilation, then a
+second call), and the PyTorch reference generator one-shot in eval mode (probabilities, argmax, max), all
+on the latent of side S / 16 - 3 (the paper's zero-padded generation, what a `porejax init` checkpoint or
+a 1^3-trained one gives). Also the Python API for a generator trained on periodic latents (the default of
+`porejax train`: non-periodic volumes from the latent's interior, `--size` picks the latent). Sides 144,
+256 and 512 (512: tiles of 256, PyTorch only when it fits in the free memory).
 
     python -m benchmarks.user_path [--sections train generate] [--rounds 2] [--steps 4] [--sides 144 256 512]
 
@@ -44,9 +45,13 @@ POREJAX = [sys.executable, "-m", "porejax.cli"]
 LATENTS = ("periodic", "point")
 
 
-def _env() -> dict:
+def _env(cache: Path | None = None) -> dict:
+    """The environment of a measured process: one device, default flags, and the compilation cache in
+    `cache` (None: off, so that every run compiles as a first run does)."""
     env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # one device, default flags
+    env.pop("XLA_FLAGS", None)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["POREJAX_COMPILATION_CACHE"] = str(cache) if cache is not None else "off"
     return env
 
 
@@ -137,14 +142,15 @@ def train_section(batch: int, rounds: int, steps: int) -> dict:
     }
 
 
-def generate_cli(checkpoint: Path, size: int, workdir: Path) -> dict:
-    """`porejax generate --size` as its own process: wall time, and the seconds it prints."""
+def generate_cli(checkpoint: Path, size: int, workdir: Path, cache: Path) -> dict:
+    """`porejax generate --size` as its own process with its compilation cache in `cache`: wall time, and
+    the seconds it prints."""
     out = workdir / f"g{size}.tif"
     start = time.perf_counter()
     proc = subprocess.run(
         POREJAX + ["generate", "--checkpoint", str(checkpoint), "--size", str(size), "--out", str(out)],
         cwd=ROOT,
-        env=_env(),
+        env=_env(cache),
         capture_output=True,
         text=True,
     )
@@ -187,11 +193,13 @@ def generate_section(sides: list[int], rounds: int) -> dict:
             capture_output=True,
         )
         for size in sides:
-            runs: dict = {"cli": [], "api": [], "api_periodic_trained": [], "torch": []}
+            runs: dict = {"cli": [], "cli_cached": [], "api": [], "api_periodic_trained": [], "torch": []}
             latent = size // 16 - 3
             fits = _torch_estimate_mb(latent) < 0.8 * _available_mb()
-            for _ in range(1 if size > 256 else rounds):
-                runs["cli"].append(generate_cli(ckpt, size, Path(tmp)))
+            for r in range(1 if size > 256 else rounds):
+                cache = Path(tmp) / f"cache-{size}-{r}"  # empty: the first run compiles, the second loads
+                runs["cli"].append(generate_cli(ckpt, size, Path(tmp), cache))
+                runs["cli_cached"].append(generate_cli(ckpt, size, Path(tmp), cache))
                 worker = [sys.executable, "-m", "benchmarks.user_path", "--worker", str(ckpt), "--sides", str(size)]
                 runs["api"].append(_run(worker + ["--latent", "point"]))
                 runs["api_periodic_trained"].append(_run(worker + ["--latent", "periodic"]))
@@ -212,6 +220,8 @@ def generate_section(sides: list[int], rounds: int) -> dict:
             med = {
                 "porejax generate (printed)": _median([r["printed_s"] for r in runs["cli"]]),
                 "porejax generate (process wall)": _median([r["wall_s"] for r in runs["cli"]]),
+                "porejax generate again (printed)": _median([r["printed_s"] for r in runs["cli_cached"]]),
+                "porejax generate again (process wall)": _median([r["wall_s"] for r in runs["cli_cached"]]),
                 "Python API first call": _median([r["first_s"] for r in runs["api"]]),
                 "Python API second call": _median([r["steady_s"] for r in runs["api"]]),
                 "Python API, periodic-trained, first call": _median(
@@ -231,9 +241,8 @@ def generate_section(sides: list[int], rounds: int) -> dict:
                     for k, v in med.items()
                     if not k.startswith("PyTorch")
                 }
-                ratios["porejax generate (printed) vs PyTorch first call"] = round(
-                    med["PyTorch first call"] / med["porejax generate (printed)"], 3
-                )
+                for k in ("porejax generate (printed)", "porejax generate again (printed)"):
+                    ratios[k + " vs PyTorch first call"] = round(med["PyTorch first call"] / med[k], 3)
             else:
                 ratios = {}
             out[str(size)] = {"median_s": med, "ratios": ratios, "raw": runs}

@@ -1,4 +1,4 @@
-"""Process-wide settings of the host (CPU) runtime.
+"""Process-wide settings of the host runtime: malloc's reuse of freed memory, and the compilation cache.
 
 XLA's CPU runtime allocates the temporary buffers of every call afresh, one block per call (gigabytes
 for a paper training iteration). glibc's malloc serves blocks that large with mmap and unmaps them when
@@ -7,6 +7,11 @@ malloc keep freed memory for the next call instead. `porejax train` applies it a
 compute on the CPU (`cpu_backend_expected`); Python users call it first thing in their process. On a GPU
 or TPU the device buffers are not malloc's, so the setting would only cost host memory. Measurements:
 benchmarks/NOTES.md ("Host allocator").
+
+Every `porejax` command compiles its XLA programs afresh: seconds at each start (the generator's stages,
+the diffusion solver, a training step), often longer than the computation. `use_compilation_cache` keeps
+compiled programs on disk (JAX's persistent compilation cache, keyed by program, JAX version and device),
+so a second run of the same command and sizes loads them instead. The CLI turns it on for every command.
 """
 
 from __future__ import annotations
@@ -68,3 +73,42 @@ def cpu_backend_expected() -> bool:
     if platforms.strip():
         return platforms.split(",")[0].strip().lower() == "cpu"
     return not any(importlib.util.find_spec(name) for name in ("jax_plugins", "libtpu"))
+
+
+CACHE_ENV = "POREJAX_COMPILATION_CACHE"  # a folder, or "off"
+_OFF = ("off", "0", "no", "false", "none")
+_MIN_COMPILE_SECONDS = 0.1  # programs compiling faster than this are not worth a file
+
+
+def compilation_cache_dir(environ=os.environ) -> str | None:
+    """Where `use_compilation_cache` keeps compiled programs: $POREJAX_COMPILATION_CACHE if set (None for
+    "off"), else $XDG_CACHE_HOME/porejax/xla (default ~/.cache/porejax/xla)."""
+    choice = environ.get(CACHE_ENV, "").strip()
+    if choice.lower() in _OFF:
+        return None
+    if choice:
+        return os.path.expanduser(choice)
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "porejax", "xla")
+
+
+def use_compilation_cache(environ=os.environ) -> str | None:
+    """Turn on JAX's persistent compilation cache in `compilation_cache_dir`; returns the folder, or None
+    when off or when the folder cannot be created (the command then compiles as without it). A cache
+    folder the user gave JAX itself (JAX_COMPILATION_CACHE_DIR) is left to JAX, as is a threshold given in
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS (default here: programs that compile in 0.1 s or more)."""
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return environ["JAX_COMPILATION_CACHE_DIR"]
+    path = compilation_cache_dir(environ)
+    if path is None:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    return path

@@ -10,6 +10,7 @@ import os
 # costs more than running them (measured in benchmarks/NOTES.md); values are unaffected beyond rounding
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("POREJAX_COMPILATION_CACHE", "off")  # no files in the home folder (tests/test_host.py checks it)
 
 from pathlib import Path  # noqa: E402
 

@@ -1,5 +1,7 @@
-"""The host allocator setting: freed blocks are reused instead of being faulted in again (glibc)."""
+"""Process-wide host settings: freed blocks are reused instead of being faulted in again (glibc); compiled
+programs are kept on disk between runs of the command."""
 
+import os
 import subprocess
 import sys
 
@@ -87,3 +89,40 @@ def test_a_process_whose_jax_runtime_started_keeps_its_allocator():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True", "False"]
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"POREJAX_COMPILATION_CACHE": "off"}, None),
+        ({"POREJAX_COMPILATION_CACHE": "/data/xla"}, "/data/xla"),
+        ({"XDG_CACHE_HOME": "/xdg"}, "/xdg/porejax/xla"),
+        ({}, "/home/user/.cache/porejax/xla"),
+    ],
+)
+def test_the_compilation_cache_folder_follows_the_environment(monkeypatch, env, expected):
+    from porejax.host import compilation_cache_dir
+
+    monkeypatch.setenv("HOME", "/home/user")
+    assert compilation_cache_dir(env) == expected
+
+
+def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
+    """The first `porejax generate` writes its compiled programs; the second, with the same sizes, finds
+    them all (no new cache entries) and writes the same bytes."""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, POREJAX_COMPILATION_CACHE=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+    def porejax(*args: str) -> None:
+        cmd = [sys.executable, "-m", "porejax.cli", *args]
+        subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+
+    ck = tmp_path / "ck"
+    porejax("init", "--workdir", str(ck), "--preset", "tiny", "--labels", "0,85,170")
+    generate = ["generate", "--checkpoint", str(ck), "--size", "32", "--seed", "3", "--out"]
+    porejax(*generate, str(tmp_path / "first.tif"))
+    entries = sorted(os.listdir(cache))
+    assert entries
+    porejax(*generate, str(tmp_path / "second.tif"))
+    assert sorted(os.listdir(cache)) == entries
+    assert (tmp_path / "first.tif").read_bytes() == (tmp_path / "second.tif").read_bytes()

@@ -14,7 +14,7 @@ import pytest
 
 from porejax.errors import PorejaxError
 from porejax.models import Generator, ModelConfig, init_variables
-from porejax.nn import layers
+from porejax.nn import layers, matmul_conv
 
 TOL = 1e-5
 MODES = [("zeros",) * 3, ("circular", "zeros", "circular")]
@@ -52,7 +52,7 @@ def phase_path(request, monkeypatch):
 @pytest.fixture(params=["im2col", "xla"])
 def conv_path(request, monkeypatch):
     if request.param == "xla":
-        monkeypatch.setattr(layers, "IM2COL_MAX_BYTES", 0)
+        monkeypatch.setattr(matmul_conv, "IM2COL_MAX_BYTES", 0)
     return request.param
 
 
@@ -100,11 +100,11 @@ def test_kernel_gradient_layouts(monkeypatch, contraction, channels):
     """Both layouts of the kernel gradient (transposed patches / one transposed operand, or summed row-block
     products), forced at test sizes, in every matrix-product form: values and gradients agree."""
     if contraction == "wide":
-        monkeypatch.setattr(layers, "WIDE_PRODUCT", 1)
+        monkeypatch.setattr(matmul_conv, "WIDE_PRODUCT", 1)
     else:
-        monkeypatch.setattr(layers, "WIDE_PRODUCT", 1 << 30)
-        monkeypatch.setattr(layers, "CONTRACT_BLOCKS", 2)
-        monkeypatch.setattr(layers, "CONTRACT_BLOCK_MIN_ROWS", 1)
+        monkeypatch.setattr(matmul_conv, "WIDE_PRODUCT", 1 << 30)
+        monkeypatch.setattr(matmul_conv, "CONTRACT_BLOCKS", 2)
+        monkeypatch.setattr(matmul_conv, "CONTRACT_BLOCK_MIN_ROWS", 1)
     x, w = _arrays((2, 6, 5, 7, channels[0]), (4, 4, 4, *channels), 21)
     _check(layers.conv_transpose3d, layers.conv_transpose3d_reference, x, w, 2, 1, MODES[1])
     x, w = _arrays((2, 9, 8, 11, channels[0]), (4, 4, 4, *channels), 22)

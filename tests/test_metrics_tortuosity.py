@@ -9,7 +9,9 @@ import tifffile
 from scipy import ndimage
 
 from porejax.errors import PorejaxError
-from porejax.metrics import characterise, effective_diffusivity, tortuosity
+from porejax.metrics import characterise, conjugate_gradient, effective_diffusivity, stencil, tortuosity
+from porejax.metrics import multigrid as solver_multigrid
+from porejax.metrics.spanning import spanning_cluster
 
 
 def _channels(shape=(12, 9, 10)) -> np.ndarray:
@@ -182,9 +184,8 @@ def _random_diffusivity(shape, seed, fraction=0.6):
 
 
 def _dense_matrix(system, periodic):
-    from porejax.metrics import diffusion
 
-    matrix = np.array(diffusion._dense(system, periodic), np.float64)
+    matrix = np.array(solver_multigrid.dense(system, periodic), np.float64)
     return matrix - np.diag((np.asarray(system.diag).reshape(-1) <= 0).astype(np.float64))
 
 
@@ -193,20 +194,18 @@ def test_coarse_operator_is_galerkin_product(periodic):
     import jax
     import jax.numpy as jnp
 
-    from porejax.metrics import diffusion
-
     shape = (7, 5, 6)  # odd sizes: lone last layers, also across the periodic wrap
     with jax.enable_x64(True):
-        system = diffusion._build_system(jnp.asarray(_random_diffusivity(shape, 0)), periodic)
-        coarse = diffusion._coarsen(system, periodic)
+        system = stencil.build_system(jnp.asarray(_random_diffusivity(shape, 0)), periodic)
+        coarse = solver_multigrid.coarsen(system, periodic)
         coarse_shape = coarse.diag.shape
         prolong = np.asarray(
-            jax.jit(jax.vmap(lambda e: diffusion._prolong(e, shape).reshape(-1)))(
+            jax.jit(jax.vmap(lambda e: solver_multigrid.prolong(e, shape).reshape(-1)))(
                 jnp.eye(coarse.diag.size).reshape(-1, *coarse_shape)
             )
         ).T
         restrict = np.asarray(
-            jax.jit(jax.vmap(lambda e: diffusion._restrict(e).reshape(-1)))(
+            jax.jit(jax.vmap(lambda e: solver_multigrid.restrict(e).reshape(-1)))(
                 jnp.eye(int(np.prod(shape))).reshape(-1, *shape)
             )
         ).T
@@ -220,16 +219,14 @@ def test_v_cycle_is_symmetric_positive_definite(periodic):
     import jax
     import jax.numpy as jnp
 
-    from porejax.metrics import diffusion
-
     shape = (18, 17, 16)  # two levels above the dense coarsest grid
     with jax.enable_x64(True):
-        prepared = jax.jit(diffusion._prepare, static_argnums=(1, 2))(
+        prepared = jax.jit(conjugate_gradient.prepare, static_argnums=(1, 2))(
             jnp.asarray(_random_diffusivity(shape, 1, 0.7)), periodic, "multigrid"
         )
         assert len(prepared.preconditioner.levels) == 2
         active = np.asarray(prepared.active)
-        v_cycle = jax.jit(lambda v: diffusion._v_cycle(prepared.preconditioner, v, periodic, jnp.asarray(1)))
+        v_cycle = jax.jit(lambda v: solver_multigrid.v_cycle(prepared.preconditioner, v, periodic, jnp.asarray(1)))
 
         def apply(v):
             return np.asarray(v_cycle(jnp.asarray(v * active))) * active
@@ -281,10 +278,8 @@ def test_bit_packed_flood_fill_matches_reference(periodic, shape):
     import jax
     import jax.numpy as jnp
 
-    from porejax.metrics import diffusion
-
     rng = np.random.default_rng(sum(shape))
-    fill = jax.jit(diffusion._spanning_cluster, static_argnums=1)
+    fill = jax.jit(spanning_cluster, static_argnums=1)
     for fraction in (0.35, 0.5, 0.65):
         mask = rng.random(shape) < fraction
         expected = _reference_spanning_cluster(mask, periodic)

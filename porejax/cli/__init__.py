@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from porejax import host
 from porejax.cli import analysis, generation, training
 from porejax.cli.training import add_training_arguments, train_with_arguments, training_configs
 from porejax.errors import PorejaxError
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:  # orbax's logs and its orphaned reads of damaged checkpoints would bury the one line
         logging.getLogger("absl").setLevel(logging.CRITICAL)
         sys.unraisablehook = lambda unraisable: None
+    host.use_compilation_cache()  # compiled programs kept on disk: later runs start in seconds less
     try:
         return args.run(args)
     except (PorejaxError, OSError) as exc:

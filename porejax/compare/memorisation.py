@@ -214,31 +214,32 @@ def memorisation_check(
             f"{size} outside the held-out regions: use a smaller --size"
         )
     usable = ref_agree[~np.isnan(ref_agree)]  # a real crop may have no non-overlapping training crop
-    baseline_q95 = float(np.quantile(usable, 0.95)) if usable.size else None
-    baseline = {
-        "nearest_agreement": ref_agree,
-        "nearest_volume": ref_which,
-        "nearest_offset": ref_where,
-        "crops_with_a_training_crop": usable.size,
-        "median": float(np.median(usable)) if usable.size else None,
-        "q95": baseline_q95,
-        "max": float(usable.max()) if usable.size else None,
-        "exact_copy_rate": float((usable >= EXACT_COPY_AGREEMENT).mean()) if usable.size else None,
-    }
+    baseline = {**_nearest_summary(ref_agree, ref_which, ref_where), "crops_with_a_training_crop": usable.size}
     return {
         "rule": MEMORISATION_RULE,
         "searched_fraction_of_training_positions": searched,
-        "generated": {
-            "nearest_agreement": gen_agree,
-            "nearest_volume": gen_which,
-            "nearest_offset": gen_where,
-            "median": float(np.median(gen_agree)),
-            "q95": float(np.quantile(gen_agree, 0.95)),
-            "max": float(gen_agree.max()),
-            "exact_copy_rate": float((gen_agree >= EXACT_COPY_AGREEMENT).mean()),
-        },
+        "generated": _nearest_summary(gen_agree, gen_which, gen_where),
         "baseline": baseline,
-        "verdict": _verdict(gen_agree, usable, baseline_q95),
+        "verdict": _verdict(gen_agree, usable, baseline["q95"]),
+    }
+
+
+def _nearest_summary(agreement: np.ndarray, volume: np.ndarray, offset: np.ndarray) -> dict:
+    """Per crop: nearest agreement, the volume and offset of that training crop; over the crops that have
+    one (agreement not NaN): median, 95th percentile, maximum and exact-copy rate (None without any)."""
+    usable = agreement[~np.isnan(agreement)]
+
+    def over_usable(statistic) -> float | None:
+        return float(statistic(usable)) if usable.size else None
+
+    return {
+        "nearest_agreement": agreement,
+        "nearest_volume": volume,
+        "nearest_offset": offset,
+        "median": over_usable(np.median),
+        "q95": over_usable(lambda u: np.quantile(u, 0.95)),
+        "max": over_usable(np.max),
+        "exact_copy_rate": over_usable(lambda u: (u >= EXACT_COPY_AGREEMENT).mean()),
     }
 
 

@@ -37,33 +37,29 @@ import jax.numpy as jnp
 
 from porejax.errors import PorejaxError
 from porejax.metrics._common import check_axis
-from porejax.metrics.diffusion import (
-    _SMOOTHING_SWEEPS,
-    SIDE_BOUNDARIES,
-    _build_system,
-    _prepare,
-    _shift,
-    _solve,
-)
+from porejax.metrics.conjugate_gradient import prepare, solve
+from porejax.metrics.diffusion import SIDE_BOUNDARIES
+from porejax.metrics.multigrid import SMOOTHING_SWEEPS
+from porejax.metrics.stencil import build_system, shift
 
 FLOOR = 1e-6  # diffusivities below this are non-conducting (see `relative_diffusivity_of_field`)
 
 
 def _dissipation(d: jax.Array, c: jax.Array, periodic_sides: bool) -> jax.Array:
     """E(c; d) for d, c (L, H, W), transport along axis 0: equals the total flux I at the solution c*."""
-    system = _build_system(d, periodic_sides)
+    system = build_system(d, periodic_sides)
     energy = jnp.sum(2 * d[0] * c[0] ** 2) + jnp.sum(2 * d[-1] * (1 - c[-1]) ** 2)
     for k in range(3):
-        energy = energy + jnp.sum(system.g[k] * (_shift(c, k, 1, periodic_sides and k > 0) - c) ** 2)
+        energy = energy + jnp.sum(system.g[k] * (shift(c, k, 1, periodic_sides and k > 0) - c) ** 2)
     return energy
 
 
 def _forward(d: jax.Array, periodic_sides: bool, rtol: float, max_iter: int):
-    prepared = _prepare(d, periodic_sides, "multigrid")
-    d_rel, _, _, c, _ = _solve(
+    prepared = prepare(d, periodic_sides, "multigrid")
+    d_rel, _, _, c, _ = solve(
         prepared,
         jnp.asarray(rtol, d.dtype),
-        jnp.asarray(_SMOOTHING_SWEEPS, jnp.int32),
+        jnp.asarray(SMOOTHING_SWEEPS, jnp.int32),
         periodic_sides,
         max_iter,
         True,

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 
 PaddingMode = Literal["zeros", "circular"]
 PADDING_MODES: tuple[str, ...] = ("zeros", "circular")
+Modes = Sequence[str]  # one padding mode per spatial axis
+ZEROS: tuple[str, str, str] = ("zeros", "zeros", "zeros")
 
 
 def modes_for(periodic: Sequence[bool]) -> tuple[PaddingMode, PaddingMode, PaddingMode]:
