@@ -138,7 +138,7 @@ def add_design(sub) -> None:
 
 def _run_design(args) -> int:
     from porejax.design import make_problem, run_design
-    from porejax.design_report import write_design
+    from porejax.design.output import write_design
     from porejax.generate import load_generator
 
     if args.samples < 1:
