@@ -26,7 +26,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from porejax.errors import PorejaxError
-from porejax.models import ModelConfig, init_variables
+from porejax.models import ModelConfig, init_generator_variables
 from porejax.volume import PhaseMap, atomic_path
 
 FORMAT = "porejax-checkpoint"
@@ -297,7 +297,7 @@ def latest_step(workdir: str | os.PathLike) -> int | None:
 def _generator_target(meta: dict) -> dict:
     """Shape-dtype structs of the generator variables that metadata `meta` describes."""
     config, _ = model_and_phases(meta)
-    return jax.eval_shape(lambda: init_variables(config, jax.random.PRNGKey(0)))[0]
+    return jax.eval_shape(lambda: init_generator_variables(config, jax.random.PRNGKey(0)))
 
 
 def restore_generator(workdir: str | os.PathLike, step: int | None = None) -> tuple[dict, dict, int]:

@@ -236,15 +236,19 @@ def generator_batch_statistics(
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def init_generator_variables(config: ModelConfig, key: jax.Array) -> dict:
+    """Fresh generator variables {"params", "batch_stats"} (batch_stats may be empty)."""
+    g_vars = Generator(config).init(key, jnp.zeros((1, 1, 1, 1, config.latent_channels), jnp.float32))
+    return {"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})}
+
+
 def init_variables(config: ModelConfig, key: jax.Array) -> tuple[dict, dict]:
     """Fresh (generator, discriminator) variables: {"params", "batch_stats"} each (batch_stats may be empty)."""
     kg, kd = jax.random.split(key)
-    z = jnp.zeros((1, 1, 1, 1, config.latent_channels), jnp.float32)
     x = jnp.zeros((1,) + (config.crop_size,) * 3 + (config.n_phases,), jnp.float32)
-    g_vars = Generator(config).init(kg, z)
     d_vars = Discriminator(config).init(kd, x)
     return (
-        {"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})},
+        init_generator_variables(config, kg),
         {"params": d_vars["params"], "batch_stats": d_vars.get("batch_stats", {})},
     )
 
