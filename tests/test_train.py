@@ -283,6 +283,26 @@ def test_a_deeper_discriminator_trains_on_periodic_latents_and_refuses_point_lat
     assert summary["step"] == 2 and np.isfinite(summary["metrics"]["loss_g"])
 
 
+@pytest.mark.parametrize("loss", ["bce", "wgan-gp"])
+def test_the_discriminator_warmup_keeps_the_generator_then_trains_both_and_resumes(tmp_path, volume, loss):
+    config = train.TrainConfig(loss=loss, steps=3, discriminator_warmup=2, **{**QUIET, "checkpoint_every": 1})
+    train.train([volume], PHASES, tmp_path / "a", MICRO, config, progress=False)
+    start = train.init_state(MICRO, config.resolved())
+    target = jax.eval_shape(lambda: start).to_dict()
+    saved = {s: checkpoint.restore_state(tmp_path / "a", target, s)[0] for s in (1, 2, 3)}
+    for step in (1, 2):  # warm-up: the discriminator learns, the generator stays as it was
+        chex.assert_trees_all_equal(saved[step]["g_params"], start.g_params)
+        assert not np.allclose(*(jax.tree_util.tree_leaves(t)[0] for t in (saved[step]["d_params"], start.d_params)))
+    moved = jax.tree_util.tree_leaves(saved[3]["g_params"])[0], jax.tree_util.tree_leaves(start.g_params)[0]
+    assert not np.allclose(*moved)  # then both train
+    assert all(np.isfinite(r["loss_g"]) for r in _log(tmp_path / "a"))
+    train.train([volume], PHASES, tmp_path / "b", MICRO, dataclasses.replace(config, steps=1), progress=False)
+    train.train([volume], PHASES, tmp_path / "b", MICRO, config, resume=True, progress=False)
+    assert _losses(_log(tmp_path / "b")) == _losses(_log(tmp_path / "a"))  # resumed inside the warm-up
+    with pytest.raises(PorejaxError, match="discriminator-warmup must be 0 \\(off\\) or a number of steps, got -1"):
+        train.TrainConfig(discriminator_warmup=-1)
+
+
 def test_a_new_run_can_start_from_another_run_s_generator(tmp_path, volume):
     train.train([volume], PHASES, tmp_path / "a", MICRO, train.TrainConfig(steps=2, **QUIET), progress=False)
     _, source, _ = checkpoint.restore_generator(tmp_path / "a")

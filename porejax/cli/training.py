@@ -101,6 +101,13 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
         help="start a new run from the newest generator of this "
         "checkpoint directory (same generator widths and phases) with a fresh discriminator",
     )
+    p.add_argument(
+        "--discriminator-warmup",
+        type=int,
+        metavar="N",
+        help="train only the discriminator(s) for the first N steps (the generator stays as it is): with "
+        "--generator-from, a fresh discriminator first learns to judge the generator (default 0)",
+    )
     p.add_argument("--log-every", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
@@ -131,6 +138,7 @@ def training_configs(args: argparse.Namespace, preset: str, n_phases: int, **fix
         checkpoint_every=args.checkpoint_every,
         keep_every=args.keep_every,
         ema_decay=args.ema_decay,
+        discriminator_warmup=args.discriminator_warmup,
         **fixed,
     )
     return model_config, config

@@ -60,6 +60,9 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: generate from an exponential moving average of the generator's weights
     discriminator: str = "volume"  # "volume" (3D crops), "slices" (2D, one per axis) or "shared-slices" (2D, one)
     slices_per_volume: int = 0  # slice discriminators: random slices per generated volume and axis (0: all)
+    # the first steps of a run train only the discriminator(s): a fresh discriminator beside a warm-started
+    # generator (--generator-from) learns to judge it before the generator follows its gradients
+    discriminator_warmup: int = 0
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -81,6 +84,10 @@ class TrainConfig:
             raise PorejaxError(f"sampling must be one of {dataset.MODES}, got {self.sampling!r}")
         if self.discriminator not in DISCRIMINATORS:
             raise PorejaxError(f"discriminator must be one of {DISCRIMINATORS}, got {self.discriminator!r}")
+        if self.discriminator_warmup < 0:
+            raise PorejaxError(
+                f"discriminator-warmup must be 0 (off) or a number of steps, got {self.discriminator_warmup}"
+            )
         if self.slices_per_volume < 0:
             raise PorejaxError(f"slices-per-volume must be 0 (all) or positive, got {self.slices_per_volume}")
 

@@ -177,19 +177,21 @@ class _Run:
         """Steps up to `config.steps`: log, evaluate and save on their cadence; returns the summary."""
         config, workdir = self.config, self.workdir
         time_offset, t_start = (self.records[-1]["time"] if self.records else 0.0), time.perf_counter()
-        compile_start = time.perf_counter()
+        step, compile_start = int(state.step), time.perf_counter()
         step_fn = compile_step(self.model_config, config, spec, self.mesh, state, arrays)
+        warmup = config.discriminator_warmup if step < config.discriminator_warmup else 0
+        warmup_fn = compile_step(self.model_config, config, spec, self.mesh, state, arrays, False) if warmup else None
         compile_s = time.perf_counter() - compile_start
         real = real_reference(arrays, spec, config.seed)
-        step = int(state.step)
         self.say(
             f"porejax train: {workdir}, {self.mesh.size} device(s), {described}, batch {config.batch_size}, "
             f"loss {config.loss}, from step {step} to {config.steps}; step compiled in {compile_s:.1f} s"
+            + (f"; steps up to {warmup} train the discriminator only" if warmup else "")
         )
         metrics, rate, window = {}, float("nan"), (step, time.perf_counter())
         pending = []  # (step, metrics on the device) not yet read: reading them waits for the step to finish
         while step < config.steps:
-            state, step_metrics = step_fn(state, arrays)
+            state, step_metrics = (warmup_fn if step < warmup else step_fn)(state, arrays)
             step += 1
             pending.append((step, step_metrics))
             final = step == config.steps

@@ -106,8 +106,12 @@ def _bce_discriminator_loss(ctx: StepContext, d_stats: Any, real: list, fake: li
     return total, (stats, jnp.concatenate(real_logits), jnp.concatenate(fake_logits))
 
 
-def bce_step(ctx: StepContext, state: TrainState, arrays: dict) -> tuple[TrainState, dict]:
-    """One discriminator update, then `g_updates` generator updates (the paper's recipe)."""
+def bce_step(
+    ctx: StepContext, state: TrainState, arrays: dict, train_generator: bool = True
+) -> tuple[TrainState, dict]:
+    """One discriminator update, then `g_updates` generator updates (the paper's recipe); without
+    `train_generator` (the discriminator warm-up) the generator stays as it is and loss_g / d_fake_g are
+    those of the fake batch the discriminator was updated on."""
     config, tx = ctx.config, ctx.tx
     key, k_real, k_z, k_g = jax.random.split(state.key, 4)
     real = ctx.judge.real(arrays, k_real, state.data_key, state.step)
@@ -117,18 +121,21 @@ def bce_step(ctx: StepContext, state: TrainState, arrays: dict) -> tuple[TrainSt
     updates, d_opt = tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, updates)
     g_loss = functools.partial(losses.bce_generator, target=config.g_target)
-    (g_params, g_stats, g_opt, d_stats), (loss_g, scores) = jax.lax.scan(
-        functools.partial(generator_update, ctx, g_loss, d_params),
-        (state.g_params, g_stats, state.g_opt, d_stats),
-        jax.random.split(k_g, config.g_updates),
-        unroll=True,
-    )
+    g_params, g_opt, loss_g, scores = state.g_params, state.g_opt, g_loss(fake_logits), fake_logits
+    if train_generator:
+        (g_params, g_stats, g_opt, d_stats), (losses_g, updates_scores) = jax.lax.scan(
+            functools.partial(generator_update, ctx, g_loss, d_params),
+            (g_params, g_stats, g_opt, d_stats),
+            jax.random.split(k_g, config.g_updates),
+            unroll=True,
+        )
+        loss_g, scores = losses_g[-1], updates_scores[-1]
     metrics = {
         "loss_d": loss_d,
-        "loss_g": loss_g[-1],
+        "loss_g": loss_g,
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-        "d_fake_g": jnp.mean(jax.nn.sigmoid(scores[-1])),
+        "d_fake_g": jnp.mean(jax.nn.sigmoid(scores)),
     }
     new = {"g_params": g_params, "g_stats": g_stats, "d_params": d_params, "d_stats": d_stats}
     return state.replace(step=state.step + 1, g_opt=g_opt, d_opt=d_opt, key=key, **new), metrics
@@ -163,8 +170,12 @@ def critic_update(ctx: StepContext, state: TrainState, arrays: dict, carry: tupl
     return (optax.apply_updates(d_params, updates), d_opt, g_stats), (loss,) + aux
 
 
-def wgan_step(ctx: StepContext, state: TrainState, arrays: dict) -> tuple[TrainState, dict]:
-    """`n_critic` critic updates, then one generator update (WGAN-GP)."""
+def wgan_step(
+    ctx: StepContext, state: TrainState, arrays: dict, train_generator: bool = True
+) -> tuple[TrainState, dict]:
+    """`n_critic` critic updates, then one generator update (WGAN-GP); without `train_generator` (the
+    discriminator warm-up) the generator stays as it is and loss_g / d_fake_g are those of the last critic
+    update's fake batch."""
     n = ctx.config.n_critic
     key, k_critic, k_g = jax.random.split(state.key, 3)
     (d_params, d_opt, g_stats), (loss_d, real_scores, fake_scores, gp) = jax.lax.scan(
@@ -173,8 +184,17 @@ def wgan_step(ctx: StepContext, state: TrainState, arrays: dict) -> tuple[TrainS
         (jax.random.split(k_critic, n), state.step * n + jnp.arange(n)),
         unroll=True,
     )
-    carry = (state.g_params, g_stats, state.g_opt, state.d_stats)
-    (g_params, g_stats, g_opt, _), (loss_g, scores) = generator_update(ctx, losses.wgan_generator, d_params, carry, k_g)
+    g_params, g_opt, loss_g, scores = (
+        state.g_params,
+        state.g_opt,
+        losses.wgan_generator(fake_scores[-1]),
+        fake_scores[-1],
+    )
+    if train_generator:
+        carry = (g_params, g_stats, g_opt, state.d_stats)
+        (g_params, g_stats, g_opt, _), (loss_g, scores) = generator_update(
+            ctx, losses.wgan_generator, d_params, carry, k_g
+        )
     metrics = {
         "loss_d": loss_d[-1],
         "loss_g": loss_g,
@@ -193,24 +213,40 @@ def averaged_step(ctx: StepContext, step, state: TrainState, arrays: dict) -> tu
     return state.replace(g_ema=ema_update(state.g_ema, state.g_params, ctx.config.ema_decay, state.step)), metrics
 
 
-def step_fn(model_config: ModelConfig, config: TrainConfig, spec: dataset.CropSpec | slices.SliceSpec, mesh: Mesh):
-    """The pure step (state, data arrays) -> (state, metrics) for the (resolved) configured recipe."""
+def step_fn(
+    model_config: ModelConfig,
+    config: TrainConfig,
+    spec: dataset.CropSpec | slices.SliceSpec,
+    mesh: Mesh,
+    train_generator: bool = True,
+):
+    """The pure step (state, data arrays) -> (state, metrics) for the (resolved) configured recipe; without
+    `train_generator`, the discriminator warm-up's step (only the discriminators learn)."""
     ctx = StepContext(model_config, config, judge_for(model_config, spec, mesh), mesh)
-    step = functools.partial(bce_step if config.loss == "bce" else wgan_step, ctx)
+    step = functools.partial(bce_step if config.loss == "bce" else wgan_step, ctx, train_generator=train_generator)
     return functools.partial(averaged_step, ctx, step) if config.ema_decay > 0 else step
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_step(model_config: ModelConfig, recipe_config: TrainConfig, spec, mesh: Mesh):
+def _jitted_step(model_config: ModelConfig, recipe_config: TrainConfig, spec, mesh: Mesh, train_generator: bool):
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(step_fn(model_config, recipe_config, spec, mesh), out_shardings=replicated, donate_argnums=0)
+    step = step_fn(model_config, recipe_config, spec, mesh, train_generator)
+    return jax.jit(step, out_shardings=replicated, donate_argnums=0)
 
 
-def make_step(model_config: ModelConfig, config: TrainConfig, spec, mesh: Mesh):
+def make_step(model_config: ModelConfig, config: TrainConfig, spec, mesh: Mesh, train_generator: bool = True):
     """The jitted step (state, data arrays) -> (state, metrics); state is donated. Cached per recipe."""
-    return _jitted_step(model_config, recipe(config.resolved()), spec, mesh)
+    return _jitted_step(model_config, recipe(config.resolved()), spec, mesh, train_generator)
 
 
-def compile_step(model_config: ModelConfig, config: TrainConfig, spec, mesh: Mesh, state: TrainState, arrays: dict):
+def compile_step(
+    model_config: ModelConfig,
+    config: TrainConfig,
+    spec,
+    mesh: Mesh,
+    state: TrainState,
+    arrays: dict,
+    train_generator: bool = True,
+):
     """The step compiled ahead of time for these state and data arrays: (state, arrays) -> (state, metrics)."""
-    return make_step(model_config, config, spec, mesh).lower(state, arrays).compile()
+    return make_step(model_config, config, spec, mesh, train_generator).lower(state, arrays).compile()
