@@ -63,7 +63,11 @@ def main(argv=None) -> None:
     parser.add_argument("--small", type=int, default=256)
     parser.add_argument("--parts", type=int, nargs="*", default=[2, 4])
     args = parser.parse_args(argv)
-    result = {"benchmark": "zarr_generation", "checkpoint": args.checkpoint, "load_average_start": os.getloadavg()}
+    result = {
+        "benchmark": "zarr_generation",
+        "checkpoint": os.path.relpath(args.checkpoint, ROOT),
+        "load_average_start": os.getloadavg(),
+    }
     tmp = Path(tempfile.mkdtemp(prefix="zarr-bench-"))
     base = ["generate", "--checkpoint", args.checkpoint, "--periodic", "xyz", "--seed", "0"]
     try:
