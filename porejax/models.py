@@ -242,6 +242,7 @@ def init_generator_variables(config: ModelConfig, key: jax.Array) -> dict:
     return {"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})}
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init_variables(config: ModelConfig, key: jax.Array) -> tuple[dict, dict]:
     """Fresh (generator, discriminator) variables: {"params", "batch_stats"} each (batch_stats may be empty)."""
     kg, kd = jax.random.split(key)
