@@ -23,6 +23,7 @@ class Preset:
 
 _CPU_NETS = {"g_widths": (64, 32, 16), "d_widths": (16, 32, 64)}
 _CPU64_NETS = {"g_widths": (64, 32, 16), "d_widths": (8, 16, 32, 64)}
+_SLICES_CPU_NETS = {"g_widths": (64, 32, 16), "d_widths": (16, 32, 64, 128)}
 # about an hour on two CPU cores
 _CPU_RECIPE = {
     "batch_size": 8,
@@ -43,6 +44,15 @@ _TINY_RECIPE = {
     "checkpoint_every": 100,
     "eval_samples": 4,
     "standing_batches": 4,
+}
+# WGAN-GP (SliceGAN's settings) with slice critics; 16 random slices per generated volume and axis
+_SLICES_CPU_RECIPE = {
+    **_CPU_RECIPE,
+    "batch_size": 2,
+    "loss": "wgan-gp",
+    "lr": None,
+    "discriminator": "slices",
+    "slices_per_volume": 16,
 }
 
 PRESETS: dict[str, Preset] = {
@@ -90,15 +100,14 @@ PRESETS: dict[str, Preset] = {
     ),
     "slices-cpu": Preset(
         "from 2D images, two CPU cores: the cpu generator making 64^3 volumes, judged on 64^2 slices",
-        {"g_widths": (64, 32, 16), "d_widths": (16, 32, 64, 128)},
-        {
-            **_CPU_RECIPE,
-            "batch_size": 2,
-            "loss": "wgan-gp",
-            "lr": None,
-            "discriminator": "slices",
-            "slices_per_volume": 16,
-        },
+        _SLICES_CPU_NETS,
+        _SLICES_CPU_RECIPE,
+    ),
+    "slices-cpu-smooth": Preset(
+        "slices-cpu with the cpu-smooth generator (output head): a cpu-smooth generator (--generator-from) "
+        "judged on 64^2 slices of its 64^3 volumes, whole particle cross-sections",
+        {**_SLICES_CPU_NETS, "head_width": 8},
+        _SLICES_CPU_RECIPE,
     ),
     "slices-tiny": Preset(
         "from 2D images, seconds per step: the tiny generator, 32^2 slices",
