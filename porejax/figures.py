@@ -346,5 +346,4 @@ def face_bands(summary: dict) -> Figure:
     ax.set_xlabel("distance from the nearest face (voxels)")
     ax.set_ylabel("phase fraction")
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
     return fig
