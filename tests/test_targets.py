@@ -1,0 +1,37 @@
+"""experiments.targets: the issue targets read off a committed compare report agree with its own table."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from experiments import targets
+
+REPORT = Path(__file__).resolve().parents[1] / "experiments" / "results" / "cathode" / "report"
+
+
+def test_the_target_rows_restate_the_report_s_means_and_ratios():
+    report = json.loads((REPORT / "metrics.json").read_text())
+    rows = dict(targets.rows(report))
+    vf = {row["phase"]: row for row in report["table"] if row["metric"] == "volume_fraction"}
+    for name in ("pore", "nmc", "cbd"):
+        delta = vf[name]["generated"]["mean"] - vf[name]["real"]["mean"]
+        assert f"{name} {delta:+.3f}" in rows["vf gen - real"]
+    assert rows["std ratio gen / real, min (max)"].startswith(f"{min(r['std_ratio'] for r in report['table']):.2f}")
+    assert rows["seam ratio x / y / z"].split(" / ")[0] == f"{report['seams']['x']['ratio']:.3f}"
+
+
+def test_tortuosity_is_the_median_of_phase_fraction_over_relative_diffusivity():
+    samples = {
+        "volume_fraction": np.array([[0.5], [0.4], [0.3]]),
+        "relative_diffusivity_xyz": np.array([[[0.25, 0.5, 0.0]], [[0.1, 0.2, 0.0]], [[0.3, 0.3, 0.1]]]),
+    }
+    tau = targets._median_tau(samples)
+    np.testing.assert_allclose(tau[0, :2], [2.0, 1.0])  # x: 2, 4, 1 -> 2; y: 1, 2, 1 -> 1
+    assert np.isinf(tau[0, 2])  # two of three volumes have no path along z
+
+
+def test_the_table_has_one_column_per_report():
+    text = targets.table([REPORT, REPORT], ["a", "b"])
+    assert text.splitlines()[0] == "| target | a | b |"
+    assert all(line.count("|") == 4 for line in text.splitlines())
