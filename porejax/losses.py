@@ -5,6 +5,8 @@
   label (0.9, as in the paper's code).
 - "wgan-gp": Wasserstein loss with gradient penalty (Gulrajani et al. 2017), for a critic without
   batch statistics (LayerNorm or no normalisation) so that the penalty is per sample.
+- R1 (Mescheder et al. 2018), optional beside "bce": gamma / 2 * E ||grad_x D(x)||^2 on real samples, which
+  keeps the discriminator flat around the real data, so that a generator close to it gets small gradients.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ def gradient_penalty(
     """
     eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
     mixed = eps * real + (1 - eps) * fake
-    grads = jax.grad(lambda x: jnp.sum(critic(x)))(mixed)
-    norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1) + 1e-12)
+    norms = jnp.sqrt(_squared_input_gradients(critic, mixed) + 1e-12)
     return jnp.mean((norms - 1.0) ** 2)
+
+
+def r1_penalty(discriminator: Callable[[jax.Array], jax.Array], real: jax.Array) -> jax.Array:
+    """mean_b ||grad_x D(x_b)||_2^2 on real samples x_b (the R1 penalty without its gamma / 2).
+
+    `discriminator` maps a batch (B, ...) to logits (B,); with batch statistics (BatchNorm in training
+    mode) the gradient of sum_b D(x_b) mixes the samples, and the penalty is that of the batch function.
+    """
+    return jnp.mean(_squared_input_gradients(discriminator, real))
+
+
+def _squared_input_gradients(critic: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """||grad_x sum_b critic(x)_b||^2 per sample (B,)."""
+    grads = jax.grad(lambda v: jnp.sum(critic(v)))(x)
+    return jnp.sum(grads.reshape(grads.shape[0], -1).astype(jnp.float32) ** 2, axis=1)

@@ -48,3 +48,15 @@ def test_wasserstein_losses_have_the_critic_and_generator_signs():
     real, fake = jnp.array([3.0, 1.0]), jnp.array([-1.0, 0.0])
     assert float(losses.wgan_critic(real, fake)) == pytest.approx(-2.5)  # critic wants real high, fake low
     assert float(losses.wgan_generator(fake)) == pytest.approx(0.5)  # generator wants fake high
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
+    # D(x) = <w, x> has gradient w at every real sample: the penalty is ||w||^2 whatever the batch
+    key_w, key_x = jax.random.split(jax.random.PRNGKey(2))
+    w = jax.random.normal(key_w, (4, 4, 4, 3))
+    real = jax.random.normal(key_x, (3, 4, 4, 4, 3))
+    r1 = losses.r1_penalty(lambda x: jnp.sum(x * w, axis=(1, 2, 3, 4)), real)
+    np.testing.assert_allclose(r1, jnp.sum(w**2), rtol=1e-5)
+    # a quadratic D(x) = ||x||^2 / 2 has gradient x: the penalty is the mean squared norm of the samples
+    r1 = losses.r1_penalty(lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3, 4)), real)
+    np.testing.assert_allclose(r1, jnp.mean(jnp.sum(real**2, axis=(1, 2, 3, 4))), rtol=1e-5)

@@ -34,3 +34,13 @@ def test_the_train_command_offers_and_describes_every_preset(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for name, preset in presets.PRESETS.items():
         assert f"{name}: {preset.about}" in text
+
+
+def test_training_options_override_the_preset_s_recipe():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    cli.add_training_arguments(p)
+    model, config = cli.training_configs(p.parse_args(["--r1", "2", "--lr", "3e-5"]), "cpu-smooth", 3)
+    assert (config.r1_weight, config.lr, config.loss, model.head_width) == (2.0, 3e-5, "bce", 8)
+    assert cli.training_configs(p.parse_args([]), "cpu", 3)[1].r1_weight == 0.0

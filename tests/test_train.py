@@ -233,6 +233,24 @@ def test_a_generator_update_lowers_its_loss_against_a_frozen_discriminator():
     assert float(after) < float(before)
 
 
+def test_the_r1_penalty_adds_gamma_half_of_the_real_batch_s_squared_input_gradient():
+    _, d_vars = init_variables(MICRO, jax.random.PRNGKey(0))
+    mesh = train.make_mesh(jax.devices()[:1])
+    real, fake = jax.random.uniform(jax.random.PRNGKey(3), (2, 4, 8, 8, 8, 3))
+    params, stats = d_vars["params"], d_vars["batch_stats"]
+    loss = {}
+    for gamma in (0.0, 4.0):
+        config = train.TrainConfig(batch_size=4, r1_weight=gamma).resolved()
+        ctx = train.StepContext(MICRO, config, train.VolumeJudge(MICRO, None, mesh), mesh)
+        loss[gamma] = float(train.steps._bce_discriminator_loss(ctx, stats, [real], [fake], params)[0])
+    judge = train.VolumeJudge(MICRO, None, mesh)
+    penalty = losses.r1_penalty(lambda x: judge.apply(params, stats, 0, x)[0], real)
+    assert float(penalty) > 0
+    np.testing.assert_allclose(loss[4.0] - loss[0.0], 2.0 * float(penalty), rtol=1e-4)
+    with pytest.raises(PorejaxError, match="r1 must be 0 .* with --loss bce"):
+        train.TrainConfig(loss="wgan-gp", r1_weight=1.0)
+
+
 def test_wgan_gp_runs_n_critic_updates_per_generator_update(tmp_path, volume):
     config = train.TrainConfig(loss="wgan-gp", steps=2, **QUIET)
     summary = train.train([volume], PHASES, tmp_path, MICRO, config, progress=False)

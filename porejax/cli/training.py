@@ -75,6 +75,13 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
         "--resume, e.g. lower to refine a run that has plateaued",
     )
     p.add_argument(
+        "--r1",
+        type=float,
+        metavar="GAMMA",
+        help="with --loss bce: the R1 penalty gamma / 2 * E ||grad_x D(x)||^2 on real samples, which keeps "
+        "the discriminator's gradients small near the real data (e.g. 1 to 10; default 0: off)",
+    )
+    p.add_argument(
         "--ema-decay",
         type=float,
         help="generate from an exponential moving average of the generator's weights with this decay "
@@ -138,6 +145,7 @@ def training_configs(args: argparse.Namespace, preset: str, n_phases: int, **fix
         checkpoint_every=args.checkpoint_every,
         keep_every=args.keep_every,
         ema_decay=args.ema_decay,
+        r1_weight=args.r1,
         discriminator_warmup=args.discriminator_warmup,
         **fixed,
     )

@@ -41,6 +41,7 @@ class TrainConfig:
     g_updates: int = 2  # bce: generator updates per discriminator update (k)
     n_critic: int = 5  # wgan-gp: critic updates per generator update
     gp_weight: float = 10.0  # wgan-gp: lambda
+    r1_weight: float = 0.0  # bce: gamma of the R1 penalty gamma / 2 * E ||grad_x D(x)||^2 on real samples (0: off)
     real_label: float = 0.9  # bce: D's target for real crops (one-sided label smoothing)
     fake_label: float = 0.0  # bce: D's target for generated crops
     g_target: float = 0.9  # bce: G's target for D(G(z)) (the paper's code uses the real label)
@@ -76,6 +77,11 @@ class TrainConfig:
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise PorejaxError(f"ema-decay must be in [0, 1) (0: no average; typical 0.999), got {self.ema_decay}")
+        if self.r1_weight < 0 or (self.r1_weight > 0 and self.loss != "bce"):
+            raise PorejaxError(
+                f"r1 must be 0 (off) or a positive weight with --loss bce (wgan-gp has its gradient penalty), "
+                f"got {self.r1_weight} with loss {self.loss}"
+            )
         if self.lr is not None and not self.lr > 0:
             raise PorejaxError(f"learning rate must be positive, got {self.lr}")
         if self.latent not in latents.LATENTS:

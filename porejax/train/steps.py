@@ -96,9 +96,13 @@ def _fakes(ctx: StepContext, g_params: Any, g_stats: Any, key: jax.Array) -> tup
 
 
 def _bce_discriminator_loss(ctx: StepContext, d_stats: Any, real: list, fake: list, params: Any):
-    """Sum over the discriminators of the BCE loss (real, then fake pass); aux (stats, real and fake logits)."""
+    """Sum over the discriminators of the BCE loss (real, then fake pass) plus, with `r1_weight`, the R1
+    penalty on the real batch (a pass of its own from the same statistics); aux (stats, real and fake logits)."""
     stats, total, real_logits, fake_logits = d_stats, 0.0, [], []
     for i, (r, f) in enumerate(zip(real, fake)):
+        if ctx.config.r1_weight > 0:
+            logits = functools.partial(lambda i, s, x: ctx.judge.apply(params, s, i, x)[0], i, stats)
+            total += ctx.config.r1_weight / 2 * losses.r1_penalty(logits, r)
         rl, stats = ctx.judge.apply(params, stats, i, r)
         fl, stats = ctx.judge.apply(params, stats, i, f)
         total += losses.bce_discriminator(rl, fl, ctx.config.real_label, ctx.config.fake_label)
