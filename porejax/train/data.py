@@ -94,9 +94,10 @@ def training_data(
         "holdout": holdout,
         "slices": {"discriminators": list(spec.keys), "images": fingerprints},
     }
+    planes = {key: ", ".join(f"{len(s)} of {s.shape[1]}x{s.shape[2]}" for s in sets[key]) for key in spec.keys}
     described = (
         f"slice discriminator(s) {list(spec.keys)} on {spec.crop}^2 slices ({spec.per_volume} per "
-        f"generated volume and axis) of images {dict(zip(spec.keys, spec.shapes))}"
+        f"generated volume and axis) of {'images' if images is not None else 'the volumes'} {planes}"
     )
     return spec, arrays, described, data
 
