@@ -16,6 +16,8 @@ the numbers the targets are stated in:
 - the smallest std ratio (gen / real) over every metric and phase (>= 0.7);
 - two-point correlation: the smallest fraction of lags inside the real band over phases and axes (>= 95%);
 - memorisation: the generated median nearest agreement against the real baseline's;
+- position (non-periodic reports): how many bands of distance from the nearest face deviate from the
+  set's overall fractions (the report's rule; target 0);
 - seams (periodic reports): the seam / interior mismatch ratio per axis (1.00 +- 0.05).
 """
 
@@ -28,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("volume_fraction", "specific_surface_area_per_um", "tpb_density_per_um2", "relative_diffusivity_xyz")
+METRICS = ("volume_fraction", "specific_surface_area", "tpb_density", "relative_diffusivity_xyz")
+# the sample keys of earlier reports, which carried their units
+_EARLIER = {"specific_surface_area": "specific_surface_area_per_um", "tpb_density": "tpb_density_per_um2"}
 
 
 def _samples(report: dict, which: str) -> dict[str, np.ndarray]:
-    return {m: np.asarray(report["samples"][which][m], dtype=float) for m in METRICS}
+    samples = report["samples"][which]
+    return {m: np.asarray(samples[m] if m in samples else samples[_EARLIER[m]], dtype=float) for m in METRICS}
 
 
 def _median_tau(samples: dict[str, np.ndarray]) -> np.ndarray:
@@ -54,8 +59,8 @@ def rows(report: dict) -> list[tuple[str, str]]:
     real, gen = _samples(report, "real"), _samples(report, "generated")
     mean = {k: (real[k].mean(axis=0), gen[k].mean(axis=0)) for k in METRICS}
     vf_r, vf_g = mean["volume_fraction"]
-    ssa_r, ssa_g = mean["specific_surface_area_per_um"]
-    tpb_r, tpb_g = mean["tpb_density_per_um2"]
+    ssa_r, ssa_g = mean["specific_surface_area"]
+    tpb_r, tpb_g = mean["tpb_density"]
     d_r, d_g = (m.mean(axis=-1) for m in mean["relative_diffusivity_xyz"])
     tau_r, tau_g = _median_tau(real), _median_tau(gen)
     out = [
@@ -89,6 +94,9 @@ def rows(report: dict) -> list[tuple[str, str]]:
             f"{mem['generated']['median']:.3f} vs {mem['baseline']['median']:.3f} ({mem['verdict']})",
         )
     )
+    if report.get("face_bands"):
+        bands = report["face_bands"]
+        out.append(("position: face bands deviating from the interior", f"{bands['deviating_bands']}"))
     if report.get("seams"):
         out.append(("seam ratio x / y / z", " / ".join(f"{report['seams'][a]['ratio']:.3f}" for a in "xyz")))
     return out
