@@ -2,7 +2,7 @@
 
     python -m experiments.targets REPORT_DIR [REPORT_DIR ...] [--names A,B,...]
 
-Reads each report's metrics.json (real and generated samples of the same report) and prints, per report,
+Reads each report's metrics.json (its table of means, and the per-volume samples for tau) and prints, per report,
 the numbers the targets are stated in:
 
 - volume fraction |mean gen - mean real| per phase (target <= 0.02);
@@ -30,14 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("volume_fraction", "specific_surface_area", "tpb_density", "relative_diffusivity_xyz")
-# the sample keys of earlier reports, which carried their units
-_EARLIER = {"specific_surface_area": "specific_surface_area_per_um", "tpb_density": "tpb_density_per_um2"}
+
+def _means(report: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(real, generated) means of `metric` per phase (one entry for TPB), from the report's own table."""
+    rows = [row for row in report["table"] if row["metric"] == metric]
+    return tuple(np.array([row[which]["mean"] for row in rows]) for which in ("real", "generated"))
 
 
 def _samples(report: dict, which: str) -> dict[str, np.ndarray]:
+    """Per-volume phase fractions (N, phases) and D_rel (N, phases, axes) of the real or generated set."""
     samples = report["samples"][which]
-    return {m: np.asarray(samples[m] if m in samples else samples[_EARLIER[m]], dtype=float) for m in METRICS}
+    return {m: np.asarray(samples[m], dtype=float) for m in ("volume_fraction", "relative_diffusivity_xyz")}
 
 
 def _median_tau(samples: dict[str, np.ndarray]) -> np.ndarray:
@@ -56,12 +59,11 @@ def _percent(gen: float, real: float) -> str:
 def rows(report: dict) -> list[tuple[str, str]]:
     """(target, value) rows of one report's metrics.json."""
     names = [p["name"] for p in report["phases"]]
+    vf_r, vf_g = _means(report, "volume_fraction")
+    ssa_r, ssa_g = _means(report, "specific_surface_area")
+    (tpb_r,), (tpb_g,) = _means(report, "tpb_density")
+    d_r, d_g = _means(report, "relative_diffusivity")
     real, gen = _samples(report, "real"), _samples(report, "generated")
-    mean = {k: (real[k].mean(axis=0), gen[k].mean(axis=0)) for k in METRICS}
-    vf_r, vf_g = mean["volume_fraction"]
-    ssa_r, ssa_g = mean["specific_surface_area"]
-    tpb_r, tpb_g = mean["tpb_density"]
-    d_r, d_g = (m.mean(axis=-1) for m in mean["relative_diffusivity_xyz"])
     tau_r, tau_g = _median_tau(real), _median_tau(gen)
     out = [
         ("vf gen - real", " / ".join(f"{n} {g - r:+.3f}" for n, g, r in zip(names, vf_g, vf_r))),

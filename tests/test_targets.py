@@ -12,7 +12,7 @@ CATHODE = Path(__file__).resolve().parents[1] / "experiments" / "results" / "cat
 REPORT = CATHODE / "report"
 
 
-# the committed reports of this and of an earlier report version (sample keys with units)
+# the committed reports of this and of an earlier report version
 @pytest.mark.parametrize("folder", [REPORT, CATHODE / "cpu_smooth" / "report"])
 def test_the_target_rows_restate_the_report_s_means_and_ratios(folder):
     report = json.loads((folder / "metrics.json").read_text())
