@@ -276,3 +276,70 @@ def test_cli_trains_from_three_images_of_the_planes(tmp_path):
         cli.main(["generate", "--checkpoint", str(work), "--size", "40", "--periodic", "xyz", "--out", str(out)]) == 0
     )
     assert tifffile.imread(out).shape == (40, 40, 40)
+
+
+def test_a_3d_discriminator_beside_the_slice_ones_trains_all_four_and_resumes_exactly(tmp_path, volume):
+    config = train.TrainConfig(
+        steps=4, loss="wgan-gp", n_critic=2, slices_per_volume=3, **{**QUIET, "discriminator": "volume+slices"}
+    )
+    model = dataclasses.replace(MICRO, d_norm="layer")  # critics without BatchNorm, as the slice presets
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train.train([volume], PHASES, straight, model, config, progress=False)
+    train.train([volume], PHASES, split, model, dataclasses.replace(config, steps=2), progress=False)
+    train.train([volume], PHASES, split, model, config, resume=True, progress=False)
+    assert _losses(_log(split)) == _losses(_log(straight))
+    fresh = train.init_state(model, config.resolved())
+    state = checkpoint.restore_state(split, jax.eval_shape(lambda: fresh).to_dict())[0]
+    assert set(state["d_params"]) == {"volume", "x", "y", "z"}
+    for name in ("volume", "x", "y", "z"):  # every discriminator learned
+        delta = jax.tree_util.tree_map(lambda a, b: a - b, state["d_params"][name], fresh.d_params[name])
+        assert float(_norm(delta)) > 0, name
+    assert jax.tree_util.tree_leaves(state["d_params"]["volume"])[0].ndim == 5  # a 3D kernel
+    meta = checkpoint.read_metadata(split)
+    assert meta["train"]["discriminator"] == "volume+slices"
+    assert meta["data"]["slices"]["discriminators"] == ["volume", "x", "y", "z"]
+    assert meta["data"]["volumes"][0]["shape"] == [12, 12, 12]
+
+
+def test_the_3d_discriminator_of_a_mixed_judge_sees_crops_and_passes_gradients_to_the_generator(volume):
+    spec, arrays, _, _ = train.training_data(
+        [volume], None, PHASES, MICRO, train.TrainConfig(batch_size=2, discriminator="volume+slices"), ["v"]
+    )
+    judge = train.MixedJudge(
+        train.VolumeJudge(MICRO, spec.crops, train.make_mesh()), train.SliceJudge(MICRO, spec.slices, train.make_mesh())
+    )
+    assert judge.count == 4
+    real = judge.real(jax.device_put(arrays), jax.random.PRNGKey(0), jax.random.PRNGKey(1), jnp.int32(0))
+    assert [r.shape for r in real] == [(2, 8, 8, 8, 3)] + [(16, 8, 8, 3)] * 3
+    state = train.init_state(MICRO, train.TrainConfig(discriminator="volume+slices").resolved())
+    z = latents.draw_training_latents(MICRO, "periodic", jax.random.PRNGKey(2), 2)
+
+    def loss(g_params, d_params):  # the 3D discriminator alone
+        fake, _ = train.apply_generator(MICRO, "periodic", g_params, state.g_stats, z)
+        logits, _ = judge.apply(d_params, state.d_stats, 0, judge.fake(fake, jax.random.PRNGKey(3))[0])
+        return losses.bce_generator(logits)
+
+    g_grad, d_grad = jax.grad(loss, argnums=(0, 1))(state.g_params, state.d_params)
+    assert float(_norm(g_grad)) > 0 and float(_norm(d_grad["volume"])) > 0
+    assert all(float(_norm(d_grad[k])) == 0 for k in "xyz")
+    with pytest.raises(PorejaxError, match=r"volume\+slices judges 3D crops and 2D slices of 3D volumes"):
+        train.training_data(
+            [],
+            {"x": [volume[0]], "y": [volume[0]], "z": [volume[0]]},
+            PHASES,
+            MICRO,
+            train.TrainConfig(discriminator="volume+slices"),
+            None,
+        )
+
+
+def test_cli_trains_a_3d_discriminator_beside_slice_ones_on_a_volume(tmp_path):
+    tifffile.imwrite(tmp_path / "v.tif", synthetic.cathode(36, seed=3))
+    work = tmp_path / "run"
+    args = ["train", "--data", str(tmp_path / "v.tif"), "--discriminator", "volume+slices", "--workdir", str(work)]
+    args += ["--preset", "slices-tiny", "--steps", "1", "--batch-size", "2", "--slices-per-volume", "2"]
+    assert cli.main(args) == 0
+    meta = checkpoint.read_metadata(work)
+    assert meta["train"]["discriminator"] == "volume+slices" and meta["preset"] == "slices-tiny"
+    assert meta["data"]["slices"]["discriminators"] == ["volume", "x", "y", "z"]
+    assert "ssa_real" in _log(work)[-1]["eval"]  # the quick evaluation compares with real 3D crops

@@ -34,9 +34,10 @@ def add_train(sub) -> None:
         )
     p.add_argument(
         "--discriminator",
-        choices=("volume", "slices", "shared-slices"),
+        choices=("volume", "slices", "shared-slices", "volume+slices"),
         help="volume: 3D crops (default for --data); slices: 2D, one per axis (--slices-x/-y/-z, or "
-        "the slices of --data volumes); shared-slices: 2D, one for all axes (--slices)",
+        "the slices of --data volumes); shared-slices: 2D, one for all axes (--slices); volume+slices: "
+        "a 3D discriminator on crops of --data volumes beside one on their slices per axis",
     )
     p.add_argument(
         "--slices-per-volume",

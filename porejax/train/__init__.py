@@ -2,7 +2,7 @@
 
     config.py        TrainConfig (recipe and cadence), what a resumed run may change
     state.py         TrainState, initialisation, the optimiser, weight averaging, the frozen generator
-    judges.py        what the discriminators judge: 3D crops or 2D slices (the only difference of the two)
+    judges.py        what the discriminators judge: 3D crops, 2D slices, or both (the only difference)
     steps.py         the BCE and WGAN-GP steps (top-level functions), jitted and cached per recipe
     distributed.py   the device mesh, replication, joining a multi-process run
     data.py          training data, holdout, data fingerprint, resume and warm-start compatibility
@@ -16,7 +16,7 @@ Latents (training and statistics latents): `porejax.latents`; standing BatchNorm
 from porejax.train.config import CADENCE, RESUME_MAY_CHANGE, TrainConfig
 from porejax.train.data import data_fingerprint, training_data
 from porejax.train.distributed import initialize_distributed, make_mesh, replicate
-from porejax.train.judges import SliceJudge, VolumeJudge
+from porejax.train.judges import MixedJudge, SliceJudge, VolumeJudge
 from porejax.train.loop import train
 from porejax.train.monitoring import LOG_FILE, SAMPLES_DIR
 from porejax.train.state import TrainState, ema_update, frozen_generator, init_state, start_state
@@ -27,6 +27,7 @@ __all__ = [
     "LOG_FILE",
     "RESUME_MAY_CHANGE",
     "SAMPLES_DIR",
+    "MixedJudge",
     "SliceJudge",
     "StepContext",
     "TrainConfig",

@@ -15,7 +15,8 @@ from porejax import dataset, latents, losses, slices
 from porejax.errors import PorejaxError
 
 _ADAM_DEFAULTS = {"bce": (2e-5, 0.5, 0.999), "wgan-gp": (1e-4, 0.0, 0.9)}
-DISCRIMINATORS = ("volume",) + slices.LAYOUTS
+MIXED = "volume+slices"  # a 3D discriminator on crops beside one slice discriminator per axis
+DISCRIMINATORS = ("volume",) + slices.LAYOUTS + (MIXED,)
 _AT_LEAST_ONE = (
     "batch_size",
     "g_updates",
@@ -59,7 +60,9 @@ class TrainConfig:
     eval_samples: int = 8  # generated volumes per quick evaluation
     standing_batches: int = 32  # batches of latents for the generator's standing statistics
     ema_decay: float = 0.0  # > 0: generate from an exponential moving average of the generator's weights
-    discriminator: str = "volume"  # "volume" (3D crops), "slices" (2D, one per axis) or "shared-slices" (2D, one)
+    # "volume" (3D crops), "slices" (2D, one per axis), "shared-slices" (2D, one) or "volume+slices" (both: 3D
+    # crops and 2D slices of the volumes, judged by four discriminators)
+    discriminator: str = "volume"
     slices_per_volume: int = 0  # slice discriminators: random slices per generated volume and axis (0: all)
     # the first steps of a run train only the discriminator(s): a fresh discriminator beside a warm-started
     # generator (--generator-from) learns to judge it before the generator follows its gradients

@@ -14,7 +14,8 @@ import numpy as np
 from porejax import checkpoint, dataset, slices
 from porejax.errors import PorejaxError
 from porejax.models import ModelConfig
-from porejax.train.config import TrainConfig, recipe_changes
+from porejax.train.config import MIXED, TrainConfig, recipe_changes
+from porejax.train.judges import VOLUME_KEY, MixedSpec
 from porejax.volume import PhaseMap
 
 
@@ -74,6 +75,8 @@ def training_data(
             )
         spec, arrays, described = _crops(train_parts, phase_map, model_config, config)
         return spec, arrays, described, {"volumes": data_fingerprint(volumes, sources), "holdout": holdout}
+    if config.discriminator == MIXED:
+        return _mixed(volumes, images, train_parts, phase_map, model_config, config, sources, holdout)
     if config.sampling != "random" or config.augment:
         raise PorejaxError(
             "slice discriminators sample random slices without augmentation: drop --sampling strided and --augment"
@@ -100,6 +103,27 @@ def training_data(
         f"generated volume and axis) of {'images' if images is not None else 'the volumes'} {planes}"
     )
     return spec, arrays, described, data
+
+
+def _mixed(volumes, images, train_parts, phase_map, model_config, config, sources, holdout):
+    """training_data's result for a 3D discriminator on crops beside slice discriminators of the volumes."""
+    if images is not None or not len(volumes):
+        raise PorejaxError(
+            f"--discriminator {MIXED} judges 3D crops and 2D slices of 3D volumes: give the volumes with --data "
+            "(2D images train slice discriminators only: --discriminator slices)"
+        )
+    crop_spec, crop_arrays, described = _crops(train_parts, phase_map, model_config, config)
+    sets = slices.image_sets("slices", train_parts)
+    per_volume = config.slices_per_volume or model_config.crop_size
+    slice_spec, slice_arrays = slices.prepare(sets, phase_map, model_config.crop_size, config.batch_size, per_volume)
+    data = {
+        "volumes": data_fingerprint(volumes, sources),
+        "holdout": holdout,
+        "slices": {"discriminators": [VOLUME_KEY, *slice_spec.keys], "images": {}},
+    }
+    described += f", and {slice_spec.crop}^2 slices of them ({per_volume} per generated volume and axis) for x, y, z"
+    arrays = {VOLUME_KEY: crop_arrays, "slices": slice_arrays}
+    return MixedSpec(crop_spec, slice_spec), arrays, described, data
 
 
 def _crops(parts: Sequence[np.ndarray], phase_map: PhaseMap, model_config: ModelConfig, config: TrainConfig):

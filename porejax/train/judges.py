@@ -96,6 +96,50 @@ class SliceJudge:
         return out, {**stats, name: upd.get("batch_stats", stats[name])}
 
 
-def judge_for(model_config: ModelConfig, spec: dataset.CropSpec | slices.SliceSpec, mesh: Mesh):
-    """The judge of a sampling spec: crops for a CropSpec, slices for a SliceSpec."""
+VOLUME_KEY = "volume"  # the 3D discriminator's entry in a MixedJudge's params and statistics
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedSpec:
+    """3D crops and 2D slices of the same training volumes, for a `MixedJudge`."""
+
+    crops: dataset.CropSpec
+    slices: slices.SliceSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedJudge:
+    volume: VolumeJudge
+    planes: SliceJudge
+
+    @property
+    def count(self) -> int:
+        return 1 + self.planes.count
+
+    def real(self, arrays: dict, key: jax.Array, data_key: jax.Array, index: jax.Array) -> list[jax.Array]:
+        """[3D crops (B, S, S, S, C)] + per direction its real slices (N, S, S, C)."""
+        k_volume, k_planes = jax.random.split(key)
+        return self.volume.real(arrays[VOLUME_KEY], k_volume, data_key, index) + self.planes.real(
+            arrays["slices"], k_planes, data_key, index
+        )
+
+    def fake(self, volumes: jax.Array, key: jax.Array) -> list[jax.Array]:
+        """[the generated volumes] + per direction slices of them."""
+        return self.volume.fake(volumes, key) + self.planes.fake(volumes, key)
+
+    def apply(self, params: dict, stats: dict, i: int, x: jax.Array) -> tuple[jax.Array, dict]:
+        """Discriminator i (0: the 3D one, 1..3: direction i - 1) on x: (logits, updated statistics of all)."""
+        if i == 0:
+            out, new = self.volume.apply(params[VOLUME_KEY], stats[VOLUME_KEY], 0, x)
+            return out, {**stats, VOLUME_KEY: new}
+        return self.planes.apply(params, stats, i - 1, x)
+
+
+Spec = dataset.CropSpec | slices.SliceSpec | MixedSpec
+
+
+def judge_for(model_config: ModelConfig, spec: Spec, mesh: Mesh):
+    """The judge of a sampling spec: crops for a CropSpec, slices for a SliceSpec, both for a MixedSpec."""
+    if isinstance(spec, MixedSpec):
+        return MixedJudge(VolumeJudge(model_config, spec.crops, mesh), SliceJudge(model_config, spec.slices, mesh))
     return (SliceJudge if isinstance(spec, slices.SliceSpec) else VolumeJudge)(model_config, spec, mesh)

@@ -51,7 +51,8 @@ def train(
 
     With `config.discriminator` "slices" or "shared-slices" the discriminators judge 2D slices
     (`porejax.train.judges`): of the `volumes`, or of 2D label `images` ({"xyz": stacks} or {"x", "y", "z"},
-    see `porejax.slices`; `volumes` then empty, `sources` optionally {key: names}).
+    see `porejax.slices`; `volumes` then empty, `sources` optionally {key: names}). With "volume+slices" a 3D
+    discriminator judges crops of the `volumes` beside slice discriminators of their slices.
 
     Holds out the last `config.holdout` x-slices of every volume. Writes WORKDIR/porejax.json (model,
     PhaseMap, train config, data fingerprint and held-out region), WORKDIR/checkpoints/<step>/ (generator

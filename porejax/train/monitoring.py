@@ -17,6 +17,7 @@ from porejax.generate import FrozenGenerator
 from porejax.latents import draw_latents, statistics_latent
 from porejax.models import ModelConfig
 from porejax.train.config import TrainConfig
+from porejax.train.judges import VOLUME_KEY, MixedSpec, Spec
 from porejax.volume import PhaseMap
 
 LOG_FILE = "log.jsonl"
@@ -24,9 +25,11 @@ SAMPLES_DIR = "samples"
 REAL_EVAL_CROPS = 32  # real crops the quick evaluation compares against (drawn once per run)
 
 
-def real_reference(arrays: dict, spec: dataset.CropSpec | slices.SliceSpec, seed: int) -> np.ndarray:
+def real_reference(arrays: dict, spec: Spec, seed: int) -> np.ndarray:
     """REAL_EVAL_CROPS phase-index crops (B, S, S, S) of the training data, the same for every evaluation
-    ((B, 1, S, S) slices for slice discriminators)."""
+    ((B, 1, S, S) slices for slice discriminators alone)."""
+    if isinstance(spec, MixedSpec):
+        return real_reference(arrays[VOLUME_KEY], spec.crops, seed)
     if isinstance(spec, slices.SliceSpec):
         return slices.real_reference(arrays, spec, REAL_EVAL_CROPS, seed)
     spec = dataclasses.replace(spec, batch_size=REAL_EVAL_CROPS, augment=False)

@@ -5,7 +5,8 @@ State (`TrainState`): generator and discriminator params and BatchNorm statistic
 step, the step RNG key and the data key (raw uint32 keys). Every random draw of step s is a function of
 the state at step s, so a run resumed from a checkpoint follows the uninterrupted trajectory exactly.
 With slice discriminators d_params / d_stats / d_opt hold {name: ...} over the discriminators (one Adam
-state over the tree: Adam is element-wise, so each discriminator has its own moments).
+state over the tree: Adam is element-wise, so each discriminator has its own moments); "volume+slices"
+adds the 3D discriminator as {"volume": ...}.
 
 Frozen generator: each checkpoint stores, besides the train state, the generator (its weights' moving
 average with `ema_decay`) with standing statistics (`porejax.standing`) estimated on `standing_batches`
@@ -27,7 +28,8 @@ from porejax import checkpoint, slices
 from porejax.latents import statistics_latent
 from porejax.models import ModelConfig, init_slice_discriminators, init_variables
 from porejax.standing import standing_statistics
-from porejax.train.config import TrainConfig
+from porejax.train.config import MIXED, TrainConfig
+from porejax.train.judges import VOLUME_KEY
 
 
 @flax.struct.dataclass
@@ -58,9 +60,11 @@ def init_state(model_config: ModelConfig, config: TrainConfig) -> TrainState:
     k_init, k_step, k_data = jax.random.split(jax.random.PRNGKey(config.seed), 3)
     g_vars, d_vars = init_variables(model_config, k_init)
     if config.discriminator != "volume":
-        d_vars = init_slice_discriminators(
-            model_config, slices.discriminator_keys(config.discriminator), jax.random.split(k_init)[1]
-        )
+        layout = "slices" if config.discriminator == MIXED else config.discriminator
+        planes = init_slice_discriminators(model_config, slices.discriminator_keys(layout), jax.random.split(k_init)[1])
+        if config.discriminator == MIXED:  # the 3D discriminator beside the slice ones
+            planes = {part: {VOLUME_KEY: d_vars[part], **planes[part]} for part in ("params", "batch_stats")}
+        d_vars = planes
     tx = optimizer(config)
     return TrainState(
         step=jnp.zeros((), jnp.int32),

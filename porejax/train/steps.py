@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from porejax import dataset, losses, slices
+from porejax import losses
 from porejax.latents import draw_training_latents, training_latent
 from porejax.models import Generator, ModelConfig
 from porejax.train.config import TrainConfig, recipe
-from porejax.train.judges import VolumeJudge, SliceJudge, judge_for
+from porejax.train.judges import MixedJudge, SliceJudge, Spec, VolumeJudge, judge_for
 from porejax.train.state import TrainState, ema_update, optimizer
 
 
@@ -35,7 +35,7 @@ class StepContext:
 
     model_config: ModelConfig
     config: TrainConfig  # resolved
-    judge: VolumeJudge | SliceJudge
+    judge: VolumeJudge | SliceJudge | MixedJudge
     mesh: Mesh
 
     @property
@@ -220,7 +220,7 @@ def averaged_step(ctx: StepContext, step, state: TrainState, arrays: dict) -> tu
 def step_fn(
     model_config: ModelConfig,
     config: TrainConfig,
-    spec: dataset.CropSpec | slices.SliceSpec,
+    spec: Spec,
     mesh: Mesh,
     train_generator: bool = True,
 ):
