@@ -3,7 +3,8 @@
 One generator network (periodic training latents, crop-sized volumes) and one set of discriminator widths;
 the variants differ only in what the discriminator judges: `volume` (S^3 crops, the 3D discriminator),
 `slices-all` (one 2D discriminator per axis, every S^2 slice normal to its axis of every generated volume,
-against as many real slices), `slices-N` (N random slices per generated volume and axis). Real data: the
+against as many real slices), `slices-N` (N random slices per generated volume and axis), `volume+slices-N`
+(the 3D discriminator beside the slice ones with N slices, the first N given). Real data: the
 slices (or crops) of a synthetic cathode. All variants run in one process, their steps interleaved
 A B C A B C ... so that other load on the machine hits each alike; the median step time after one warm-up
 step is reported, with the cost per generated voxel (step time / (batch * S^3)) and compile time.
@@ -55,6 +56,12 @@ def measure(preset: str, batch: int, loss: str, per_volume: list[int], rounds: i
             f"slices-{n}": dataclasses.replace(base, discriminator="slices", slices_per_volume=n)
             for n in per_volume
             if n < crop
+        }
+    )
+    variants.update(  # the 3D discriminator beside the slice ones (`--discriminator volume+slices`)
+        {
+            f"volume+slices-{n}": dataclasses.replace(base, discriminator="volume+slices", slices_per_volume=n)
+            for n in per_volume[:1]
         }
     )
     volume = synthetic.cathode(side, seed=0)
