@@ -68,11 +68,15 @@ def run(
     generator = load_generator(checkpoint)
     phase_map, unit = generator.phase_map, generator.config.period_unit
     voxel_size = phase_map.voxel_size or 1.0
-    usable = [s for s in sides if s % unit == 0]
+    least = generator.smallest_periodic_side
+    usable = [s for s in sides if s % unit == 0 and s >= least]
     for s in sorted(set(sides) - set(usable)):
-        print(f"skipping side {s}: not a multiple of the period unit {unit}")
+        print(f"skipping side {s}: not a multiple of the period unit {unit} of at least {least}")
     if not usable:
-        raise PorejaxError(f"no side is a multiple of the checkpoint's period unit {unit}: pass --sides accordingly")
+        raise PorejaxError(
+            f"no side is a multiple of the checkpoint's period unit {unit} of at least {least} (its smallest "
+            "periodic side): pass --sides accordingly"
+        )
     if reference_side % unit:
         raise PorejaxError(f"--reference-side {reference_side} is not a multiple of the period unit {unit}")
     out.mkdir(parents=True, exist_ok=True)

@@ -312,6 +312,20 @@ def test_periodically_trained_generators_give_the_interior_of_non_periodic_axes(
     assert v.shape == (5, 17, 32)
 
 
+def test_periodic_volumes_smaller_than_the_training_ones_are_refused_naming_the_smallest(gen, interior_gen, tmp_path):
+    """A torus smaller than the periodic latents a generator trained on repeats latent values inside its
+    receptive field: refused, one line naming the smallest size; 1^3-trained generators keep every size."""
+    u, least = interior_gen.config.period_unit, interior_gen.config.crop_size // interior_gen.config.period_unit
+    message = f"needs at least {least * u} voxels \\({least} latent voxels\\) along y.*Use --size {least * u}"
+    with pytest.raises(porejax.PorejaxError, match=message):
+        interior_gen.labels(interior_gen.latent(0, (least, least - 1, least)), "xyz")
+    with pytest.raises(porejax.PorejaxError, match=message):
+        interior_gen.latent_size_for((least * u, least * u - u, 8), "y")
+    assert interior_gen.labels(interior_gen.latent(0, interior_gen.latent_size_for(8)), size=8).shape == (8, 8, 8)
+    assert interior_gen.labels(interior_gen.latent(0, (least, 2 * least, least)), "xyz").shape[1] == 2 * least * u
+    assert gen.labels(gen.latent(0, 1), "xyz").shape == (u, u, u)  # trained on 1^3 latents: any torus
+
+
 @pytest.mark.parametrize(("periodic", "chunk"), [("", None), ("", 7), ("x", 16)])
 def test_interior_chunked_equals_one_shot(interior_gen, periodic, chunk):
     z = interior_gen.latent(seed=6, size=(9, 7, 8))
@@ -320,8 +334,8 @@ def test_interior_chunked_equals_one_shot(interior_gen, periodic, chunk):
 
 def test_probability_fn_is_differentiable_and_equals_probabilities(interior_gen):
     g = interior_gen
-    z = g.latent(seed=4, size=(8, 7, 2))
-    fn = g.probability_fn(z.shape[:3], "z", size=(12, 8, 16))
-    np.testing.assert_allclose(np.asarray(jax.jit(fn)(z)), g.probabilities(z, "z", size=(12, 8, 16)), atol=1e-5)
+    z = g.latent(seed=4, size=(8, 7, 4))
+    fn = g.probability_fn(z.shape[:3], "z", size=(12, 8, 32))
+    np.testing.assert_allclose(np.asarray(jax.jit(fn)(z)), g.probabilities(z, "z", size=(12, 8, 32)), atol=1e-5)
     grad = jax.grad(lambda latent: fn(latent)[..., 0].mean())(jnp.asarray(z))
     assert grad.shape == z.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0

@@ -103,7 +103,9 @@ def add_generate(sub) -> None:
         "--periodic",
         default="",
         metavar="AXES",
-        help="periodic axes, any subset of xyz (x, y, z = array axes 0, 1, 2); default none",
+        help="periodic axes, any subset of xyz (x, y, z = array axes 0, 1, 2); default none. A periodic "
+        "side is a multiple of the period unit and, for generators trained on periodic latents, at least "
+        "their training volume's side (smaller tori are another material: refused)",
     )
     p.add_argument("--seed", type=int, default=0, help="latent seed; volume i of --count uses seed + i")
     p.add_argument("--count", type=int, default=1, help="number of volumes: writes OUT_0.tif ... OUT_{K-1}.tif")

@@ -16,6 +16,8 @@ uses the statistics stored in the checkpoint, so a volume does not depend on bat
   such a generator never saw in training.
 - Non-periodic axes of a generator trained on the paper's 1^3 latents (zero padding, `--latent point`,
   imported PyTorch generators): side u (a + 3) (64 + 16 (a - 1) for the paper), faces included, as trained.
+- Periodic axes of a generator trained on periodic latents: at least its training latent's side
+  (`min_periodic_latent`, `FrozenGenerator.smallest_periodic_side`); smaller tori are refused.
 - `size` (`--size N`) centre-crops what a latent gives; `latent_size_for(N)` is the smallest latent that
   gives N voxels.
 - Chunked: the generator is local, so a volume is generated tile by tile from latent windows with a halo
@@ -31,6 +33,7 @@ from porejax.generate.plan import (
     default_chunk,
     latent_window,
     layer_crops,
+    min_periodic_latent,
     output_side,
     parse_periodic,
     periodic_halo,
@@ -46,5 +49,6 @@ __all__ = [
     "load_generator",
     "output_side",
     "parse_periodic",
+    "min_periodic_latent",
     "periodic_halo",
 ]

@@ -21,6 +21,7 @@ from porejax.generate.plan import (
     as_triple,
     default_chunk,
     latent_sides,
+    min_periodic_latent,
     one_piece,
     pad_latents,
     parse_periodic,
@@ -76,6 +77,11 @@ class FrozenGenerator:
         """Whether non-periodic axes keep only the interior (see `porejax.generate`): true for generators
         trained on periodic latents, which never saw a zero-padded face."""
         return self.training_latent == "periodic"
+
+    @property
+    def smallest_periodic_side(self) -> int:
+        """Voxels of the smallest periodic side this generator makes (`porejax.generate.min_periodic_latent`)."""
+        return self.config.period_unit * min_periodic_latent(self.config, self.interior_only)
 
     def latent(self, seed: int = 0, size: int | Sequence[int] = 1) -> np.ndarray:
         """Standard-normal latent (A, A, A, latent_channels) float32; `size` may be a 3-tuple."""

@@ -116,6 +116,26 @@ class AxisPlan:
     latent_size: int  # padded latent length
 
 
+def min_periodic_latent(config: ModelConfig, interior: bool) -> int:
+    """Smallest latent side of a periodic axis. For a generator trained on periodic latents (`interior`):
+    the side it was trained on (crop / u); a smaller torus repeats latent values inside the generator's
+    receptive field, an input it never saw, and gives another material (measured: README, "Generating").
+    1 for generators trained on 1^3 latents, whose periodic volumes are an extrapolation at every size."""
+    return max(1, config.crop_size // config.period_unit) if interior else 1
+
+
+def _check_periodic_latent(config: ModelConfig, a: int, axis: int, interior: bool) -> None:
+    least = min_periodic_latent(config, interior)
+    if a < least:
+        u = config.period_unit
+        raise PorejaxError(
+            f"a periodic volume of this generator needs at least {least * u} voxels ({least} latent voxels) "
+            f"along {AXES[axis]}, the periodic volumes it was trained on; got {a * u}: smaller ones repeat "
+            f"latent values within its receptive field and give another material. Use --size {least * u} "
+            "or larger, or a non-periodic volume (any size)"
+        )
+
+
 def output_side(config: ModelConfig, latent_side: int, periodic: bool, interior: bool) -> int:
     """Output voxels along one axis for a latent of `latent_side`: u a periodic, u (a - 2 h) for the
     interior of a non-periodic axis (`interior`), u (a + 3) with zero-padded faces otherwise."""
@@ -145,6 +165,7 @@ def plan(
         if n > full:
             raise PorejaxError(f"requested {n} voxels along {AXES[axis]} but a latent of {a} gives {full}")
         if circ:
+            _check_periodic_latent(config, a, axis, interior)
             if n != full:
                 raise PorejaxError(f"periodic output along {AXES[axis]} has exactly {full} voxels for latent {a}")
             plans.append(AxisPlan(n, u * h + 3 * u // 2, h, a + 2 * h))
@@ -168,6 +189,7 @@ def latent_sides(
                 f"period unit) along {AXES[axis]}; got {n}: use {choices}"
             )
         if circ:
+            _check_periodic_latent(config, n // u, axis, interior)
             latent.append(n // u)
         elif interior:
             latent.append(math.ceil(n / u) + 2 * periodic_halo(config))
