@@ -205,8 +205,8 @@ def test_a_generator_with_an_output_head_trains_and_generates(tmp_path, volume):
     assert meta["model"]["head_width"] == 2 and variables["params"]["deconv2"]["kernel"].shape == (3, 3, 3, 2, 3)
     fresh = init_variables(model, jax.random.PRNGKey(0))[0]["params"]["deconv2"]["kernel"]
     assert not np.allclose(variables["params"]["deconv2"]["kernel"], fresh)  # the head is trained
-    labels = porejax.load_generator(tmp_path).labels(np.zeros((3, 3, 3, 4), np.float32) + 0.5, "xyz")
-    assert labels.shape == (6, 6, 6) and set(np.unique(labels)) <= set(PHASES.labels)
+    labels = porejax.load_generator(tmp_path).labels(np.zeros((4, 4, 4, 4), np.float32) + 0.5, "xyz")
+    assert labels.shape == (8, 8, 8) and set(np.unique(labels)) <= set(PHASES.labels)
 
 
 def test_two_devices_give_the_losses_of_one_for_the_same_global_batch(tmp_path, volume):
