@@ -121,6 +121,9 @@ def main(argv=None) -> int:
     names = args.names.split(",") if args.names else [r.name for r in args.reports]
     if len(names) != len(args.reports):
         p.error(f"--names gives {len(names)} names for {len(args.reports)} reports")
+    missing = [str(r) for r in args.reports if not (r / "metrics.json").is_file()]
+    if missing:
+        p.error(f"no metrics.json in {', '.join(missing)}: give porejax compare output folders")
     print(table(args.reports, names))
     return 0
 

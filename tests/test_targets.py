@@ -39,3 +39,10 @@ def test_the_table_has_one_column_per_report():
     text = targets.table([REPORT, REPORT], ["a", "b"])
     assert text.splitlines()[0] == "| target | a | b |"
     assert all(line.count("|") == 4 for line in text.splitlines())
+
+
+def test_a_folder_without_a_report_is_one_line_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        targets.main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert f"no metrics.json in {tmp_path}" in err and "Traceback" not in err
