@@ -47,8 +47,8 @@ __all__ = [
     "latent_window",
     "layer_crops",
     "load_generator",
+    "min_periodic_latent",
     "output_side",
     "parse_periodic",
-    "min_periodic_latent",
     "periodic_halo",
 ]

@@ -119,7 +119,7 @@ class AxisPlan:
 def min_periodic_latent(config: ModelConfig, interior: bool) -> int:
     """Smallest latent side of a periodic axis. For a generator trained on periodic latents (`interior`):
     the side it was trained on (crop / u); a smaller torus repeats latent values inside the generator's
-    receptive field, an input it never saw, and gives another material (measured: README, "Generating").
+    receptive field, an input it never saw, and gives another material (measured: README, "Python API").
     1 for generators trained on 1^3 latents, whose periodic volumes are an extrapolation at every size."""
     return max(1, config.crop_size // config.period_unit) if interior else 1
 
