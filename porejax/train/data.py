@@ -86,10 +86,7 @@ def training_data(
             "--holdout applies to 3D volumes, not to 2D images: drop it (hold out part of an image "
             "by cropping the image)"
         )
-    sets = slices.image_sets(config.discriminator, train_parts, images)
-    spec, arrays = slices.prepare(
-        sets, phase_map, model_config.crop_size, config.batch_size, config.slices_per_volume or model_config.crop_size
-    )
+    sets, spec, arrays = _slice_data(config.discriminator, train_parts, images, phase_map, model_config, config)
     names = sources if isinstance(sources, Mapping) else {}
     fingerprints = {} if images is None else {name: data_fingerprint(sets[name], names.get(name)) for name in spec.keys}
     data = {
@@ -113,17 +110,24 @@ def _mixed(volumes, images, train_parts, phase_map, model_config, config, source
             "(2D images train slice discriminators only: --discriminator slices)"
         )
     crop_spec, crop_arrays, described = _crops(train_parts, phase_map, model_config, config)
-    sets = slices.image_sets("slices", train_parts)
-    per_volume = config.slices_per_volume or model_config.crop_size
-    slice_spec, slice_arrays = slices.prepare(sets, phase_map, model_config.crop_size, config.batch_size, per_volume)
+    _, slice_spec, slice_arrays = _slice_data("slices", train_parts, None, phase_map, model_config, config)
     data = {
         "volumes": data_fingerprint(volumes, sources),
         "holdout": holdout,
         "slices": {"discriminators": [VOLUME_KEY, *slice_spec.keys], "images": {}},
     }
-    described += f", and {slice_spec.crop}^2 slices of them ({per_volume} per generated volume and axis) for x, y, z"
+    described += (
+        f", and {slice_spec.crop}^2 slices of them ({slice_spec.per_volume} per generated volume and axis) for x, y, z"
+    )
     arrays = {VOLUME_KEY: crop_arrays, "slices": slice_arrays}
     return MixedSpec(crop_spec, slice_spec), arrays, described, data
+
+
+def _slice_data(layout, train_parts, images, phase_map, model_config, config):
+    """(image sets, SliceSpec, host arrays) of `layout`'s slice discriminators, from the volumes or images."""
+    sets = slices.image_sets(layout, train_parts, images)
+    per_volume = config.slices_per_volume or model_config.crop_size
+    return (sets, *slices.prepare(sets, phase_map, model_config.crop_size, config.batch_size, per_volume))
 
 
 def _crops(parts: Sequence[np.ndarray], phase_map: PhaseMap, model_config: ModelConfig, config: TrainConfig):
