@@ -68,6 +68,7 @@ def test_transposed_conv_matches_pytorch_semantics(k, s, p, modes):
     if k % s == 0:  # generation passes the kernel prepared once in its sub-pixel form: the same values
         prepared = subpixel_kernel(jnp.asarray(w), s, p)
         assert prepared.shape == (k // s,) * 3 + (3,) + (s,) * 3 + (2,)
+        np.testing.assert_array_equal(subpixel_kernel(w, s, p), prepared)  # numpy in, numpy out (on the host)
         np.testing.assert_array_equal(np.asarray(conv_transpose3d(jnp.asarray(x), prepared, s, p, modes)), fast)
 
 

@@ -37,11 +37,11 @@ from porejax.volume import PhaseMap, decode
 _BATCH = 8  # latents per jitted call when generating a batch
 
 
-@functools.partial(jax.jit, static_argnames="config")
 def _prepared_kernels(params: dict, config: ModelConfig) -> dict:
-    """{"deconv<i>": {"kernel": sub-pixel form}} of the generator's transposed convolutions."""
+    """{"deconv<i>": {"kernel": sub-pixel form}} of the generator's transposed convolutions, made on the host
+    (numpy permutations: no program to compile before the first volume)."""
     return {
-        f"deconv{i}": {"kernel": prepare_transpose_kernel(params[f"deconv{i}"]["kernel"], stride, pad)}
+        f"deconv{i}": {"kernel": prepare_transpose_kernel(np.asarray(params[f"deconv{i}"]["kernel"]), stride, pad)}
         for i, (_, kernel, stride, pad) in enumerate(config.generator_layers)
         if kernel % stride == 0
     }
@@ -150,8 +150,7 @@ class FrozenGenerator:
     @functools.cached_property
     def _generation_variables(self) -> dict:
         """`variables` on the device, with the kernels prepared for the layers' products once (not per call)."""
-        variables = jax.device_put(self.variables)
-        return {**variables, PREPARED: _prepared_kernels(variables["params"], self.config)}
+        return jax.device_put({**self.variables, PREPARED: _prepared_kernels(self.variables["params"], self.config)})
 
     def probability_fn(
         self, latent_shape: Sequence[int], periodic: str | Sequence[bool] = "", size: int | Sequence[int] | None = None

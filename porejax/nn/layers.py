@@ -180,7 +180,9 @@ def conv3d(
 # c_r = f_r + 1 - q.
 def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarray:
     """Kernel (k, k, k, C_in, C_out) of a transposed convolution with k % stride == 0 -> its sub-pixel form
-    (q, q, q, C_in, s, s, s, C_out), q = k / s: what the "matmul" form of `conv_transpose3d` multiplies with."""
+    (q, q, q, C_in, s, s, s, C_out), q = k / s: what the "matmul" form of `conv_transpose3d` multiplies with.
+    A numpy kernel gives a numpy result (generation prepares kernels on the host: nothing to compile)."""
+    xp = np if isinstance(kernel, np.ndarray) else jnp
     s, p = stride, padding
     q = kernel.shape[0] // s
     w = kernel
@@ -189,9 +191,9 @@ def subpixel_kernel(kernel: jnp.ndarray, stride: int, padding: int) -> jnp.ndarr
     # A permutation without gathers, so its gradient is one too (a gather's would scatter into zeros).
     for axis in (0, 2, 4):
         w = w.reshape(w.shape[:axis] + (q, s) + w.shape[axis + 1 :])
-        w = jnp.flip(w, (axis, axis + 1) if s == 2 and p % 2 else axis)
+        w = xp.flip(w, (axis, axis + 1) if s == 2 and p % 2 else axis)
         if s != 2 and p % s:
-            w = jnp.roll(w, -p, axis + 1)
+            w = xp.roll(w, -p, axis + 1)
     return w.transpose(0, 2, 4, 6, 1, 3, 5, 7)
 
 
