@@ -38,6 +38,7 @@ import numpy as np
 
 from experiments.cathode_slices import central_planes
 from porejax import checkpoint, losses, train
+from porejax.latents import draw_training_latents
 from porejax.models import ModelConfig
 from porejax.train.judges import judge_for
 from porejax.train.steps import judged
@@ -56,19 +57,19 @@ def gradient_fn(ctx: train.StepContext):
     """(state, latents z, slice key) -> (generator gradient, critics' fake-term gradient), both flat."""
 
     def fn(state, z, key):
-        def g_loss(params):
-            fake, _ = ctx.generate(params, state.g_stats, z)
-            scores, _ = judged(ctx, state.d_params, state.d_stats, ctx.judge.fake(fake, key))
-            return sum(losses.wgan_generator(s) for s in scores)
+        fake, pullback = jax.vjp(lambda params: ctx.generate(params, state.g_stats, z)[0], state.g_params)
+        batches = ctx.judge.fake(fake, key)
 
-        fake, _ = ctx.generate(state.g_params, state.g_stats, z)
-        batches = ctx.judge.fake(jax.lax.stop_gradient(fake), key)
+        def g_loss(volumes):
+            scores, _ = judged(ctx, state.d_params, state.d_stats, ctx.judge.fake(volumes, key))
+            return sum(losses.wgan_generator(s) for s in scores)
 
         def d_fake(params):
             scores, _ = judged(ctx, params, state.d_stats, batches)
             return sum(jnp.mean(s) for s in scores)
 
-        return _flat(jax.grad(g_loss)(state.g_params)), _flat(jax.grad(d_fake)(state.d_params))
+        (g_grad,) = pullback(jax.grad(g_loss)(fake))
+        return _flat(g_grad), _flat(jax.grad(d_fake)(state.d_params))
 
     return jax.jit(fn)
 
@@ -83,7 +84,7 @@ def measure(run: Path, data: Path, per_volume: list[int], draws: int) -> dict:
     with checkpoint.Checkpoints(run) as store:
         state = train.start_state(model, base, store, step, mesh)
     keys = jax.random.split(jax.random.PRNGKey(0), draws)
-    z = [train.StepContext(model, base, None, mesh).latents(jax.random.fold_in(k, 0)) for k in keys]
+    z = [draw_training_latents(model, base.latent, jax.random.fold_in(k, 0), base.batch_size) for k in keys]
     grads = {}
     for n in [0] + per_volume:
         config = dataclasses.replace(base, slices_per_volume=n)
