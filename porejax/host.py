@@ -11,7 +11,9 @@ benchmarks/NOTES.md ("Host allocator").
 Every `porejax` command compiles its XLA programs afresh: seconds at each start (the generator's stages,
 the diffusion solver, a training step), often longer than the computation. `use_compilation_cache` keeps
 compiled programs on disk (JAX's persistent compilation cache, keyed by program, JAX version and device),
-so a second run of the same command and sizes loads them instead. The CLI turns it on for every command.
+so a second run of the same command and sizes loads them instead. It also turns on `porejax.programs`,
+which keeps the generator's programs whole in a subfolder, found again without tracing them. The CLI turns
+both on for every command.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def cpu_backend_expected() -> bool:
 CACHE_ENV = "POREJAX_COMPILATION_CACHE"  # a folder, or "off"
 _OFF = ("off", "0", "no", "false", "none")
 _MIN_COMPILE_SECONDS = 0.1  # programs compiling faster than this are not worth a file
+PROGRAMS_FOLDER = "programs"  # in the cache folder: whole compiled programs of `porejax.programs`
 
 
 def compilation_cache_dir(environ=os.environ) -> str | None:
@@ -97,10 +100,15 @@ def use_compilation_cache(environ=os.environ) -> str | None:
     when off or when the folder cannot be created (the command then compiles as without it). A cache
     folder the user gave JAX itself (JAX_COMPILATION_CACHE_DIR) is left to JAX, as is a threshold given in
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS (default here: programs that compile in 0.1 s or more)."""
+    from porejax import programs
+
     if environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return environ["JAX_COMPILATION_CACHE_DIR"]
+        path = environ["JAX_COMPILATION_CACHE_DIR"]
+        programs.keep_in(os.path.join(path, PROGRAMS_FOLDER))
+        return path
     path = compilation_cache_dir(environ)
     if path is None:
+        programs.keep_in(None)
         return None
     try:
         os.makedirs(path, exist_ok=True)
@@ -111,4 +119,5 @@ def use_compilation_cache(environ=os.environ) -> str | None:
     jax.config.update("jax_compilation_cache_dir", path)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    programs.keep_in(os.path.join(path, PROGRAMS_FOLDER))
     return path

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from porejax import programs
 from porejax.errors import PorejaxError
 
 LATENTS = ("periodic", "point")
@@ -42,9 +43,24 @@ def draw(key: jax.Array, shape: Sequence[int]) -> jax.Array:
     return jax.random.normal(key, (math.prod(shape),), jnp.float32).reshape(shape)
 
 
+_draw = jax.jit(draw, static_argnames="shape")
+
+
 def from_seed(seed: int, shape: Sequence[int]) -> np.ndarray:
-    """The latent of `shape` (e.g. (A, B, C, latent_channels)) that integer `seed` names, as a numpy array."""
-    return np.asarray(draw(jax.random.PRNGKey(int(seed)), shape))
+    """The latent of `shape` (e.g. (A, B, C, latent_channels)) that integer `seed` names, as a numpy array:
+    `draw(jax.random.PRNGKey(seed), shape)`, one program kept by `porejax.programs` (no tracing in a
+    repeated command)."""
+    shape = tuple(int(n) for n in shape)
+    return np.asarray(programs.run(_draw, {"shape": shape}, seed_key(seed)))
+
+
+def seed_key(seed: int) -> np.ndarray:
+    """`jax.random.PRNGKey(seed)` as its raw uint32 data. For 0 <= seed < 2^31 under the default threefry
+    implementation that is (0, seed), made here without a compiled program; otherwise JAX makes it."""
+    seed = int(seed)
+    if 0 <= seed < 2**31 and str(jax.config.jax_default_prng_impl) == "threefry2x32":
+        return np.array([0, seed], np.uint32)
+    return np.asarray(jax.random.key_data(jax.random.PRNGKey(seed)))
 
 
 def draw_latents(model_config, key: jax.Array, batch: int, side: int) -> jax.Array:

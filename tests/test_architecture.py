@@ -34,6 +34,7 @@ def _porejax_imports(name: str) -> set[str]:
     [
         ("axes", set()),
         ("errors", set()),
+        ("programs", set()),
         ("store", {"porejax.errors"}),
         ("volume", {"porejax.errors", "porejax.axes", "porejax.store"}),
     ],

@@ -175,7 +175,7 @@ def _run_generate(args) -> int:
         what = "" if args.part is None else f" part {args.part[0] + 1}/{args.part[1]} of"
         print(
             f"wrote{what} {out}: {shape[0]}x{shape[1]}x{shape[2]} labels {list(gen.phase_map.labels)}, "
-            f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.1f} s"
+            f"periodic '{args.periodic or 'none'}', seed {args.seed + i}, {time.perf_counter() - start:.2f} s"
         )
     return 0
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from porejax import checkpoint, latents
+from porejax import checkpoint, latents, programs
 from porejax.errors import PorejaxError
 from porejax.generate import output
 from porejax.generate.plan import (
@@ -48,14 +48,14 @@ def _prepared_kernels(params: dict, config: ModelConfig) -> dict:
 
 
 @functools.partial(jax.jit, static_argnames=("config", "lengths"))
-def _kept_probabilities(variables: dict, z: jnp.ndarray, config: ModelConfig, lengths: tuple, starts: jnp.ndarray):
+def _kept_probabilities(variables: dict, z: jnp.ndarray, starts: jnp.ndarray, config: ModelConfig, lengths: tuple):
     """The zero-padded generator on latent windows z (B, ...), keeping per layer the crops (lengths, starts)."""
     return Generator(config).apply(variables, z, train=False, keep=(lengths, starts))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "lengths"))
-def _indices_and_confidence(variables: dict, z: jnp.ndarray, config: ModelConfig, lengths: tuple, starts: jnp.ndarray):
-    p = _kept_probabilities(variables, z, config, lengths, starts)[0]
+def _indices_and_confidence(variables: dict, z: jnp.ndarray, starts: jnp.ndarray, config: ModelConfig, lengths: tuple):
+    p = _kept_probabilities(variables, z, starts, config, lengths)[0]
     return jnp.argmax(p, axis=-1).astype(jnp.uint8), jnp.max(p, axis=-1)
 
 
@@ -166,7 +166,7 @@ class FrozenGenerator:
 
         def fn(z):
             padded = jnp.pad(jnp.asarray(z, jnp.float32), pad, mode="wrap")
-            return _kept_probabilities(variables, padded[window][None], config, lengths, jnp.asarray(starts))[0]
+            return _kept_probabilities(variables, padded[window][None], jnp.asarray(starts), config, lengths)[0]
 
         return fn
 
@@ -182,11 +182,11 @@ class FrozenGenerator:
         out = np.concatenate(
             [
                 np.asarray(
-                    _kept_probabilities(
+                    programs.run(
+                        _kept_probabilities,
+                        {"config": self.config, "lengths": lengths},
                         self._generation_variables,
                         jnp.asarray(padded[i : i + _BATCH]),
-                        self.config,
-                        lengths,
                         jnp.asarray(starts),
                     )
                 )
@@ -242,11 +242,11 @@ class FrozenGenerator:
             per_axis[0] = per_axis[0][i * len(per_axis[0]) // n : (i + 1) * len(per_axis[0]) // n]
         for tx, ty, tz in itertools.product(*per_axis):
             window, lengths, starts = tile_program(self.config, plans, (tx, ty, tz))
-            idx, c = _indices_and_confidence(
+            idx, c = programs.run(
+                _indices_and_confidence,
+                {"config": self.config, "lengths": lengths},
                 self._generation_variables,
                 jnp.asarray(padded[(slice(None),) + window]),
-                self.config,
-                lengths,
                 jnp.asarray(starts),
             )
             yield (tx[0], ty[0], tz[0]), lut[np.asarray(idx)], np.asarray(c)
