@@ -79,10 +79,14 @@ def layer_times(batch: int, forms: list[str], rounds: int) -> dict:
                 y, vjp = jax.vjp(lambda x, w: conv(x.astype(dtype), w, s, p), x, w)
                 return y, vjp(g)
 
-            saved = matmul_conv.IM2COL_MAX_BYTES
-            matmul_conv.IM2COL_MAX_BYTES = 0 if form == "subpixel-xla" else saved
+            saved = matmul_conv.IM2COL_MAX_BYTES, matmul_conv._in_slabs
+            if form == "subpixel-xla":  # every stride-1 product as XLA's convolution
+                matmul_conv.IM2COL_MAX_BYTES = 0
+                matmul_conv._in_slabs = lambda form, x, kernel, pads, modes, size: matmul_conv.conv_valid(
+                    matmul_conv.extend(x, pads, modes), kernel
+                )
             compiled = jax.jit(fb).lower(x, w, g).compile()
-            matmul_conv.IM2COL_MAX_BYTES = saved
+            matmul_conv.IM2COL_MAX_BYTES, matmul_conv._in_slabs = saved
             args = tuple(jnp.asarray(a) for a in (x, w, g))
             fns[form] = lambda compiled=compiled, args=args: jax.block_until_ready(compiled(*args))
         times = {f: [] for f in fns}

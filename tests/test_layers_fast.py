@@ -49,10 +49,12 @@ def phase_path(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["im2col", "xla"])
+@pytest.fixture(params=["im2col", "slabs"])
 def conv_path(request, monkeypatch):
-    if request.param == "xla":
+    """The products in one piece, or in slabs of one output row each (as large generation tiles are made)."""
+    if request.param == "slabs":
         monkeypatch.setattr(matmul_conv, "IM2COL_MAX_BYTES", 0)
+        monkeypatch.setattr(matmul_conv, "SLAB_BYTES", 1)
     return request.param
 
 

@@ -25,8 +25,8 @@ convolution as space-to-depth followed by a convolution. Every stride-1 convolut
 product: patches (the q^3 shifted windows stacked along channels) times the kernel ("im2col"), or, when
 it has fewer output than input channels, the input times the kernel summed back over the taps
 ("col2im"); custom gradients make the backward passes matrix products too. Intermediates above
-`IM2COL_MAX_BYTES` (large generation tiles, where memory matters more than speed) use XLA's convolution
-(the stride-1 forms and their cost model: porejax.nn.matmul_conv).
+`IM2COL_MAX_BYTES` (large generation tiles) are made in slabs along the first spatial axis, so memory stays
+bounded (the stride-1 forms and their cost model: porejax.nn.matmul_conv).
 `*_reference` give the textbook forms (tests).
 
 Mixed precision: the input may be bfloat16 while the kernel stays float32 (master weights); the matrix

@@ -5,7 +5,8 @@ stacked along channels) times the kernel ("im2col"), or, when the layer has fewe
 channels, the input times the kernel, summed back over the taps ("col2im"). Custom gradients make both
 backward passes matrix products too; zero padding is skipped and circular padding folded into the windows
 (no padded copy of the input). `conv_stride1` picks the cheaper form by a cost model (flops plus
-MOVE_COST_FLOPS per intermediate element); intermediates above IM2COL_MAX_BYTES use XLA's convolution.
+MOVE_COST_FLOPS per intermediate element); intermediates above IM2COL_MAX_BYTES are made in slabs along the
+first spatial axis.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 from porejax.nn.padding import ZEROS, Modes, pad_spatial
 
 DIMS = ("NDHWC", "DHWIO", "NDHWC")  # channels-last volumes, kernels (k, k, k, C_in, C_out)
-IM2COL_MAX_BYTES = 1 << 30
+IM2COL_MAX_BYTES = 1 << 30  # larger intermediates are made in slabs of at most SLAB_BYTES
+SLAB_BYTES = 1 << 28
 MOVE_COST_FLOPS = 100  # matrix-product flops costing as much as writing and reading one intermediate element
 # kernel gradients (sums over all positions of outer products) of at least this width on both sides are
 # one product with a transposed operand; narrower ones are CONTRACT_BLOCKS row-block products summed
@@ -222,6 +224,31 @@ def conv_stride1(
         _conv_col2im: (inputs * q**3 * c_out * (2 * c_in + MOVE_COST_FLOPS), inputs * q**3 * c_out),
     }
     form = min(cost, key=lambda f: cost[f][0])
+    pads, modes = tuple(tuple(p) for p in pads), tuple(modes)
     if cost[form][1] * 4 > IM2COL_MAX_BYTES:
-        return conv_valid(extend(x, pads, modes), kernel)
-    return form(x, kernel, tuple(tuple(p) for p in pads), tuple(modes))
+        return _in_slabs(form, x, kernel, pads, modes, cost[form][1] * 4)
+    return form(x, kernel, pads, modes)
+
+
+def _in_slabs(form, x: jnp.ndarray, kernel: jnp.ndarray, pads, modes: Modes, intermediate_bytes: int) -> jnp.ndarray:
+    """`form` (x, kernel, pads, modes) computed slab by slab of output rows along the first spatial axis, each
+    slab's intermediate at most SLAB_BYTES (a `lax.map`: one slab's program, compiled once).
+
+    For large generation tiles, whose patches would take gigabytes: memory stays bounded while the products
+    keep their speed (XLA's own convolution, which needs no patches, runs these layers 2-3x slower)."""
+    q = kernel.shape[0]
+    x = extend(x, [pads[0], (0, 0), (0, 0)], modes)  # the first axis' padding made, so slabs are valid along it
+    rows = x.shape[1] - q + 1
+    count = -(-intermediate_bytes // SLAB_BYTES)
+    per_slab = -(-rows // count)
+    count = -(-rows // per_slab)
+    x = jnp.pad(x, [(0, 0), (0, count * per_slab - rows)] + [(0, 0)] * 3)
+    inner = (("zeros",) + tuple(modes[1:]), ((0, 0),) + tuple(pads[1:]))
+
+    def slab(i):
+        part = jax.lax.dynamic_slice_in_dim(x, i * per_slab, per_slab + q - 1, axis=1)
+        return form(part, kernel, inner[1], inner[0])
+
+    y = jax.lax.map(slab, jnp.arange(count))  # (count, B, per_slab, H', W', C_out)
+    y = jnp.moveaxis(y, 0, 1).reshape(x.shape[0], count * per_slab, *y.shape[3:])
+    return y[:, :rows]
