@@ -133,7 +133,14 @@ def _load(path: Path):
 
 
 def _compile_and_keep(fn: Callable, static: dict, args: tuple, path: Path):
-    program = fn.lower(*args, **static).compile()
+    # compiled afresh, never taken from JAX's persistent cache: an executable loaded from there serialises
+    # without its machine code ("Function ... not found" when the copy runs)
+    cached = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        program = fn.lower(*args, **static).compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cached)
     try:
         device_ids = [d.id for d in program.runtime_executable().local_devices()]
         payload = pickle.dumps((*serialize_executable.serialize(program), device_ids))

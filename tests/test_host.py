@@ -2,6 +2,7 @@
 programs are kept on disk between runs of the command."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -126,3 +127,11 @@ def test_a_second_run_of_a_command_loads_its_programs_from_the_cache(tmp_path):
     porejax(*generate, str(tmp_path / "second.tif"))
     assert sorted(os.listdir(cache)) == entries
     assert (tmp_path / "first.tif").read_bytes() == (tmp_path / "second.tif").read_bytes()
+    # whole programs (porejax.programs) lost while JAX's cache holds them: kept again, and they run
+    kept = sorted(os.listdir(cache / "programs"))
+    assert kept
+    shutil.rmtree(cache / "programs")
+    for name in ("third.tif", "fourth.tif"):
+        porejax(*generate, str(tmp_path / name))
+        assert (tmp_path / "first.tif").read_bytes() == (tmp_path / name).read_bytes()
+    assert sorted(os.listdir(cache / "programs")) == kept

@@ -246,8 +246,8 @@ class FrozenGenerator:
                 _indices_and_confidence,
                 {"config": self.config, "lengths": lengths},
                 self._generation_variables,
-                jnp.asarray(padded[(slice(None),) + window]),
-                jnp.asarray(starts),
+                padded[(slice(None),) + window],
+                starts,
             )
             yield (tx[0], ty[0], tz[0]), lut[np.asarray(idx)], np.asarray(c)
 
