@@ -93,7 +93,7 @@ def _environment() -> tuple:
         sys.version_info[:2],
         backend.platform,
         backend.platform_version,
-        tuple(str(d) for d in jax.devices()),
+        tuple((str(d), d.device_kind) for d in jax.devices()),
         _cpu(),
         tuple(os.environ.get(name, "") for name in _SETTINGS_ENV),
         tuple(str(getattr(jax.config, option, None)) for option in _JAX_OPTIONS),
