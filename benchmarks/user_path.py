@@ -1,11 +1,12 @@
 """What a user runs, side by side with the PyTorch reference (benchmarks/torch_reference.py) in one run.
 
 train: `porejax train --preset paper --batch-size B` as its own process (data loading, the loop, logging
-every step, on-device crop sampling, the default periodic 4^3 latents; and `--latent point`, the paper's
-1^3 latents), seconds per iteration from its log.jsonl: the differences of consecutive "time" entries
-after the compiling step. The process is stopped after `--steps` logged iterations, before any
-evaluation or checkpoint. Beside it the PyTorch reference's loop (crops sampled, one iteration) in its own
-process, and the isolated jitted step (`benchmarks.train_step`). Rounds interleave all of them.
+every step, on-device crop sampling, the default periodic 4^3 latents; `--latent point`, the paper's
+1^3 latents; and `--precision bfloat16`, the opt-in mixed precision), seconds per iteration from its
+log.jsonl: the differences of consecutive "time" entries after the compiling step. The process is
+stopped after `--steps` logged iterations, before any evaluation or checkpoint. Beside it the PyTorch
+reference's loop (crops sampled, one iteration) in its own process, and the isolated jitted step
+(`benchmarks.train_step`). Rounds interleave all of them.
 
 generate: `porejax generate --checkpoint <paper init> --size S --out x.tif` (process wall time, and the
 time it prints for generating and writing) twice per round with a new, empty compilation cache: a first
@@ -43,6 +44,12 @@ from benchmarks.training_setup import N_PHASES, VOLUME_SIDE
 ROOT = Path(__file__).resolve().parents[1]
 POREJAX = [sys.executable, "-m", "porejax.cli"]
 LATENTS = ("periodic", "point")
+# `porejax train` variants timed: the default, the paper's 1^3 latents, and the opt-in mixed precision
+CLI_VARIANTS = {
+    "periodic": ("periodic", "float32"),
+    "point": ("point", "float32"),
+    "bfloat16": ("periodic", "bfloat16"),
+}
 
 
 def _env(cache: Path | None = None) -> dict:
@@ -59,11 +66,14 @@ def _median(values: list[float]) -> float:
     return round(float(np.median(values)), 3)
 
 
-def train_cli(data: Path, workdir: Path, latent: str, batch: int, steps: int) -> dict:
-    """Iteration times (s) of `porejax train` from its log, the process stopped after `steps` + 1 records."""
+def train_cli(data: Path, workdir: Path, variant: str, batch: int, steps: int) -> dict:
+    """Iteration times (s) of `porejax train` from its log, the process stopped after `steps` + 1 records.
+    variant: a key of CLI_VARIANTS."""
     log = workdir / "log.jsonl"
+    latent, precision = CLI_VARIANTS[variant]
     args = ["train", "--data", str(data), "--workdir", str(workdir), "--preset", "paper"]
-    args += ["--batch-size", str(batch), "--latent", latent, "--steps", "100000", "--log-every", "1"]
+    args += ["--batch-size", str(batch), "--latent", latent, "--precision", precision]
+    args += ["--steps", "100000", "--log-every", "1"]
     start = time.perf_counter()
     proc = subprocess.Popen(POREJAX + args, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     records: list[dict] = []
@@ -95,15 +105,15 @@ def torch_loop(batch: int, steps: int) -> list[float]:
 
 def train_section(batch: int, rounds: int, steps: int) -> dict:
     """`porejax train` (periodic and point latents), the isolated step and the PyTorch loop, rounds interleaved."""
-    out: dict = {"cli": {latent: [] for latent in LATENTS}, "torch_loop": [], "step": []}
+    out: dict = {"cli": {variant: [] for variant in CLI_VARIANTS}, "torch_loop": [], "step": []}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "volume.npy"
         np.save(data, np.random.default_rng(0).integers(0, N_PHASES, (VOLUME_SIDE,) * 3).astype(np.uint8))
         for r in range(rounds):
-            for latent in LATENTS:
-                run = train_cli(data, Path(tmp) / f"{latent}_{r}", latent, batch, steps)
-                out["cli"][latent] += run["times_s"]
-                print(json.dumps({"round": r, "cli": latent, **run}), file=sys.stderr, flush=True)
+            for variant in CLI_VARIANTS:
+                run = train_cli(data, Path(tmp) / f"{variant}_{r}", variant, batch, steps)
+                out["cli"][variant] += run["times_s"]
+                print(json.dumps({"round": r, "cli": variant, **run}), file=sys.stderr, flush=True)
             out["torch_loop"] += torch_loop(batch, steps)
             step = train_step.measure(batch, ["porejax-periodic", "porejax", "torch"], steps, 1)
             out["step"].append({v: step[v]["times_s"] for v in step})
@@ -118,6 +128,7 @@ def train_section(batch: int, rounds: int, steps: int) -> dict:
     summary = {
         "porejax train (default: periodic latents)": _median(out["cli"]["periodic"]),
         "porejax train --latent point": _median(out["cli"]["point"]),
+        "porejax train --precision bfloat16 (opt-in)": _median(out["cli"]["bfloat16"]),
         "PyTorch reference loop": torch_s,
         "isolated step, periodic latents": _median(step_times["porejax-periodic"]),
         "isolated step, point latents": _median(step_times["porejax"]),
@@ -126,6 +137,9 @@ def train_section(batch: int, rounds: int, steps: int) -> dict:
     ratios = {
         "train periodic vs PyTorch loop": round(torch_s / summary["porejax train (default: periodic latents)"], 3),
         "train point vs PyTorch loop": round(torch_s / summary["porejax train --latent point"], 3),
+        "train bfloat16 (opt-in) vs PyTorch loop": round(
+            torch_s / summary["porejax train --precision bfloat16 (opt-in)"], 3
+        ),
         "train periodic / train point": round(
             summary["porejax train (default: periodic latents)"] / summary["porejax train --latent point"], 3
         ),
