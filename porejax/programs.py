@@ -2,14 +2,14 @@
 
 JAX's persistent compilation cache (`porejax.host.use_compilation_cache`) skips XLA's compilation on a
 second run, but its key is the lowered program, so every process still traces and lowers each program
-first. For the generator's tile program at 144^3 that is 0.3 s of a 1.3 s command, a quarter of it. `run`
-keys a compiled program by what determines it instead: the jitted function, its static arguments, the
-shapes, dtypes and tree structure of its array arguments, porejax's source, the versions of JAX, jaxlib,
-flax and numpy, the backend, the devices, the CPU's model and instruction-set flags (XLA compiles for the
-host CPU) and the settings that change what is traced or compiled (XLA_FLAGS, POREJAX_CONV, JAX's
-precision and x64 options). On a hit the serialised executable is loaded (about 0.02 s) and run; on a
-miss the function is lowered and compiled as jit would, run, and written for the next process. Results
-are those of the jitted function, bit for bit (the same executable).
+first, which for a short command is a large part of its time (benchmarks/NOTES.md). `run` keys a compiled
+program by what determines it instead: the jitted function, its static arguments, the shapes, dtypes and
+tree structure of its array arguments, porejax's source, the versions of JAX, jaxlib, flax and numpy, the
+backend, the devices, the CPU's model and instruction-set flags (XLA compiles for the host CPU) and the
+settings that change what is traced or compiled (XLA_FLAGS, POREJAX_CONV, JAX's precision and x64
+options). On a hit the serialised executable is loaded and run; on a miss the function is lowered and
+compiled as jit would, run, and written for the next process. Results are those of the jitted function,
+bit for bit (the same executable).
 
 Off unless `keep_in` names a folder (the CLI does, through `use_compilation_cache`); `run` is then plain
 `fn(*args, **static)`. A file that cannot be read or loaded is compiled again and replaced; a folder that

@@ -235,7 +235,8 @@ def _in_slabs(form, x: jnp.ndarray, kernel: jnp.ndarray, pads, modes: Modes, int
     slab's intermediate at most SLAB_BYTES (a `lax.map`: one slab's program, compiled once).
 
     For large generation tiles, whose patches would take gigabytes: memory stays bounded while the products
-    keep their speed (XLA's own convolution, which needs no patches, runs these layers 2-3x slower)."""
+    keep their speed (XLA's own convolution, which needs no patches, runs these layers much slower:
+    benchmarks/NOTES.md)."""
     q = kernel.shape[0]
     x = extend(x, [pads[0], (0, 0), (0, 0)], modes)  # the first axis' padding made, so slabs are valid along it
     rows = x.shape[1] - q + 1
