@@ -113,6 +113,7 @@ def use_compilation_cache(environ=os.environ) -> str | None:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError:
+        programs.keep_in(None)
         return None
     import jax
 

@@ -28,14 +28,15 @@ def kept(tmp_path):
     programs.keep_in(None)
 
 
-def _new_process(folder, monkeypatch, fn):
-    """Forget the loaded programs (as a new process would) and make any tracing of `fn` fail."""
+def _new_process(folder, monkeypatch, *fns):
+    """Forget the loaded programs (as a new process would) and make any tracing of `fns` fail."""
     programs.keep_in(folder)
 
     def no_tracing(*args, **kwargs):
         raise AssertionError("traced although the program was kept")
 
-    monkeypatch.setattr(fn, "lower", no_tracing, raising=False)
+    for fn in fns:
+        monkeypatch.setattr(fn, "lower", no_tracing, raising=False)
 
 
 def _operands(seed=0, shape=(5, 4)):
@@ -109,8 +110,7 @@ def test_generation_and_latents_through_kept_programs_are_unchanged(kept, monkey
     first = gen.generate(z, periodic="xy", chunk=16)
     from porejax.generate import frozen
 
-    _new_process(kept, monkeypatch, frozen._indices_and_confidence)
-    monkeypatch.setattr(latents._draw, "lower", frozen._indices_and_confidence.lower, raising=False)
+    _new_process(kept, monkeypatch, frozen._indices_and_confidence, latents._draw)
     again = gen.generate(latents.from_seed(5, z.shape), periodic="xy", chunk=16)
     for a, b, c in zip(plain, first, again):
         np.testing.assert_array_equal(a, b)

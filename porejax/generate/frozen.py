@@ -186,8 +186,8 @@ class FrozenGenerator:
                         _kept_probabilities,
                         {"config": self.config, "lengths": lengths},
                         self._generation_variables,
-                        jnp.asarray(padded[i : i + _BATCH]),
-                        jnp.asarray(starts),
+                        padded[i : i + _BATCH],
+                        starts,
                     )
                 )
                 for i in range(0, len(zb), _BATCH)

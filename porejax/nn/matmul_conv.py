@@ -244,11 +244,11 @@ def _in_slabs(form, x: jnp.ndarray, kernel: jnp.ndarray, pads, modes: Modes, int
     per_slab = -(-rows // count)
     count = -(-rows // per_slab)
     x = jnp.pad(x, [(0, 0), (0, count * per_slab - rows)] + [(0, 0)] * 3)
-    inner = (("zeros",) + tuple(modes[1:]), ((0, 0),) + tuple(pads[1:]))
+    slab_pads, slab_modes = ((0, 0), *pads[1:]), ("zeros", *modes[1:])
 
     def slab(i):
         part = jax.lax.dynamic_slice_in_dim(x, i * per_slab, per_slab + q - 1, axis=1)
-        return form(part, kernel, inner[1], inner[0])
+        return form(part, kernel, slab_pads, slab_modes)
 
     y = jax.lax.map(slab, jnp.arange(count))  # (count, B, per_slab, H', W', C_out)
     y = jnp.moveaxis(y, 0, 1).reshape(x.shape[0], count * per_slab, *y.shape[3:])
